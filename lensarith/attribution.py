@@ -1,0 +1,159 @@
+"""Direct logit attribution: each component's share of a logit or logit difference.
+
+The final LayerNorm is linear once its scale is frozen from the run:
+``LN(x) = (x - mean(x)) / scale * w + b``. Each component ``c`` contributes
+``((c - mean(c)) / scale * w) @ W_U[:, t]``; the ``final_bias`` component holds
+``b @ W_U[:, t] + b_U[t]``. The contributions sum exactly to the model's logit (or
+logit difference). Unlike ``ActivationCache.logit_attrs``, the LayerNorm weight ``w`` is
+applied, so unfolded models attribute correctly too.
+"""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from ._errors import LensarithError
+from .decompose import Granularity, components
+from .recipes import register_recipe
+from .result import Result, provenance
+from .sites import Site
+from .tasks import Batch, as_batch, token_ids
+
+__all__ = ["direct_logit_attribution", "DLAResult", "final_ln_linear"]
+
+
+class DLAResult(Result):
+    """``attributions`` ``[component, batch]`` summing to ``total`` ``[batch]``."""
+
+    kind = "dla"
+
+    @property
+    def attributions(self) -> Float[Tensor, "component batch"]:
+        return self.tensors["attributions"]
+
+    @property
+    def total(self) -> Float[Tensor, " batch"]:
+        return self.tensors["total"]
+
+    @property
+    def component_labels(self) -> list[str]:
+        return self.labels["component"]
+
+    def mean(self) -> dict[str, float]:
+        """Mean attribution per component label."""
+        return dict(zip(self.component_labels, self.attributions.mean(-1).tolist()))
+
+    def top(self, k: int = 10) -> list[tuple[str, float]]:
+        """The ``k`` components with the largest mean absolute attribution."""
+        means = self.attributions.mean(-1)
+        order = means.abs().argsort(descending=True)[:k]
+        return [(self.component_labels[i], float(means[i])) for i in order]
+
+
+def final_ln_linear(model, stack: Float[Tensor, "component batch d_model"],
+                    resid: Float[Tensor, "batch d_model"]) -> tuple[Tensor, Tensor]:
+    """Apply the final norm to a stack with the scale frozen from ``resid``.
+
+    Returns ``(normed_stack, bias)``: ``normed_stack.sum(0) + bias == ln_final(resid)``.
+    """
+    cfg = model.cfg
+    norm = cfg.normalization_type
+    if norm is None:
+        return stack, torch.zeros_like(resid)
+    eps = cfg.eps
+    if norm in ("LN", "LNPre"):
+        centred = stack - stack.mean(-1, keepdim=True)
+        r = resid - resid.mean(-1, keepdim=True)
+    elif norm in ("RMS", "RMSPre"):
+        centred, r = stack, resid
+    else:
+        raise LensarithError(f"unsupported final normalization {norm!r}")
+    scale = (r.pow(2).mean(-1, keepdim=True) + eps).sqrt()
+    normed = centred / scale
+    bias = torch.zeros_like(resid)
+    if norm in ("LN", "RMS"):
+        normed = normed * model.ln_final.w
+        if norm == "LN":
+            bias = bias + model.ln_final.b
+    return normed, bias
+
+
+def _directions(model, ids: Tensor) -> tuple[Tensor, Tensor]:
+    """Unembedding columns ``[batch, d_model]`` and biases ``[batch]`` of per-row ids."""
+    return model.W_U[:, ids].T, model.b_U[ids]
+
+
+@register_recipe("direct_logit_attribution")
+def direct_logit_attribution(
+    model,
+    prompts,
+    answers=None,
+    baselines=None,
+    *,
+    granularity: Granularity = "layer",
+    position: int | str = "last",
+    batch_size: int = 32,
+    progress: bool | None = None,
+) -> DLAResult:
+    """Attribute ``logit(answer)`` or ``logit(answer) - logit(baseline)`` to components.
+
+    Args:
+        model: a HookedTransformer.
+        prompts: strings, ``Example`` objects, token ids or a ``Batch``.
+        answers: one token per prompt (strings, ids, a tensor ``[batch]``); default: the
+            prompts' answers. ``"argument"`` uses the prompts' arguments.
+        baselines: one token per prompt to subtract (e.g. ``"argument"`` for the paper's
+            answer - argument direction), or None for the plain logit.
+        granularity: ``layer``, ``head`` or ``neuron`` (see ``decompose_resid``).
+        position: the position read (default each prompt's last token).
+        batch_size: prompts per forward.
+        progress: show a progress bar.
+
+    Returns:
+        A ``DLAResult``: ``attributions [component, batch]`` (the last component is
+        ``final_bias``: LayerNorm bias and unembedding bias) summing to ``total`` — the
+        model's actual logit (difference) at that position.
+    """
+    batch = as_batch(model, prompts)
+    batch.positions(position)
+    ans = _resolve_ids(model, batch, "answer" if answers is None else answers, "answers")
+    base = None if baselines is None else _resolve_ids(model, batch, baselines, "baselines")
+    n = model.cfg.n_layers
+    read = Site("resid_post", n - 1, position)
+    stack, labels, resid = components(model, batch, n_attn=n, n_mlp=n, granularity=granularity, position=position,
+                                      batch_size=batch_size, read=read, progress=progress)
+    with torch.no_grad():
+        normed, bias = final_ln_linear(model, stack, resid)
+        direction, b_u = _directions(model, ans)
+        if base is not None:
+            d_base, b_base = _directions(model, base)
+            direction, b_u = direction - d_base, b_u - b_base
+        attrs = (normed * direction).sum(-1)
+        final_bias = (bias * direction).sum(-1) + b_u
+        attrs = torch.cat([attrs, final_bias[None]])
+        logits = model.unembed(model.ln_final(resid[:, None]))[:, 0]
+        rows = torch.arange(len(batch))
+        total = logits[rows, ans] - (logits[rows, base] if base is not None else 0.0)
+    meta = provenance(model, recipe="direct_logit_attribution", granularity=granularity, position=position,
+                      difference=base is not None)
+    return DLAResult({"attributions": attrs.float().cpu(), "total": total.float().cpu(),
+                      "answer_ids": ans.cpu(), **({"baseline_ids": base.cpu()} if base is not None else {})},
+                     {"attributions": ("component", "batch"), "total": ("batch",), "answer_ids": ("batch",),
+                      **({"baseline_ids": ("batch",)} if base is not None else {})},
+                     {"component": labels + ["final_bias"]}, meta)
+
+
+def _resolve_ids(model, batch: Batch, spec, name: str) -> Int[Tensor, " batch"]:
+    if isinstance(spec, str) and spec in ("answer", "argument"):
+        ids = batch.answer_ids if spec == "answer" else batch.argument_ids
+        if ids is None or bool((ids < 0).any()):
+            raise LensarithError(f"{name}={spec!r}: the prompts carry no {spec}s; pass one token per prompt")
+        return ids.to(model.cfg.device)
+    if isinstance(spec, (str, int)):
+        spec = [spec] * len(batch)
+    ids = token_ids(model, spec, name=name)
+    if ids.shape != (len(batch),):
+        raise LensarithError(f"{name} needs one token per prompt ({len(batch)}), got {tuple(ids.shape)}")
+    return ids.to(model.cfg.device)
