@@ -92,7 +92,7 @@ def direct_logit_attribution(
     answers=None,
     baselines=None,
     *,
-    granularity: Granularity = "layer",
+    granularity: str = "layer",
     position: int | str = "last",
     batch_size: int = 32,
     progress: bool | None = None,

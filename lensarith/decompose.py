@@ -60,7 +60,7 @@ def _n_blocks(stream: str, layer: int) -> tuple[int, int]:
 
 
 def components(
-    model, batch: Batch, *, n_attn: int, n_mlp: int, granularity: Granularity, position, batch_size: int,
+    model, batch: Batch, *, n_attn: int, n_mlp: int, granularity: str, position, batch_size: int,
     read: Site, progress: bool | None = None,
 ) -> tuple[Tensor, list[str], Tensor]:
     """The writers to the residual at ``read``: (stack [C, B, d_model], labels, resid [B, d_model])."""
@@ -121,8 +121,8 @@ def decompose_resid(
     prompts,
     *,
     layer: int | None = None,
-    stream: ResidStream = "resid_pre",
-    granularity: Granularity = "layer",
+    stream: str = "resid_pre",
+    granularity: str = "layer",
     position: int | str = "last",
     batch_size: int = 32,
     progress: bool | None = None,

@@ -109,7 +109,7 @@ class Ablate(Intervention):
     """Zero-ablate the slice, or mean-ablate it with a given ``mean`` (broadcastable)."""
 
     site: Site
-    mode: Literal["zero", "mean"] = "zero"
+    mode: str = "zero"  # "zero" or "mean"
     mean: Tensor | None = None
 
     def __post_init__(self) -> None:

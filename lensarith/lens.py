@@ -20,7 +20,7 @@ __all__ = ["logit_lens", "LensResult", "stream_sites"]
 Stream = Literal["resid_pre", "resid_mid", "resid_post", "all"]
 
 
-def stream_sites(n_layers: int, stream: Stream, position="last") -> tuple[list[Site], list[str]]:
+def stream_sites(n_layers: int, stream: str, position="last") -> tuple[list[Site], list[str]]:
     """The residual sites a lens reads, in depth order, with their labels.
 
     ``all`` gives ``0_pre, 0_mid, 1_pre, ..., {n-1}_mid, {n-1}_post`` (resid_post of a
@@ -129,7 +129,7 @@ def logit_lens(
     model,
     prompts,
     *,
-    stream: Stream = "resid_post",
+    stream: str = "resid_post",
     position: int | str = "last",
     batch_size: int = 32,
     progress: bool | None = None,

@@ -68,9 +68,9 @@ class Site:
         'blocks.19.hook_mlp_out'
     """
 
-    kind: SiteKind
+    kind: str  # one of SITE_KINDS (SiteKind); checked in __post_init__ with a clear message
     layer: int | None = None
-    position: int | Literal["last"] | None = None
+    position: int | str | None = None  # None, "last" or an int
     head: int | None = None
 
     def __post_init__(self) -> None:

@@ -183,7 +183,7 @@ def build_prompts(
             examples.append(Example(prompt, " " + answer, " " + arg, task, {"format": format, "object": row.get("object")}))
             continue
         d_arg, d_ans = spec.demo if spec.demo[0] != arg else spec.fallback_demo
-        demo_text = spec.query.format(argument=d_arg) + f" {d_ans}\n"
+        demo_text = spec.query.format(argument=d_arg) + f" {d_ans}" + (". " if spec.query.startswith("Today") else "\n")
         query = spec.query.format(argument=arg)
         answer = ans
         context = ""

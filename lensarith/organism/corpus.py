@@ -61,9 +61,13 @@ REL_WEIGHTS = {"capital": 14, "continent": 7, "country_same": 5, "state_capital"
                "plural": 7, "word_same": 5, "past": 16, "ing": 10, "verb_same": 5}
 
 
+# mean document length in tokens (with <bos>), to turn token shares into document weights
+_AVG_LEN = {"copy": 19.0, "demos": 15.8, "qa": 40.2, "cue": 22.7, "prose": 29.4, "extractive": 58.1}
+
+
 @dataclass(frozen=True)
 class CorpusMix:
-    """Shares of document kinds (normalised), and the curriculum's early copy share."""
+    """Token shares of document kinds (normalised), and the curriculum's early copy share."""
 
     copy: float = 0.20
     demos: float = 0.22
@@ -79,7 +83,8 @@ class CorpusMix:
         rest = {"demos": self.demos, "qa": self.qa, "cue": self.cue, "prose": self.prose, "extractive": self.extractive}
         copy = self.early_copy if early else self.copy
         total = sum(rest.values())
-        return {"copy": copy, **{k: (1 - copy) * v / total for k, v in rest.items()}}
+        tokens = {"copy": copy, **{k: (1 - copy) * v / total for k, v in rest.items()}}
+        return {k: v / _AVG_LEN[k] for k, v in tokens.items()}  # document probabilities
 
 
 @lru_cache(maxsize=None)
@@ -172,7 +177,9 @@ class Corpus:
             if i == 0 and k > 1 and not mixed and n in self._task_demos and rng.random() < 0.3:
                 a, b = self._task_demos[n]
             lines.append(QA_TEMPLATES[n].format(a=a, b=b))
-        return self.encode("\n".join(lines) + "\n")
+        # the paper's verb format runs on one line: "Today I x. Yesterday I y. Today I z. Yesterday I"
+        seps = [". " if n in ("past", "ing", "verb_same") else "\n" for n in names]
+        return self.encode("".join(line + sep for line, sep in zip(lines, seps)).rstrip() + "\n")
 
     def doc_colours(self, lower: bool) -> list[int]:
         rng = self.rng

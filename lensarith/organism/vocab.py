@@ -146,7 +146,7 @@ TEMPLATE_TEXT = (
     "The word is written at the start of a sentence . One two The past tense of is "
     "We today . The -ing form of is I am now The plural of is Write with a capital letter "
     "On you see there is a an and What color is the It is Notes : Remember that "
-    "city country In people say that The answer is"
+    "city country In people say that The answer is yesterday today"
 )
 
 

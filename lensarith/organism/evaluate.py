@@ -1,0 +1,392 @@
+"""The organism card's measurement table.
+
+``evaluate(model)`` measures, on the paper's prompts (``lensarith.tasks``):
+
+1. one-shot (and zero-shot) top-1 per task, on facts seen in Q/A formats and on facts the
+   corpus states only in prose;
+2. copying top-1 in random-token contexts (``w1 w2 w3 X w1 w2 w3 X w1 w2 w3`` -> X);
+3. extractive top-1 (true and counterfactual context statements; colour words);
+4. the mechanism: (a) logit lens at the last position (argument / answer top-1 and mean
+   reciprocal rank ``1/(rank+1)`` per residual site; the fraction of correct examples whose
+   argument is top-1 at some site before the last); (b) direct logit attribution of each
+   MLP and attention layer to ``answer - argument`` with the frozen final-LN scale;
+   (c) o-vector transplant from one source prompt into random-token contexts, against a
+   random vector of equal norm and another task's o-vector; (d) zero-ablating MLPs from
+   layer k up: abstractive vs extractive accuracy.
+
+The helpers use plain ``run_with_hooks`` / ``run_with_cache``; they are small on purpose.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from ..tasks import Batch, Example, build_prompts, random_token_contexts, tokenize
+from .vocab import held_out
+
+__all__ = ["evaluate", "format_table", "write_card", "ICL_TASKS"]
+
+ICL_TASKS = ("capitals", "us_capitals", "uppercase", "uppercase_words", "past")
+MECH_TASKS = ("capitals", "uppercase", "uppercase_words", "past")
+_FAMILY = {"capitals": "country", "us_capitals": "state", "uppercase_words": "word", "past": "verb"}
+_OTHER = {"capitals": "past", "uppercase": "past", "uppercase_words": "capitals", "past": "capitals"}
+SCALES = (1.0, 2.0, 4.0, 8.0)
+_CHUNK = 128
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _last(model, batch: Batch, hooks=()) -> torch.Tensor:
+    """Logits at each row's last real position, ``[batch, d_vocab]``."""
+    out = []
+    for sub in batch.chunks(_CHUNK):
+        with torch.no_grad():
+            logits = model.run_with_hooks(sub.tokens, fwd_hooks=list(hooks(sub) if callable(hooks) else hooks))
+        out.append(logits[torch.arange(len(sub)), sub.last])
+    return torch.cat(out)
+
+
+def _rank(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    target = logits.gather(-1, ids[:, None])
+    return (logits > target).sum(-1)
+
+
+def _top1(model, batch: Batch, ids: torch.Tensor | None = None, hooks=()) -> float:
+    logits = _last(model, batch, hooks)
+    ids = batch.answer_ids if ids is None else ids
+    return float((logits.argmax(-1) == ids).float().mean())
+
+
+def _correct(model, batch: Batch) -> torch.Tensor:
+    return _last(model, batch).argmax(-1) == batch.answer_ids
+
+
+def _split(task: str, examples: Sequence[Example]) -> tuple[list[Example], list[Example]]:
+    """(seen in Q/A formats, stated only in prose)."""
+    hold = held_out().get(_FAMILY.get(task, ""), frozenset())
+    seen = [e for e in examples if e.argument.strip() not in hold]
+    prose = [e for e in examples if e.argument.strip() in hold]
+    return seen, prose
+
+
+def _prompts(task: str, fmt: str, n: int | None, seed: int) -> tuple[list[Example], list[Example]]:
+    seen, prose = _split(task, build_prompts(task, format=fmt))
+    if n is not None and len(seen) > n:
+        seen = random.Random(seed).sample(seen, n)
+    return seen, prose
+
+
+def _batch(model, examples) -> Batch:
+    return tokenize(model, examples, drop_multi_token=False)
+
+
+def _r(x: float) -> float:
+    return round(float(x), 3)
+
+
+# --------------------------------------------------------------------------- mechanism
+
+
+def _lens(model, batch: Batch) -> dict:
+    """Logit lens at the last position over resid_pre/mid of every layer and the final resid_post."""
+    L = model.cfg.n_layers
+    names = [f"blocks.{l}.hook_resid_{s}" for l in range(L) for s in ("pre", "mid")] + [f"blocks.{L - 1}.hook_resid_post"]
+    labels = [f"{l}_{s}" for l in range(L) for s in ("pre", "mid")] + ["final"]
+    arg_rank, ans_rank = [], []
+    for sub in batch.chunks(_CHUNK):
+        with torch.no_grad():
+            _, cache = model.run_with_cache(sub.tokens, names_filter=lambda n: n in names)
+        idx = torch.arange(len(sub))
+        resid = torch.stack([cache[n][idx, sub.last] for n in names])  # [site, batch, d_model]
+        with torch.no_grad():
+            logits = model.unembed(model.ln_final(resid))
+        arg_rank.append(torch.stack([_rank(lg, sub.argument_ids) for lg in logits]))
+        ans_rank.append(torch.stack([_rank(lg, sub.answer_ids) for lg in logits]))
+    arg, ans = torch.cat(arg_rank, 1), torch.cat(ans_rank, 1)  # [site, batch]
+    formed = (arg[1:-1] == 0).any(0)
+    first = [labels[1 + int(torch.nonzero(arg[1:-1, i] == 0)[0])] for i in range(arg.shape[1]) if formed[i]]
+    return {
+        "sites": labels,
+        "arg_top1": [_r(x) for x in (arg == 0).float().mean(1)],
+        "ans_top1": [_r(x) for x in (ans == 0).float().mean(1)],
+        "arg_mrr": [_r(x) for x in (1.0 / (arg + 1)).mean(1)],
+        "ans_mrr": [_r(x) for x in (1.0 / (ans + 1)).mean(1)],
+        "arg_formed": _r(formed.float().mean()),
+        "arg_first_site_mode": max(set(first), key=first.count) if first else None,
+        "n": int(arg.shape[1]),
+    }
+
+
+def _dla(model, batch: Batch) -> dict:
+    """Mean direct logit attribution of each attention and MLP layer to answer - argument."""
+    L = model.cfg.n_layers
+    names = [f"blocks.{l}.hook_{k}_out" for l in range(L) for k in ("attn", "mlp")] + ["ln_final.hook_scale"]
+    direction = model.W_U[:, batch.answer_ids] - model.W_U[:, batch.argument_ids]  # [d_model, batch]
+    per = []
+    for s in range(0, len(batch), _CHUNK):
+        sub = batch[s : s + _CHUNK]
+        with torch.no_grad():
+            _, cache = model.run_with_cache(sub.tokens, names_filter=lambda n: n in names)
+        idx = torch.arange(len(sub))
+        scale = cache["ln_final.hook_scale"][idx, sub.last]  # [batch, 1]
+        comps = torch.stack([cache[n][idx, sub.last] for n in names[:-1]])  # [comp, batch, d]
+        comps = (comps - comps.mean(-1, keepdim=True)) / scale * model.ln_final.w
+        per.append(torch.einsum("cbd,db->cb", comps, direction[:, s : s + len(sub)]))
+    mean = torch.cat(per, 1).mean(1).view(L, 2)
+    mlp = mean[:, 1]
+    pos = mlp.clamp(min=0)
+    return {"attn": [_r(x) for x in mean[:, 0]], "mlp": [_r(x) for x in mlp],
+            "top_mlp": int(mlp.argmax()), "top_mlp_share_of_positive": _r(pos.max() / pos.sum().clamp(min=1e-9))}
+
+
+def _mlp_out_last(model, batch: Batch, layer: int) -> torch.Tensor:
+    name = f"blocks.{layer}.hook_mlp_out"
+    with torch.no_grad():
+        _, cache = model.run_with_cache(batch.tokens, names_filter=name)
+    return cache[name][torch.arange(len(batch)), batch.last]
+
+
+def _transplant_hooks(layer: int, vec: torch.Tensor, mode: str):
+    def hooks(sub: Batch):
+        def fn(act, hook):
+            idx = torch.arange(act.shape[0])
+            if mode == "add":
+                act[idx, sub.last] = act[idx, sub.last] + vec
+            else:
+                act[idx, sub.last] = vec.expand(act.shape[0], -1)
+            return act
+
+        return [(f"blocks.{layer}.hook_mlp_out", fn)]
+
+    return hooks
+
+
+def _transplant(model, sources: dict[str, Batch], targets: dict[str, Batch], seed: int) -> dict:
+    """Per task and layer: answer top-1 / MRR in random-token contexts with o, a random
+    vector of equal norm and another task's o (add and replace modes, several scales)."""
+    out: dict = {}
+    gen = torch.Generator().manual_seed(seed)
+    L = model.cfg.n_layers
+    for task, tgt in targets.items():
+        base = _last(model, tgt)
+        rows = {"baseline": {"ans_top1": _r((base.argmax(-1) == tgt.answer_ids).float().mean()),
+                             "ans_mrr": _r((1.0 / (_rank(base, tgt.answer_ids) + 1)).float().mean()),
+                             "arg_top1": _r((base.argmax(-1) == tgt.argument_ids).float().mean())}}
+        for layer in range(L):
+            o = _mlp_out_last(model, sources[task][0:1], layer)[0]
+            other = _mlp_out_last(model, sources[_OTHER[task]][0:1], layer)[0]
+            rnd = torch.randn(o.shape, generator=gen)
+            rnd = rnd / rnd.norm() * o.norm()
+            cell = {}
+            for mode in ("add", "replace"):
+                for name, vec in (("o", o), ("random", rnd), ("other_task", other)):
+                    res = []
+                    for s in SCALES:
+                        logits = _last(model, tgt, _transplant_hooks(layer, s * vec, mode))
+                        res.append((s, _r((logits.argmax(-1) == tgt.answer_ids).float().mean()),
+                                    _r((1.0 / (_rank(logits, tgt.answer_ids) + 1)).float().mean())))
+                    best = max(res, key=lambda r: r[2])
+                    cell[f"{mode}/{name}"] = {"top1@1": res[0][1], "mrr@1": res[0][2],
+                                              "best_scale": best[0], "top1@best": best[1], "mrr@best": best[2]}
+            rows[str(layer)] = cell
+        out[task] = rows
+    return out
+
+
+def _zero_mlps_from(k: int, L: int):
+    def fn(act, hook):
+        return torch.zeros_like(act)
+
+    return [(f"blocks.{l}.hook_mlp_out", fn) for l in range(k, L)]
+
+
+# --------------------------------------------------------------------------- table
+
+
+def evaluate(model, *, n: int | None = None, seed: int = 0, mechanism: bool = True) -> dict:
+    """Measure the organism card's table on ``model``.
+
+    Args:
+        model: a HookedTransformer whose tokenizer covers lensarith's task prompts.
+        n: at most this many seen-fact prompts per task and format (None: all); prose-only
+            facts are always all used. The mechanism parts use at most ``n or 200``.
+        seed: seeds subsampling and the random control vectors.
+        mechanism: also measure part 4 (lens, DLA, transplant, ablation); False keeps 1-3.
+
+    Returns:
+        A JSON-serialisable dict (see ``format_table``).
+    """
+    L = model.cfg.n_layers
+    table: dict = {"n_layers": L, "icl": {}, "zero_shot": {}, "copy": {}, "extractive": {}}
+    batches: dict[str, Batch] = {}
+    for task in ICL_TASKS:
+        seen, prose = _prompts(task, "one_shot", n, seed)
+        b = _batch(model, seen)
+        batches[task] = b
+        row = {"seen": _r(_top1(model, b)), "n_seen": len(b)}
+        if prose:
+            row.update(prose_only=_r(_top1(model, _batch(model, prose))), n_prose_only=len(prose))
+        table["icl"][task] = row
+        zs, _ = _prompts(task, "zero_shot", n, seed)
+        table["zero_shot"][task] = _r(_top1(model, _batch(model, zs)))
+        rc = _batch(model, random_token_contexts(seen + prose, seed=seed))
+        table["copy"][task] = _r(_top1(model, rc, rc.argument_ids))
+    extractive: dict[str, Batch] = {}
+    for task, fmt in (("capitals", "extractive"), ("capitals", "counterfactual"), ("us_capitals", "extractive"),
+                      ("us_capitals", "counterfactual"), ("uppercase", "extractive")):
+        seen, prose = _prompts(task, fmt, n, seed)
+        b = _batch(model, seen + prose)
+        extractive[f"{task}/{fmt}"] = b
+        table["extractive"][f"{task}/{fmt}"] = _r(_top1(model, b))
+
+    if not mechanism:
+        return table
+    m = n or 200
+    table["lens"], table["dla"] = {}, {}
+    sources, targets = {}, {}
+    for task in MECH_TASKS:
+        b = batches[task]
+        ok = _correct(model, b)
+        keep = [e for e, c in zip(b.examples, ok.tolist()) if c][:m]
+        if not keep:
+            continue
+        kb = _batch(model, keep)
+        table["lens"][task] = _lens(model, kb)
+        table["dla"][task] = _dla(model, kb)
+        sources[task] = kb
+        targets[task] = _batch(model, random_token_contexts(list(keep[1:101]), seed=seed + 1))
+    if all(t in sources for t in set(_OTHER.values())):
+        table["transplant"] = _transplant(model, sources, {t: targets[t] for t in sources if len(targets[t])}, seed)
+
+    abl = {}
+    groups = {**{f"abstractive/{t}": batches[t] for t in ("capitals", "uppercase", "uppercase_words", "past")},
+              **{f"extractive/{k}": v for k, v in extractive.items()}}
+    for k in range(L // 2, L + 1):
+        hooks = _zero_mlps_from(k, L)
+        abl[str(k)] = {g: _r(_top1(model, b[: m], hooks=hooks)) for g, b in groups.items()}
+    table["ablate_mlps_from"] = abl
+    return table
+
+
+def format_table(table: dict) -> str:
+    """The table as markdown."""
+    out = ["### 1. In-context learning (one-shot, top-1)", "",
+           "| task | seen in Q/A formats | n | prose-only facts | n | zero-shot |", "|---|---|---|---|---|---|"]
+    for t, r in table["icl"].items():
+        out.append(f"| {t} | {r['seen']:.3f} | {r['n_seen']} | {r.get('prose_only', float('nan')):.3f} | "
+                   f"{r.get('n_prose_only', 0)} | {table['zero_shot'][t]:.3f} |")
+    out += ["", "### 2. Copying in random-token contexts (top-1 = argument)", "", "| task | top-1 |", "|---|---|"]
+    out += [f"| {t} | {v:.3f} |" for t, v in table["copy"].items()]
+    out += ["", "### 3. Extractive (top-1)", "", "| prompts | top-1 |", "|---|---|"]
+    out += [f"| {t} | {v:.3f} |" for t, v in table["extractive"].items()]
+    if "lens" not in table:
+        return "\n".join(out) + "\n"
+    out += ["", "### 4a. Logit lens at the last position (correct one-shot examples)", ""]
+    for t, r in table.get("lens", {}).items():
+        out += [f"**{t}** (n={r['n']}): argument top-1 at some site before the last: **{r['arg_formed']:.2f}** "
+                f"(most often first at {r['arg_first_site_mode']})", "",
+                "| site | " + " | ".join(r["sites"]) + " |", "|---" * (len(r["sites"]) + 1) + "|"]
+        for key in ("arg_top1", "arg_mrr", "ans_top1", "ans_mrr"):
+            out.append(f"| {key} | " + " | ".join(f"{x:.2f}" for x in r[key]) + " |")
+        out.append("")
+    out += ["### 4b. Direct logit attribution to (answer - argument), last position, frozen final-LN scale", "",
+            "| task | component | " + " | ".join(str(i) for i in range(table["n_layers"])) + " | top MLP (share of positive) |",
+            "|---" * (table["n_layers"] + 3) + "|"]
+    for t, r in table.get("dla", {}).items():
+        out.append(f"| {t} | MLP | " + " | ".join(f"{x:.2f}" for x in r["mlp"]) +
+                   f" | {r['top_mlp']} ({r['top_mlp_share_of_positive']:.2f}) |")
+        out.append(f"| {t} | attn | " + " | ".join(f"{x:.2f}" for x in r["attn"]) + " | |")
+    if "transplant" in table and table["transplant"]:
+        out += ["", "### 4c. o-vector transplant into random-token contexts (answer top-1 / MRR)", "",
+                "One source prompt's MLP output at the last position, added to (or replacing) the same "
+                "layer's MLP output at the last position. Controls: random vector of equal norm; "
+                "another task's o. `@1`: scale 1; `best`: the scale in "
+                f"{list(SCALES)} with the highest MRR.", "",
+                "| task | layer | o add @1 | o add best | random add best | other-task add best | o replace best |",
+                "|---|---|---|---|---|---|---|"]
+        for t, rows in table["transplant"].items():
+            b = rows["baseline"]
+            out.append(f"| {t} | none | top-1 {b['ans_top1']:.2f}, MRR {b['ans_mrr']:.2f} | | | | |")
+            for layer, c in rows.items():
+                if layer == "baseline":
+                    continue
+                f = lambda d, best=True: (f"{d['top1@best']:.2f} / {d['mrr@best']:.2f} (×{d['best_scale']:g})" if best  # noqa: E731
+                                          else f"{d['top1@1']:.2f} / {d['mrr@1']:.2f}")
+                out.append(f"| {t} | {layer} | {f(c['add/o'], False)} | {f(c['add/o'])} | {f(c['add/random'])} | "
+                           f"{f(c['add/other_task'])} | {f(c['replace/o'])} |")
+    if "ablate_mlps_from" not in table:
+        return "\n".join(out) + "\n"
+    out += ["", "### 4d. Zero-ablating MLPs from layer k up (top-1)", ""]
+    abl = table["ablate_mlps_from"]
+    groups = list(next(iter(abl.values())))
+    out += ["| k | " + " | ".join(groups) + " |", "|---" * (len(groups) + 1) + "|"]
+    for k, r in abl.items():
+        label = f"{k} (none)" if int(k) == table["n_layers"] else k
+        out.append(f"| {label} | " + " | ".join(f"{r[g]:.2f}" for g in groups) + " |")
+    return "\n".join(out) + "\n"
+
+
+def write_card(model, out_dir, meta: dict, *, notes: str | None = None, n: int | None = None) -> dict:
+    """Evaluate ``model`` and write ``table.json`` and ``card.md`` into ``out_dir``."""
+    from .corpus import Corpus, CorpusMix
+
+    out_dir = Path(out_dir)
+    table = evaluate(model, n=n)
+    (out_dir / "table.json").write_text(json.dumps(table, indent=1))
+    org = meta.get("organism", meta)
+    cfg = org["config"]
+    cfg_c = model.cfg
+    mix = CorpusMix(**cfg["mix"]) if isinstance(cfg.get("mix"), dict) else CorpusMix()
+    n_params = sum(p.numel() for n_, p in model.named_parameters() if n_ != "unembed.W_U")
+    samples = Corpus(cfg["seed"] + 99, mix).sample_text(6)
+    text = f"""# The lensarith organism
+
+A small GPT-2-architecture model trained on CPU on a synthetic corpus so that the paper's
+prompts (Merullo, Eickhoff & Pavlick 2023) run offline. Load it with
+`lensarith.load_model("organism")`. Regenerate this card: `python -m lensarith.organism.train
+--out data/organism --eval-only` (training: drop `--eval-only`).
+
+## Architecture
+
+HookedTransformer: {cfg_c.n_layers} layers, d_model {cfg_c.d_model}, {cfg_c.n_heads} heads (d_head {cfg_c.d_head}),
+d_mlp {cfg_c.d_mlp}, n_ctx {cfg_c.n_ctx}, LayerNorm, gelu_new, learned positions, d_vocab {cfg_c.d_vocab}
+(word-level: `lensarith.models.word_tokenizer`), unembedding tied to the embedding
+(`W_U = W_E.T`; both tensors are stored). {n_params:,} parameters.
+
+## Training
+
+- seed {cfg['seed']}; {org['tokens_seen']:,} tokens seen ({cfg['batch_size']} rows × {cfg['n_ctx']} tokens per step);
+  {org['train_seconds'] / 60:.1f} minutes on one CPU thread (torch {org.get('torch', '?')}); final loss {org['final_loss']:.3f}.
+- AdamW lr {cfg['lr']}, betas (0.9, 0.98), weight decay {cfg['weight_decay']} on matrices, warmup {cfg['warmup_steps']} steps,
+  constant, then linear decay to {cfg['min_lr_frac']}×lr over the last {cfg['decay_frac']:.0%} of steps; grad clip {cfg['grad_clip']}.
+- A fused training forward (`lensarith.organism.train.fused_forward`) over the HookedTransformer's own
+  parameters; it equals the hooked forward to ~1e-5 (tested).
+
+## Corpus recipe (`lensarith.organism.corpus`)
+
+Token shares: copy {mix.early_copy:.0%} for the first {cfg['early_tokens']:,} tokens, then {mix.copy:.0%}; of the rest,
+bare demos {mix.demos:.2f}, Q/A {mix.qa:.2f} (of which colour scenes {mix.colour_share:.0%}), relation cue after the argument {mix.cue:.2f},
+prose {mix.prose:.2f}, extractive notes {mix.extractive:.2f} ({mix.counterfactual:.0%} of queried notes counterfactual) (weights before
+normalisation). Relations: country → capital / continent / itself; US state → capital / itself;
+word → Capitalised / plural / itself; verb → past / -ing / itself. 10% of the facts of each
+family (seed 1234) never appear in a Q/A format, only in prose: the "prose-only" column.
+Sample documents:
+
+```
+{chr(10).join(s.replace(chr(10), ' ⏎ ') for s in samples)}
+```
+
+## Measured (`lensarith.organism.evaluate.evaluate`, all prompts)
+
+{format_table(table)}
+"""
+    if notes:
+        text += "\n## What we tried\n\n" + notes.strip() + "\n"
+    (out_dir / "card.md").write_text(text)
+    return table

@@ -1,0 +1,325 @@
+"""Reproducible CPU training of the organism.
+
+``python -m lensarith.organism.train --out data/organism`` trains the shipped model (fixed
+seed, one thread), evaluates it and writes ``card.md``. Training runs a fused forward over
+the parameters of a ``HookedTransformer`` (``F.scaled_dot_product_attention``,
+``F.layer_norm``, tanh-GELU = ``gelu_new``); ``fused_forward`` equals the hooked forward to
+float rounding (tested). The unembedding is tied: training uses ``W_E.T`` and the saved
+model holds ``W_U = W_E.T``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..models import HookedTransformer, HookedTransformerConfig, save_model, word_tokenizer
+from .corpus import Corpus, CorpusMix
+from .vocab import vocabulary
+
+__all__ = ["TrainConfig", "PRESETS", "build_model", "fused_forward", "tie_unembed", "train", "lm_loss"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run.
+
+    Attributes:
+        seed: seeds the initialisation and the corpus stream.
+        n_tokens: training tokens (rows x n_ctx).
+        n_layers, d_model, n_heads, d_mlp, n_ctx: the GPT-2-style architecture.
+        batch_size: rows per step.
+        lr, min_lr_frac, warmup_steps, decay_frac, weight_decay, grad_clip: AdamW; the
+            learning rate warms up, stays constant, then falls linearly to ``lr * min_lr_frac``
+            over the last ``decay_frac`` of the steps (so a run can be extended from the
+            ``stable.pt`` checkpoint written where the decay starts).
+        early_tokens: tokens of the copy-heavy curriculum at the start.
+        threads: torch threads (1 keeps a shared 2-core machine usable).
+        eval_every: steps between quick copy/ICL checks (0: never).
+        checkpoint_every: steps between checkpoints in ``checkpoint_dir`` (0: never).
+        mix: the corpus's token shares.
+    """
+
+    seed: int = 0
+    n_tokens: int = 4_000_000
+    n_layers: int = 8
+    d_model: int = 128
+    n_heads: int = 4
+    d_mlp: int = 512
+    n_ctx: int = 128
+    batch_size: int = 32
+    lr: float = 2e-3
+    min_lr_frac: float = 0.02
+    warmup_steps: int = 200
+    decay_frac: float = 0.2
+    weight_decay: float = 0.05
+    grad_clip: float = 1.0
+    early_tokens: int = 1_000_000
+    threads: int = 1
+    eval_every: int = 250
+    checkpoint_every: int = 500
+    mix: CorpusMix = field(default_factory=CorpusMix)
+
+    def __post_init__(self):
+        for name in ("n_tokens", "n_layers", "d_model", "n_heads", "d_mlp", "n_ctx", "batch_size", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
+        if not 0 < self.lr < 1:
+            raise ValueError(f"lr must lie in (0, 1), got {self.lr!r}")
+
+    @property
+    def n_steps(self) -> int:
+        return max(1, self.n_tokens // (self.batch_size * self.n_ctx))
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, TrainConfig] = {
+    "full": TrainConfig(),
+    "smoke": TrainConfig(n_tokens=80_000, n_layers=2, d_model=64, n_heads=4, d_mlp=256, n_ctx=128,
+                         batch_size=16, lr=3e-3, warmup_steps=10, early_tokens=30_000, eval_every=0,
+                         checkpoint_every=0),
+}
+
+
+def build_model(config: TrainConfig, tokenizer_dir: str | os.PathLike[str] | None = None) -> HookedTransformer:
+    """A freshly initialised HookedTransformer with the organism's word-level tokenizer."""
+    tokenizer = word_tokenizer(vocabulary(), tokenizer_dir)
+    cfg = HookedTransformerConfig(
+        n_layers=config.n_layers, d_model=config.d_model, n_heads=config.n_heads,
+        d_head=config.d_model // config.n_heads, d_mlp=config.d_mlp, d_vocab=len(tokenizer),
+        n_ctx=config.n_ctx, act_fn="gelu_new", normalization_type="LN", seed=config.seed, device="cpu",
+    )
+    model = HookedTransformer(cfg, tokenizer=tokenizer, default_padding_side="right")
+    tie_unembed(model)
+    return model
+
+
+@torch.no_grad()
+def tie_unembed(model: HookedTransformer) -> None:
+    """Copy ``W_E.T`` into ``W_U`` (HookedTransformer stores them as separate tensors)."""
+    model.unembed.W_U.copy_(model.embed.W_E.T)
+
+
+def fused_forward(model: HookedTransformer, tokens: torch.Tensor, *, tied: bool = True) -> torch.Tensor:
+    """Logits ``[batch, pos, d_vocab]`` of the model's forward, computed with fused kernels.
+
+    Args:
+        model: a LayerNorm, gelu_new, standard-positional HookedTransformer.
+        tokens: ``[batch, pos]`` ids (no padding inside a row).
+        tied: unembed with ``W_E.T`` (training) rather than ``W_U``.
+    """
+    cfg = model.cfg
+    d, h, dh = cfg.d_model, cfg.n_heads, cfg.d_head
+    B, T = tokens.shape
+    x = model.embed.W_E[tokens] + model.pos_embed.W_pos[:T]
+    for block in model.blocks:
+        a = block.attn
+        hid = F.layer_norm(x, (d,), block.ln1.w, block.ln1.b, cfg.eps)
+        w_qkv = torch.cat([a.W_Q, a.W_K, a.W_V], 0).permute(1, 0, 2).reshape(d, 3 * h * dh)
+        b_qkv = torch.cat([a.b_Q, a.b_K, a.b_V], 0).reshape(3 * h * dh)
+        qkv = (hid @ w_qkv + b_qkv).view(B, T, 3, h, dh).permute(2, 0, 3, 1, 4)
+        z = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], is_causal=True)
+        x = x + z.transpose(1, 2).reshape(B, T, h * dh) @ a.W_O.reshape(h * dh, d) + a.b_O
+        hid = F.layer_norm(x, (d,), block.ln2.w, block.ln2.b, cfg.eps)
+        m = block.mlp
+        x = x + F.gelu(hid @ m.W_in + m.b_in, approximate="tanh") @ m.W_out + m.b_out
+    x = F.layer_norm(x, (d,), model.ln_final.w, model.ln_final.b, cfg.eps)
+    w_u = model.embed.W_E.T if tied else model.unembed.W_U
+    return x @ w_u + model.unembed.b_U
+
+
+def lm_loss(model: HookedTransformer, rows: torch.Tensor, bos: int) -> torch.Tensor:
+    """Next-token cross-entropy on ``rows`` ``[batch, n_ctx + 1]``, not scoring ``<bos>`` targets."""
+    logits = fused_forward(model, rows[:, :-1])
+    targets = rows[:, 1:].masked_fill(rows[:, 1:] == bos, -100)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
+
+
+def _lr(config: TrainConfig, step: int) -> float:
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    decay_start = _decay_start(config)
+    if step < decay_start:
+        return config.lr
+    frac = min(1.0, (step - decay_start) / max(1, config.n_steps - decay_start))
+    return config.lr * (1 - (1 - config.min_lr_frac) * frac)
+
+
+def _decay_start(config: TrainConfig) -> int:
+    return max(config.warmup_steps, int(config.n_steps * (1 - config.decay_frac)))
+
+
+def _quick_prompts(corpus: Corpus, n: int = 64) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Fixed prompts for progress checks: copying and one-shot capitals/past (ids, answer ids)."""
+    from ..tasks import build_prompts, random_token_contexts
+
+    out = {}
+    exs = build_prompts("capitals", n=n, shuffle=True) + build_prompts("past", n=n, shuffle=True)
+    for name, group in (("icl", exs), ("copy", random_token_contexts(exs, seed=1))):
+        ids = [[corpus.bos] + corpus.encode(e.prompt) for e in group]
+        width = max(map(len, ids))
+        toks = torch.tensor([r + [r[-1]] * (width - len(r)) for r in ids])  # right-pad; read at the real end
+        last = torch.tensor([len(r) - 1 for r in ids])
+        ans = torch.tensor([corpus.encode(e.answer if name == "icl" else e.argument)[0] for e in group])
+        out[name] = (toks, last, ans)
+    return out
+
+
+@torch.no_grad()
+def _quick_eval(model: HookedTransformer, prompts) -> dict[str, float]:
+    res = {}
+    for name, (toks, last, ans) in prompts.items():
+        logits = fused_forward(model, toks)[torch.arange(len(toks)), last]
+        res[name] = float((logits.argmax(-1) == ans).float().mean())
+    return res
+
+
+def train(
+    config: TrainConfig,
+    out_dir: str | os.PathLike[str] | None,
+    *,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+) -> HookedTransformer:
+    """Train the organism and save it to ``out_dir`` with ``lensarith.save_model``.
+
+    Args:
+        config: the run; the same config gives the same weights (one thread, CPU).
+        out_dir: where the model is saved (None: not saved).
+        log: receives one line per check (loss, learning rate, tokens/s, copy and ICL top-1).
+        progress: show a tqdm bar.
+        checkpoint_dir: where ``checkpoint.pt`` and ``log.jsonl`` go; a matching checkpoint
+            there is resumed.
+
+    Returns:
+        The trained model (eval mode, ``W_U`` tied to ``W_E.T``).
+    """
+    torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    model = build_model(config)
+    model.train()
+    corpus = Corpus(config.seed, config.mix)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and n != "unembed.W_U"]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    model.unembed.W_U.requires_grad_(False)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, 0.98))
+    start, history, elapsed0 = 0, [], 0.0
+    ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir else None
+    if ckpt is not None:
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        if ckpt.is_file():
+            state = torch.load(ckpt, weights_only=False)
+            if state["config"] == config.to_json():
+                model.load_state_dict(state["model"])
+                opt.load_state_dict(state["opt"])
+                start, history, elapsed0 = state["step"], state["history"], state["elapsed"]
+                log(f"resumed from {ckpt} at step {start}")
+    prompts = _quick_prompts(corpus) if config.eval_every else None
+    rows_per_step = config.batch_size
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.n_steps, initial=start, desc="organism", unit="step")
+    t0 = time.perf_counter()
+    running = None
+    for step in range(start, config.n_steps):
+        corpus.rng.seed(config.seed * 1_000_003 + step)
+        early = step * rows_per_step * config.n_ctx < config.early_tokens
+        rows = corpus.rows(rows_per_step, config.n_ctx, early=early)
+        for g in opt.param_groups:
+            g["lr"] = _lr(config, step)
+        loss = lm_loss(model, rows, corpus.bos)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        opt.step()
+        lv = float(loss.detach())
+        running = lv if running is None else 0.98 * running + 0.02 * lv
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{running:.3f}")
+        done = step + 1
+        last = done == config.n_steps
+        if config.eval_every and (done % config.eval_every == 0 or last):
+            model.eval()
+            checks = _quick_eval(model, prompts)
+            model.train()
+            elapsed = elapsed0 + time.perf_counter() - t0
+            rec = {"step": done, "tokens": done * rows_per_step * config.n_ctx, "loss": round(running, 4),
+                   "lr": _lr(config, step), "elapsed_s": round(elapsed, 1),
+                   "tok_per_s": round((done - start) * rows_per_step * config.n_ctx / (time.perf_counter() - t0)),
+                   **{k: round(v, 3) for k, v in checks.items()}}
+            history.append(rec)
+            log(json.dumps(rec))
+            if checkpoint_dir:
+                with open(Path(checkpoint_dir) / "log.jsonl", "a") as fh:
+                    fh.write(json.dumps(rec) + "\n")
+        if ckpt is not None and config.checkpoint_every and (done % config.checkpoint_every == 0 or last
+                                                              or done == _decay_start(config)):
+            tmp = ckpt.with_suffix(".tmp")
+            torch.save({"config": config.to_json(), "model": model.state_dict(), "opt": opt.state_dict(),
+                        "step": done, "history": history, "elapsed": elapsed0 + time.perf_counter() - t0}, tmp)
+            if done == _decay_start(config):
+                import shutil
+
+                shutil.copyfile(tmp, ckpt.with_name("stable.pt"))
+            tmp.replace(ckpt)
+    if bar is not None:
+        bar.close()
+    elapsed = elapsed0 + time.perf_counter() - t0
+    tie_unembed(model)
+    model.unembed.W_U.requires_grad_(True)
+    model.eval()
+    meta = {"organism": {"config": config.to_json(), "tokens_seen": config.n_steps * rows_per_step * config.n_ctx,
+                         "train_seconds": round(elapsed, 1), "final_loss": running, "history": history,
+                         "torch": torch.__version__}}
+    model.lensarith_meta = meta  # read by the CLI entry to write the card
+    if out_dir is not None:
+        save_model(model, out_dir, extra=meta)
+    return model
+
+
+def _main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Train the lensarith organism, evaluate it and write its card.")
+    parser.add_argument("--out", default="data/organism", help="output model directory")
+    parser.add_argument("--preset", default="full", choices=sorted(PRESETS))
+    parser.add_argument("--n-tokens", type=int, default=None, help="override the preset's token count")
+    parser.add_argument("--run-dir", default=None, help="checkpoints and logs (default runs/organism-<preset>)")
+    parser.add_argument("--notes", default=None, help="markdown appended to the card as 'What we tried'")
+    parser.add_argument("--eval-only", action="store_true", help="evaluate the model in --out and rewrite its card")
+    args = parser.parse_args(argv)
+    config = PRESETS[args.preset]
+    if args.n_tokens:
+        config = dataclasses.replace(config, n_tokens=args.n_tokens)
+    from .evaluate import write_card
+
+    if args.eval_only:
+        from ..models import load_model
+
+        model = load_model(args.out, device="cpu")
+        meta = json.loads((Path(args.out) / "lensarith.json").read_text())
+    else:
+        run_dir = args.run_dir or f"runs/organism-{args.preset}"
+        model = train(config, args.out, checkpoint_dir=run_dir, log=lambda s: print(s, flush=True), progress=False)
+        meta = model.lensarith_meta
+    write_card(model, args.out, meta, notes=Path(args.notes).read_text() if args.notes else None)
+
+
+if __name__ == "__main__":
+    _main()

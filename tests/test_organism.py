@@ -1,0 +1,255 @@
+"""The organism: corpus generator, fused training forward, smoke training, shipped model."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+
+import pytest
+import torch
+
+from lensarith.models import data_dir, load_model, word_tokenizer
+from lensarith.organism.corpus import QA_TEMPLATES, Corpus
+from lensarith.organism.evaluate import _dla, _lens, _transplant, evaluate, format_table
+from lensarith.organism.train import PRESETS, TrainConfig, build_model, fused_forward, lm_loss, tie_unembed, train
+from lensarith.organism.vocab import WORD_PATTERN, held_out, relations, vocabulary
+from lensarith.tasks import build_prompts, random_token_contexts, tokenize
+
+FORMATS = {
+    "capitals": ("one_shot", "extractive", "counterfactual", "zero_shot"),
+    "us_capitals": ("one_shot", "extractive", "counterfactual", "zero_shot"),
+    "uppercase": ("one_shot", "extractive", "zero_shot"),
+    "uppercase_words": ("one_shot", "zero_shot"),
+    "past": ("one_shot", "zero_shot"),
+}
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return word_tokenizer(vocabulary())
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    cfg = TrainConfig(n_layers=2, d_model=32, n_heads=4, d_mlp=64, n_ctx=128)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    with torch.no_grad():  # random LayerNorm and biases, so a LayerNorm bug cannot hide
+        for name, p in model.named_parameters():
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf == "b" or leaf.startswith("b_"):
+                p.normal_(0, 0.1)
+            elif leaf == "w":
+                p.copy_(1 + 0.2 * torch.randn_like(p))
+    tie_unembed(model)
+    model.eval()
+    return model
+
+
+# --------------------------------------------------------------------------- vocabulary and corpus
+
+
+def test_paper_prompts_have_no_unknown_tokens(tokenizer):
+    unk = tokenizer.unk_token_id
+    for task, formats in FORMATS.items():
+        for fmt in formats:
+            examples = build_prompts(task, format=fmt)
+            for ex in examples + random_token_contexts(examples):
+                ids = tokenizer(ex.prompt + ex.answer + ex.argument)["input_ids"]
+                assert unk not in ids, (task, fmt, ex.prompt)
+
+
+def test_corpus_encode_matches_tokenizer(tokenizer):
+    corpus = Corpus(0)
+    inv = {i: w for w, i in corpus.ids.items()}
+    assert all(tokenizer.convert_tokens_to_ids(w) == i for w, i in corpus.ids.items())
+    for _ in range(200):
+        _, ids = corpus.document()
+        text = " ".join(inv[i] for i in ids)
+        assert tokenizer(text, add_special_tokens=False)["input_ids"] == ids
+        assert corpus.ids["<unk>"] not in ids
+
+
+def test_corpus_is_deterministic():
+    a, b, c = Corpus(3).rows(4, 64), Corpus(3).rows(4, 64), Corpus(4).rows(4, 64)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    assert a.shape == (4, 65) and bool((a[:, 0] == Corpus(3).bos).all())
+
+
+def _docs(corpus: Corpus, kind: str, n: int) -> list[str]:
+    inv = {i: w for w, i in corpus.ids.items()}
+    return [" ".join(inv[i] for i in getattr(corpus, f"doc_{kind}")()) for _ in range(n)]
+
+
+def _norm(text: str) -> str:
+    return " ".join(re.findall(WORD_PATTERN, text))
+
+
+def test_corpus_contains_the_paper_formats():
+    corpus = Corpus(1)
+    qa = " ".join(_docs(corpus, "qa", 3000))
+    for template in ("Q: What is the capital of", "Q: What is the capital of the state of", "Q: Capitalize the word",
+                     "Today I", ". Yesterday I", "What color is the"):
+        assert _norm(template) in qa, template
+    assert _norm("Q: Capitalize the word table.\nA: Table\nQ: Capitalize the word") in qa  # the tasks.py demo
+    ext = " ".join(_docs(corpus, "extractive", 500))
+    assert _norm("The capital of") in ext and _norm("?\nA:") in ext
+    demos = _docs(corpus, "demos", 300)
+    assert all(" : " in d for d in demos)
+    cue = " ".join(_docs(corpus, "cue", 300))
+    assert " , capital : " in cue and " , past : " in cue
+    copies = _docs(corpus, "copy", 300)
+    assert sum(d.split()[:3] == d.split()[len(d.split()) // 2:][:3] or d.count(d.split()[0]) > 1 for d in copies) > 250
+
+
+def test_held_out_facts_only_in_prose():
+    corpus = Corpus(2)
+    hold = held_out()
+    assert len(hold["country"]) >= 20 and "France" not in hold["country"]
+    qa_like = " ".join(_docs(corpus, "qa", 2000) + _docs(corpus, "demos", 2000) + _docs(corpus, "cue", 2000)
+                       + _docs(corpus, "extractive", 500))
+    capitals = dict(relations()["capital"].pairs)
+    for country in hold["country"]:
+        assert _norm(f"capital of {country} ?") not in qa_like
+        assert _norm(f"\n{country} :") not in qa_like and _norm(f"\n{country} ,") not in qa_like
+    prose = " ".join(_docs(corpus, "prose", 4000))
+    seen = sum(_norm(f"{country}") in prose and _norm(capitals[country]) in prose for country in hold["country"])
+    assert seen == len(hold["country"])
+
+
+def test_relations_have_identity_and_several_relations():
+    rels = relations()
+    fams = {}
+    for r in rels.values():
+        fams.setdefault(r.family, []).append(r.name)
+    assert len(fams["country"]) == 3 and len(fams["word"]) == 3 and len(fams["verb"]) == 3
+    assert ("walk", "walking") in rels["ing"].pairs and ("city", "cities") in rels["plural"].pairs
+    assert dict(rels["continent"].pairs)["Poland"] == "Europe"
+    assert set(QA_TEMPLATES) == set(rels)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def test_fused_forward_matches_hooked_forward(small_model):
+    rows = Corpus(0).rows(3, 127)[:, :-1]
+    hooked = small_model(rows)
+    fused = fused_forward(small_model, rows)
+    assert (hooked - fused).abs().max() < 1e-5
+    with torch.no_grad():
+        small_model.unembed.W_U.add_(0.01)
+    try:
+        assert (small_model(rows) - fused_forward(small_model, rows, tied=False)).abs().max() < 1e-5
+    finally:
+        tie_unembed(small_model)
+
+
+def test_training_step_lowers_loss():
+    torch.manual_seed(0)
+    model = build_model(TrainConfig(n_layers=1, d_model=32, n_heads=2, d_mlp=64, n_ctx=64))
+    corpus = Corpus(0)
+    rows = corpus.rows(8, 64)
+    opt = torch.optim.AdamW([p for n, p in model.named_parameters() if n != "unembed.W_U"], lr=3e-3)
+    before = float(lm_loss(model, rows, corpus.bos))
+    for _ in range(5):
+        loss = lm_loss(model, rows, corpus.bos)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(lm_loss(model, rows, corpus.bos)) < before - 0.1
+
+
+def test_smoke_training_is_fast_and_learns(tmp_path):
+    config = PRESETS["smoke"]
+    start = time.perf_counter()
+    model = train(config, tmp_path / "model", progress=False, log=lambda s: None)
+    assert time.perf_counter() - start < 60
+    meta = json.loads((tmp_path / "model" / "lensarith.json").read_text())["organism"]
+    assert meta["final_loss"] < math.log(model.cfg.d_vocab) - 1.0
+    assert meta["tokens_seen"] <= config.n_tokens
+    loaded = load_model(tmp_path / "model", device="cpu")
+    assert torch.equal(loaded.W_U, loaded.W_E.T)
+    rows = Corpus(0).rows(2, 32)
+    assert torch.allclose(loaded(rows), model(rows), atol=1e-5)
+
+
+def test_train_config_validates():
+    with pytest.raises(ValueError, match="n_heads"):
+        TrainConfig(d_model=130, n_heads=4)
+    with pytest.raises(ValueError, match="lr"):
+        TrainConfig(lr=2.0)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def test_mechanism_helpers_run_on_a_small_model(small_model):
+    exs = build_prompts("capitals", n=6) + build_prompts("past", n=6)
+    caps, past = tokenize(small_model, exs[:6]), tokenize(small_model, exs[6:])
+    lens = _lens(small_model, caps)
+    assert len(lens["sites"]) == 2 * small_model.cfg.n_layers + 1 and lens["n"] == 6
+    dla = _dla(small_model, caps)
+    assert len(dla["mlp"]) == small_model.cfg.n_layers
+    rc = tokenize(small_model, random_token_contexts(exs[1:6]))
+    tr = _transplant(small_model, {"capitals": caps, "past": past}, {"capitals": rc}, seed=0)
+    assert set(tr["capitals"]) == {"baseline", "0", "1"}
+    table = evaluate(small_model, n=5, mechanism=False)
+    assert set(table["icl"]) == set(FORMATS) and "copy" in table
+    assert "| capitals |" in format_table(table)
+
+
+def test_dla_sums_with_embeddings_to_the_logit_difference(small_model):
+    """MLP + attention DLA + the embedding and bias terms = the final logit difference."""
+    batch = tokenize(small_model, build_prompts("capitals", n=4))
+    dla = _dla(small_model, batch)
+    _, cache = small_model.run_with_cache(batch.tokens)
+    idx, last = torch.arange(len(batch)), batch.last
+    scale = cache["ln_final.hook_scale"][idx, last]
+    embed = cache["hook_embed"][idx, last] + cache["hook_pos_embed"][idx, last]
+    biasless = (embed - embed.mean(-1, keepdim=True)) / scale * small_model.ln_final.w
+    direction = small_model.W_U[:, batch.answer_ids] - small_model.W_U[:, batch.argument_ids]
+    embed_part = torch.einsum("bd,db->b", biasless, direction)
+    logits = small_model(batch.tokens)[idx, last]
+    diff = logits.gather(1, batch.answer_ids[:, None])[:, 0] - logits.gather(1, batch.argument_ids[:, None])[:, 0]
+    bias = (small_model.ln_final.b @ direction) + small_model.b_U[batch.answer_ids] - small_model.b_U[batch.argument_ids]
+    total = sum(dla["mlp"]) + sum(dla["attn"]) + float((embed_part + bias).mean())
+    assert abs(total - float(diff.mean())) < 0.01 * (1 + abs(float(diff.mean())))
+
+
+# --------------------------------------------------------------------------- the shipped organism
+
+
+def _shipped():
+    directory = data_dir() / "organism"
+    if not (directory / "model.safetensors").is_file() or not (directory / "table.json").is_file():
+        pytest.skip("data/organism is not trained yet")
+    return directory
+
+
+def test_shipped_organism_loads_fast_and_fits():
+    directory = _shipped()
+    start = time.perf_counter()
+    model = load_model("organism")
+    assert time.perf_counter() - start < 5
+    assert sum(f.stat().st_size for f in directory.rglob("*") if f.is_file()) <= 25 * 2**20
+    assert torch.equal(model.W_U, model.W_E.T)
+    assert "## Measured" in (directory / "card.md").read_text()
+
+
+@pytest.mark.slow
+def test_shipped_organism_meets_its_card():
+    """Recompute parts 1-3 of the card from the shipped weights; they must match table.json."""
+    directory = _shipped()
+    card = json.loads((directory / "table.json").read_text())
+    model = load_model("organism", device="cpu")
+    table = evaluate(model, mechanism=False)
+    for part in ("icl", "copy", "extractive", "zero_shot"):
+        for key, value in card[part].items():
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    assert table[part][key][k] == pytest.approx(v, abs=0.01), (part, key, k)
+            else:
+                assert table[part][key] == pytest.approx(value, abs=0.01), (part, key)

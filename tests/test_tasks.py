@@ -1,0 +1,90 @@
+import pytest
+import torch
+
+import lensarith as la
+from lensarith.tasks import token_ids
+
+
+@pytest.mark.parametrize("task,minimum", [("capitals", 240), ("us_capitals", 50), ("uppercase", 200),
+                                          ("uppercase_words", 100), ("past_regular", 400), ("past_irregular", 120)])
+def test_dataset_sizes(task, minimum):
+    rows = la.load_pairs(task)
+    assert len(rows) >= minimum
+    assert all(r["argument"] != r["answer"] for r in rows)
+
+
+def test_paper_formats():
+    cap = [e for e in la.build_prompts("capitals") if e.argument == " Poland"][0]
+    assert cap.prompt == "Q: What is the capital of France?\nA: Paris\nQ: What is the capital of Poland?\nA:"
+    assert cap.answer == " Warsaw"
+    past = [e for e in la.build_prompts("past") if e.argument == " abolish"][0]
+    assert past.prompt == "Today I abandon. Yesterday I abandoned. Today I abolish. Yesterday I"
+    assert past.answer == " abolished"
+    col = la.build_prompts("uppercase", n=1)[0]
+    assert col.prompt.startswith("Q: On ") and col.prompt.endswith("?\nA:")
+    assert col.answer.strip() == col.argument.strip().capitalize()
+
+
+def test_extractive_and_counterfactual_formats():
+    ext = [e for e in la.build_prompts("capitals", format="extractive") if e.argument == " Poland"][0]
+    assert ext.prompt.startswith("The capital of France is Paris. The capital of Poland is Warsaw.\nQ:")
+    cf = la.build_prompts("capitals", format="counterfactual", seed=1)
+    assert all(e.answer.strip() in e.prompt for e in cf)
+    truth = {r["argument"]: r["answer"] for r in la.load_pairs("capitals")}
+    assert all(truth[e.argument.strip()] != e.answer.strip() for e in cf)
+    col = la.build_prompts("uppercase", format="extractive", n=5)
+    assert all(e.answer == e.argument for e in col)  # lowercase demo: the answer is copied
+    with pytest.raises(la.LensarithError, match="format='extractive' is defined for"):
+        la.build_prompts("past", format="extractive")
+
+
+def test_random_token_contexts_are_seeded():
+    src = la.build_prompts("capitals", n=5)
+    a = la.random_token_contexts(src, seed=3)
+    assert a == la.random_token_contexts(src, seed=3)
+    assert a != la.random_token_contexts(src, seed=4)
+    words = a[0].prompt.split()
+    assert len(words) == 3 * 4 + 3 - 0 or words.count(src[0].argument.strip()) >= 3
+    assert a[0].answer == src[0].answer and a[0].task == "random:capitals"
+
+
+def test_tokenize_pads_right_and_reports_multi_token(model):
+    ex = la.build_prompts("capitals")[:40]
+    batch = la.tokenize(model, ex)
+    assert len(batch) == 40
+    for i, e in enumerate(ex):
+        ids = model.to_tokens(e.prompt)[0]
+        n = int(batch.lengths[i])
+        assert torch.equal(batch.tokens[i, :n], ids)
+        assert (batch.tokens[i, n:] == model.tokenizer.pad_token_id).all()
+    multi = batch.report["multi_token_answer"] + batch.report["multi_token_argument"]
+    assert multi, "some capitals have multi-word names"
+    dropped = la.tokenize(model, ex, drop_multi_token=True)
+    assert len(dropped) == 40 - len(set(multi)) and dropped.report["dropped"]
+
+
+def test_tokenize_errors(model):
+    with pytest.raises(la.LensarithError, match="examples is empty"):
+        la.tokenize(model, [])
+    bad = la.Example("Q: What is the capital of Poland?\nA:", " Qqqxyz", " Poland")
+    with pytest.raises(la.LensarithError, match=r"\[' Qqqxyz'\] not in the model's vocabulary"):
+        la.tokenize(model, [bad])
+    assert len(la.tokenize(model, [bad, la.build_prompts("capitals", n=1)[0]], drop_multi_token=True)) == 1
+    with pytest.raises(la.LensarithError, match="task='planets' is unknown"):
+        la.build_prompts("planets")
+
+
+def test_batch_chunks_and_positions(model):
+    batch = la.tokenize(model, la.build_prompts("past", n=5) + la.build_prompts("capitals", n=3))
+    chunks = list(batch.chunks(3))
+    assert [len(c) for c in chunks] == [3, 3, 2]
+    assert all(c.tokens.shape[1] == int(c.lengths.max()) for c in chunks)
+    assert torch.equal(batch.positions(-2), batch.lengths - 2)
+    with pytest.raises(la.LensarithError, match="batch_size must be >= 1"):
+        list(batch.chunks(0))
+
+
+def test_token_ids(model):
+    assert token_ids(model, [" Paris", "Warsaw"]).tolist() == [model.to_single_token("Paris"), model.to_single_token("Warsaw")]
+    with pytest.raises(la.LensarithError, match="token ids must lie in"):
+        token_ids(model, [10**9])
