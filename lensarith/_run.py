@@ -33,7 +33,9 @@ def collect(
     sites = [s.resolve(model.cfg) for s in sites]
     parts: dict[Site, list[Tensor]] = {s: [] for s in sites}
     stop = model.cfg.n_layers if stop_at_layer is None else stop_at_layer
-    chunks = list(batch.chunks(batch_size))
+    # Sort rows by length so each chunk carries little padding; undo the order at the end.
+    order = torch.argsort(batch.lengths, stable=True)
+    chunks = list(batch.take(order).chunks(batch_size))
     show = len(chunks) > 4 if progress is None else progress
     with torch.no_grad():
         for chunk in tqdm(chunks, desc=desc, disable=not show, leave=False):
@@ -42,4 +44,6 @@ def collect(
                 model(chunk.tokens.to(model.cfg.device), stop_at_layer=stop)
             for s in sites:
                 parts[s].append(cap.captured[s])
-    return {s: torch.cat(v) for s, v in parts.items()}
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(len(order))
+    return {s: torch.cat(v)[inverse.to(v[0].device)] for s, v in parts.items()}

@@ -314,6 +314,15 @@ class Batch:
             self.report,
         )
 
+    def take(self, index: Int[Tensor, " n"]) -> Batch:
+        """The rows at ``index`` (any order), trimmed to their own width."""
+        lengths = self.lengths[index]
+        width = int(lengths.max()) if len(lengths) else 0
+        pick = lambda t: None if t is None else t[index]  # noqa: E731
+        examples = None if self.examples is None else tuple(self.examples[int(i)] for i in index)
+        return Batch(self.tokens[index, :width], lengths, pick(self.answer_ids), pick(self.argument_ids),
+                     examples, self.report)
+
     def chunks(self, size: int) -> Iterator[Batch]:
         """Consecutive sub-batches of at most ``size`` rows, each trimmed to its own width."""
         if size < 1:

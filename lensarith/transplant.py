@@ -1058,7 +1058,9 @@ class AnalogyResult(Result):
 
     Tensors: ``cosine`` ``[batch]`` = cos(o, v[answer_i] - v[argument_i]); ``shuffled``
     ``[shuffle, batch]`` = cos(o, v[answer_pi(i)] - v[argument_i]) for random pairings pi
-    (the control); ``mean_difference_cosine`` (scalar) = cos(o, mean_i of the differences);
+    (the control: does the pairing matter?); ``mean_difference_cosine`` (scalar) = cos(o, mean_i of
+    the differences), to compare with ``random_cosine_scale`` = 1/sqrt(d_model), the typical
+    |cos| of unrelated directions;
     with ``space="unembed"`` also ``logit_diff`` ``[batch]`` = o . (u_answer - u_argument),
     the direct effect of o on the logit difference (before the final LayerNorm).
     """
@@ -1069,7 +1071,8 @@ class AnalogyResult(Result):
         cos, shuf = self.tensors["cosine"], self.tensors["shuffled"]
         out = {"cosine_mean": float(cos.mean()), "shuffled_mean": float(shuf.mean()),
                "fraction_above_shuffled": float((cos > shuf.mean(0)).float().mean()),
-               "mean_difference_cosine": float(self.tensors["mean_difference_cosine"])}
+               "mean_difference_cosine": float(self.tensors["mean_difference_cosine"]),
+               "random_cosine_scale": 1.0 / math.sqrt(int(self.meta.get("d_model", 1)))}
         if "logit_diff" in self.tensors:
             out["logit_diff_mean"] = float(self.tensors["logit_diff"].mean())
         return out
@@ -1148,7 +1151,7 @@ class TransplantConfig:
     positions: str = "all"
     scale: float = 1.0
     layer: int | None = None
-    layers: tuple[int, ...] | None = None
+    layers: Sequence[int] | None = None
     source: int | None = None
     contexts: str = "random"
     n_contexts: int | None = None
@@ -1158,6 +1161,10 @@ class TransplantConfig:
         _check_choice(self.mode, MODES, "TransplantConfig mode")
         _check_choice(self.positions, POSITIONS, "TransplantConfig positions")
         _check_choice(self.contexts, ("random", "zero_shot"), "TransplantConfig contexts")
+        if self.layers is not None:
+            if isinstance(self.layers, int) or not all(isinstance(x, int) for x in self.layers):
+                raise LensarithError(f"TransplantConfig layers must be None or a sequence of ints, got {self.layers!r}")
+            object.__setattr__(self, "layers", tuple(self.layers))
         if self.n_contexts is not None and (not isinstance(self.n_contexts, int) or self.n_contexts < 1):
             raise LensarithError(f"TransplantConfig n_contexts must be None or a positive int, got {self.n_contexts!r}")
 

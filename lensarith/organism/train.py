@@ -88,8 +88,8 @@ class TrainConfig:
 
 PRESETS: dict[str, TrainConfig] = {
     "full": TrainConfig(),
-    "smoke": TrainConfig(n_tokens=80_000, n_layers=2, d_model=64, n_heads=4, d_mlp=256, n_ctx=128,
-                         batch_size=16, lr=3e-3, warmup_steps=10, early_tokens=30_000, eval_every=0,
+    "smoke": TrainConfig(n_tokens=48_000, n_layers=2, d_model=64, n_heads=4, d_mlp=256, n_ctx=128,
+                         batch_size=8, lr=5e-3, warmup_steps=5, early_tokens=16_000, eval_every=0,
                          checkpoint_every=0),
 }
 
@@ -237,7 +237,8 @@ def train(
 
         bar = tqdm(total=config.n_steps, initial=start, desc="organism", unit="step")
     t0 = time.perf_counter()
-    running = None
+    running = first_loss = None
+    recent: list[float] = []
     for step in range(start, config.n_steps):
         corpus.rng.seed(config.seed * 1_000_003 + step)
         early = step * rows_per_step * config.n_ctx < config.early_tokens
@@ -251,6 +252,8 @@ def train(
         opt.step()
         lv = float(loss.detach())
         running = lv if running is None else 0.98 * running + 0.02 * lv
+        first_loss = lv if first_loss is None else first_loss
+        recent = (recent + [lv])[-max(5, config.n_steps // 50):]
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{running:.3f}")
@@ -287,7 +290,8 @@ def train(
     model.unembed.W_U.requires_grad_(True)
     model.eval()
     meta = {"organism": {"config": config.to_json(), "tokens_seen": config.n_steps * rows_per_step * config.n_ctx,
-                         "train_seconds": round(elapsed, 1), "final_loss": running, "history": history,
+                         "train_seconds": round(elapsed, 1),
+                         "first_loss": first_loss, "final_loss": sum(recent) / max(1, len(recent)), "history": history,
                          "torch": torch.__version__}}
     model.lensarith_meta = meta  # read by the CLI entry to write the card
     if out_dir is not None:

@@ -1,0 +1,224 @@
+"""Building blocks of the paper's figures (Merullo, Eickhoff & Pavlick 2023), one model at a time.
+
+Each function computes the numbers of one figure from lensarith's recipes and returns plain
+Python (lists, floats) ready for JSON, plots and the report; ``reproduce`` strings them
+together. The paper's own numbers for GPT2-Medium are in ``PAPER``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .._errors import LensarithError
+from ..lens import LensResult, logit_lens
+from ..tasks import Batch, Example, build_prompts, tokenize
+
+__all__ = [
+    "PAPER",
+    "PAPER_LAYERS",
+    "find_example",
+    "lens_tokens",
+    "answer_from",
+    "argument_layers",
+    "task_curves",
+    "dla_by_position",
+    "top_heads",
+    "upper_layers",
+]
+
+#: The paper's o-vector layers and replaced range for GPT2-Medium (24 layers).
+PAPER_LAYERS: dict[str, Any] = {"model": "gpt2-medium", "application": {"capitals": 19, "uppercase": 19, "past": 18},
+                                "replace": list(range(18, 24)), "fig6_layers": list(range(14, 24))}
+
+#: What the paper reports (GPT2-Medium unless said otherwise), for side-by-side printing.
+PAPER: dict[str, Any] = {
+    "fig2": {"poland": "' Poland' top-1 at layers 15-18, ' Warsaw' from layer 19 (of 24)",
+             "colours": "' Brown' top-1 from layer 19 (of 24)",
+             "poland_argument_layers": [15, 16, 17, 18], "poland_answer_from": 19, "colours_answer_from": 19},
+    "fig3": {"text": "argument rises then falls, answer rises: an 'X'; the function is applied about 2/3 through "
+                     "the network", "application_fraction": 2 / 3},
+    "fig4": {"text": "random-token context for ' China': with FFNs 18-23 replaced by the Poland prompt's o, "
+                     "' Beijing' climbs to the top in the upper layers; without it, it does not"},
+    "fig5": {
+        "capitals": {"control_rank": 10, "transplant_rank": 4, "no_effect": 0.37},
+        "us_capitals": {"control_rank": 20, "transplant_rank": 3},
+        "uppercase": {"text": "promoted almost always", "no_effect": 0.04},
+        "uppercase_words": {"text": "promoted almost always"},
+        "past_regular": {"control_rank": 7, "transplant_rank": 3, "no_effect": 0.19},
+        "past_irregular": {"control_rank": 6, "transplant_rank": 3},
+        "rank_note": "the answer's rank at the last layer, read off the MRR curves (1 = top)",
+    },
+    "fig6": {"text": "layers 14-23: the abstractive prompt shows ' Poland' then ' Warsaw'; the extractive prompt has "
+                     "' Warsaw' on top at once (saturation)"},
+    "fig7": {"model": "BLOOM", "removed": "24 FFNs (of 30)", "extractive_drop": 0.17, "abstractive_drop": 0.73,
+             "text": "removing upper FFNs hurts abstractive far more than extractive accuracy"},
+}
+
+
+def find_example(task: str, *, argument: str | None = None, answer: str | None = None, contains: str | None = None,
+                 format: str = "one_shot") -> Example:
+    """The first example of a task matching the filters (falls back to filtering less, then the first)."""
+    examples = build_prompts(task, format=format)
+    tests = [
+        lambda e: (argument is None or e.argument.strip() == argument) and (answer is None or e.answer.strip() == answer)
+        and (contains is None or contains in e.prompt.splitlines()[-2]),
+        lambda e: (argument is None or e.argument.strip() == argument) and (answer is None or e.answer.strip() == answer),
+    ]
+    for test in tests:
+        for e in examples:
+            if test(e):
+                return e
+    return examples[0]
+
+
+def _decode(model, ids: Sequence[int]) -> list[str]:
+    if model.tokenizer is None:
+        return [str(int(i)) for i in ids]
+    return [model.tokenizer.decode([int(i)]) for i in ids]
+
+
+def lens_tokens(model, examples: Sequence[Example], *, k: int = 5, batch_size: int = 32) -> tuple[LensResult, list[dict]]:
+    """Logit lens at the last position of a few prompts: the top-k tokens per layer.
+
+    Returns:
+        The ``LensResult`` and, per example, ``{"prompt", "argument", "answer", "layers",
+        "top": [[token]*k per layer], "probs": [[p]*k per layer], "top1": [token per layer],
+        "argument_layers", "answer_from"}``.
+    """
+    batch = tokenize(model, list(examples))
+    lens = logit_lens(model, batch, batch_size=batch_size)
+    out = []
+    all_logits = lens.logits()  # [layer, batch, d_vocab]
+    with torch.no_grad():
+        for i, ex in enumerate(batch.examples):
+            probs = all_logits[:, i].softmax(-1)
+            top = probs.topk(k, dim=-1)
+            toks = [_decode(model, row.tolist()) for row in top.indices]
+            top1 = [row[0] for row in toks]
+            out.append({"prompt": ex.prompt, "argument": ex.argument, "answer": ex.answer, "layers": list(lens.layers),
+                        "top": toks, "probs": [[round(float(p), 4) for p in row] for row in top.values],
+                        "top1": top1, "argument_layers": argument_layers(top1, ex.argument),
+                        "answer_from": answer_from(top1, ex.answer)})
+    return lens, out
+
+
+def answer_from(top1: Sequence[str], answer: str) -> int | None:
+    """The first layer from which ``answer`` is the top-1 token through the last layer (None: never)."""
+    first = None
+    for i in range(len(top1) - 1, -1, -1):
+        if top1[i].strip() != answer.strip():
+            break
+        first = i
+    return first
+
+
+def argument_layers(top1: Sequence[str], argument: str) -> list[int]:
+    """The layers where ``argument`` is the top-1 token."""
+    return [i for i, t in enumerate(top1) if t.strip() == argument.strip()]
+
+
+def upper_layers(n_layers: int) -> list[int]:
+    """Fig 6's layers: the paper's 14-23 of 24, scaled to the model's depth."""
+    start = min(n_layers - 1, int(round(14 * n_layers / 24)))
+    return list(range(start, n_layers))
+
+
+def task_curves(model, task: str, *, n: int | None, batch_size: int = 32, seed: int = 0
+                ) -> tuple[dict[str, Any], LensResult, Batch, Tensor]:
+    """Fig 3 for one task: mean RR of argument and answer per layer over the correct examples.
+
+    Returns:
+        ``(summary, lens, batch, correct)``: the summary holds ``layers``, ``argument`` and
+        ``answer`` (MRR per layer over the examples the model answers correctly; all
+        examples when it answers none), ``n``, ``n_correct``, ``accuracy``,
+        ``argument_peak_layer``, ``crossover_layer`` (from here on the answer's MRR stays
+        above the argument's) and its fraction of the depth.
+    """
+    examples = build_prompts(task, n=n, seed=seed)
+    batch = tokenize(model, examples, drop_multi_token=True)
+    lens = logit_lens(model, batch, batch_size=batch_size)
+    ans_rank, arg_rank = lens.rank("answer"), lens.rank("argument")
+    correct = ans_rank[-1] == 0
+    use = correct if bool(correct.any()) else torch.ones_like(correct)
+    ans = (1.0 / (ans_rank[:, use].float() + 1)).mean(-1)
+    arg = (1.0 / (arg_rank[:, use].float() + 1)).mean(-1)
+    L = len(lens.layers)
+    cross = None
+    for i in range(L - 1, -1, -1):
+        if float(ans[i]) <= float(arg[i]):
+            break
+        cross = i
+    peak = int(arg[:-1].argmax()) if L > 1 else 0
+    summary = {"task": task, "layers": list(lens.layers), "argument": [round(float(x), 4) for x in arg],
+               "answer": [round(float(x), 4) for x in ans], "n": len(batch), "n_correct": int(correct.sum()),
+               "accuracy": round(float(correct.float().mean()), 4), "averaged_over": "correct" if bool(correct.any()) else "all",
+               "argument_peak_layer": peak, "argument_peak_mrr": round(float(arg[peak]), 4), "crossover_layer": cross,
+               "crossover_fraction": None if cross is None else round((cross + 1) / L, 3),
+               "dropped_multi_token": len(batch.report.get("dropped", []))}
+    return summary, lens, batch, correct
+
+
+def dla_by_position(model, example: Example | str, *, answer: str | None = None, baseline: str | None = None
+                    ) -> tuple[list[str], list[float]]:
+    """Per source position: the direct effect, through every attention head, of what the last
+    position reads from it on ``logit(answer) - logit(baseline)`` (frozen final-LN scale).
+
+    Args:
+        model: a HookedTransformer.
+        example: an ``Example`` (answer and argument are used) or a prompt string.
+        answer, baseline: override the tokens (default: the example's answer and argument).
+
+    Returns:
+        ``(tokens, values)``, one value per token of the prompt.
+    """
+    from ..attribution import final_ln_linear
+    from ..tasks import token_ids
+
+    if isinstance(example, str):
+        example = Example(example, answer or "", baseline or "")
+    ans = answer or example.answer
+    base = baseline if baseline is not None else example.argument
+    if not ans:
+        raise LensarithError("dla_by_position needs an answer token (Example.answer or answer=)")
+    ids = model.to_tokens(example.prompt)[0]
+    L = model.cfg.n_layers
+    names = {f"blocks.{l}.attn.hook_pattern" for l in range(L)} | {f"blocks.{l}.attn.hook_v" for l in range(L)}
+    names.add(f"blocks.{L - 1}.hook_resid_post")
+    with torch.no_grad():
+        _, cache = model.run_with_cache(ids[None].to(model.cfg.device), names_filter=lambda n: n in names)
+        total = None
+        for l in range(L):
+            pat = cache[f"blocks.{l}.attn.hook_pattern"][0, :, -1]  # [head, src]
+            v = cache[f"blocks.{l}.attn.hook_v"][0]  # [src, head_kv, d_head]
+            if v.shape[1] != pat.shape[0]:
+                v = v.repeat_interleave(pat.shape[0] // v.shape[1], dim=1)
+            per = torch.einsum("hs,shd,hdm->sm", pat, v, model.blocks[l].attn.W_O)
+            total = per if total is None else total + per
+        resid = cache[f"blocks.{L - 1}.hook_resid_post"][0, -1][None]
+        normed, _ = final_ln_linear(model, total[:, None, :], resid)
+        a = token_ids(model, [ans], name="answer")
+        direction = model.W_U[:, a[0]]
+        if base:
+            direction = direction - model.W_U[:, token_ids(model, [base], name="baseline")[0]]
+        values = (normed[:, 0] @ direction).float().cpu().tolist()
+    tokens = [str(t) for t in model.to_str_tokens(ids)]
+    return tokens, values
+
+
+def top_heads(model, batch: Batch, *, k: int = 2, batch_size: int = 32) -> list[tuple[int, int, float]]:
+    """The ``k`` heads with the largest mean direct logit attribution to answer - argument."""
+    from ..attribution import direct_logit_attribution
+
+    dla = direct_logit_attribution(model, batch, "answer", "argument", granularity="head", batch_size=batch_size)
+    means = dla.attributions.mean(-1)
+    rows = []
+    for label, value in zip(dla.component_labels, means.tolist()):
+        if label.startswith("L") and "H" in label and "_" not in label:
+            layer, head = label[1:].split("H")
+            rows.append((int(layer), int(head), float(value)))
+    rows.sort(key=lambda r: -abs(r[2]))
+    return rows[:k]

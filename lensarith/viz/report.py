@@ -1,0 +1,127 @@
+"""One self-contained HTML report: text, tables, PNG figures and circuitsvis widgets.
+
+Figures are embedded as ``data:`` URIs, circuitsvis's JavaScript bundle is inlined once
+(only when a widget needs it), and nothing on the page refers to another site: the
+report opens offline, and ``Report.html()`` raises if a URL slipped in.
+"""
+
+from __future__ import annotations
+
+import base64
+import html as _html
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .._errors import LensarithError
+from ..result import atomic_write_text
+from .circuits import Widget, bundle_script, find_urls
+
+__all__ = ["Report", "html_table"]
+
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:24px auto;padding:0 16px;color:#222}
+h1{font-size:24px}h2{font-size:19px;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}
+h3{font-size:15px}p,li{line-height:1.45}.lensarith-title{font-weight:600;margin:10px 0 4px}
+table.lensarith-data{border-collapse:collapse;font-size:13px;margin:8px 0}
+table.lensarith-data td,table.lensarith-data th{border:1px solid #ddd;padding:3px 8px;text-align:right}
+table.lensarith-data th{background:#f4f4f4}table.lensarith-data td:first-child{text-align:left}
+img.lensarith-fig{max-width:100%;border:1px solid #eee;margin:6px 0}
+.lensarith-note{color:#555;font-size:13px}code{background:#f4f4f4;padding:0 3px}
+nav a{margin-right:10px}
+"""
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 1e4 else f"{value:.3g}"
+    if value is None:
+        return "–"
+    return str(value)
+
+
+def html_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """A plain HTML table from a list of dicts (first row's keys by default)."""
+    if not rows:
+        return "<p class='lensarith-note'>(no rows)</p>"
+    cols = list(columns or rows[0].keys())
+    head = "".join(f"<th>{_html.escape(str(c))}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{_html.escape(_fmt(r.get(c)))}</td>" for c in cols) + "</tr>" for r in rows)
+    return f"<table class='lensarith-data'><tr>{head}</tr>{body}</table>"
+
+
+class Report:
+    """Build a report section by section, then ``save(path)`` (atomic).
+
+    Example:
+        >>> r = Report("demo"); r.add_text("hello"); "hello" in r.html()
+        True
+    """
+
+    def __init__(self, title: str, *, subtitle: str = "") -> None:
+        self.title = title
+        self.subtitle = subtitle
+        self._parts: list[str] = []
+        self._sections: list[tuple[str, str]] = []
+        self._needs_bundle = False
+
+    def add_section(self, title: str, text: str = "") -> Report:
+        """A new ``<h2>`` section (listed in the table of contents), optional paragraph."""
+        anchor = f"s{len(self._sections) + 1}"
+        self._sections.append((anchor, title))
+        self._parts.append(f"<h2 id='{anchor}'>{_html.escape(title)}</h2>")
+        if text:
+            self.add_text(text)
+        return self
+
+    def add_text(self, text: str, *, note: bool = False) -> Report:
+        """A paragraph (escaped); ``note`` makes it small and grey."""
+        cls = " class='lensarith-note'" if note else ""
+        self._parts.append(f"<p{cls}>{_html.escape(text)}</p>")
+        return self
+
+    def add_html(self, fragment: str) -> Report:
+        """Raw HTML (checked for URLs when the report is rendered)."""
+        self._parts.append(fragment)
+        return self
+
+    def add_table(self, rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None, *,
+                  caption: str = "") -> Report:
+        if caption:
+            self._parts.append(f"<div class='lensarith-title'>{_html.escape(caption)}</div>")
+        self._parts.append(html_table(rows, columns))
+        return self
+
+    def add_figure(self, figure: str | os.PathLike[str] | bytes, *, caption: str = "") -> Report:
+        """A PNG (path or bytes) embedded as a ``data:`` URI."""
+        data = figure if isinstance(figure, bytes) else Path(figure).read_bytes()
+        b64 = base64.b64encode(data).decode("ascii")
+        cap = f"<div class='lensarith-note'>{_html.escape(caption)}</div>" if caption else ""
+        self._parts.append(f"<figure style='margin:8px 0'><img class='lensarith-fig' alt='{_html.escape(caption)}' "
+                           f"src='data:image/png;base64,{b64}'/>{cap}</figure>")
+        return self
+
+    def add_widget(self, widget: Widget) -> Report:
+        """A circuitsvis widget (or a static one); the bundle is inlined once for all."""
+        if not isinstance(widget, Widget):
+            raise LensarithError(f"add_widget needs a lensarith.viz.circuits.Widget, got {type(widget).__name__}")
+        self._needs_bundle |= widget.needs_bundle
+        self._parts.append(widget.html())
+        return self
+
+    def html(self) -> str:
+        """The whole page; raises ``LensarithError`` if any external URL is in it."""
+        toc = "".join(f"<a href='#{a}'>{_html.escape(t)}</a>" for a, t in self._sections)
+        head = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_html.escape(self.title)}</title>"
+                f"<style>{_CSS}</style>{bundle_script() if self._needs_bundle else ''}</head><body>")
+        sub = f"<p class='lensarith-note'>{_html.escape(self.subtitle)}</p>" if self.subtitle else ""
+        page = head + f"<h1>{_html.escape(self.title)}</h1>{sub}<nav>{toc}</nav>" + "\n".join(self._parts) + "</body></html>"
+        urls = find_urls(page)
+        if urls:
+            raise LensarithError(f"the report would reference external resources: {urls[:3]}")
+        return page
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the page atomically (temporary file + rename)."""
+        return atomic_write_text(path, self.html())
