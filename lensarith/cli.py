@@ -1,7 +1,10 @@
 """The ``lensarith`` command line.
 
-User mistakes print one line (``lensarith: error: ...``) and exit 2; results go to
-``--out`` as JSON + safetensors, written atomically.
+Subcommands: ``reproduce`` (the paper's figures and one HTML report), ``lens``, ``patch``,
+``transplant``, ``ablate``, ``organism-train``, ``organism-eval``. Results go to ``--out``
+as JSON + safetensors, figures as PNG, and one self-contained ``report.html``; every file
+is written atomically (temporary file + rename), so an interrupted run leaves no
+half-written files. User mistakes print one line (``lensarith: error: ...``) and exit 2.
 """
 
 from __future__ import annotations
@@ -14,6 +17,20 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+TASK_CHOICES = ("capitals", "us_capitals", "uppercase", "uppercase_words", "past", "past_regular", "past_irregular")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage dump) and exit status 2."""
+
+    def error(self, message: str):  # noqa: D102
+        sys.stderr.write(f"lensarith: error: {message} (see `{self.prog} --help`)\n")
+        raise SystemExit(2)
+
+
+class UserError(Exception):
+    """A mistake in the command line that is found after parsing."""
+
 
 def _model(name: str):
     import lensarith as la
@@ -23,10 +40,76 @@ def _model(name: str):
     return la.load_model(name)
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _layers(text: str) -> list[int]:
+    """``18-23``, ``18,19,20`` or ``19``."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", text)
+    try:
+        if m:
+            return list(range(int(m.group(1)), int(m.group(2)) + 1))
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"layers must look like 18-23 or 18,19,20, got {text!r}") from None
+
+
+def _out(args) -> Path:
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {str(out)!r} exists and is not a directory")
+    return out
+
+
+def _done(out: Path, report: Path | None = None) -> None:
+    if report is not None:
+        print(f"report: {report.resolve()}")
+    print(f"outputs in {out.resolve()}")
+
+
+# --------------------------------------------------------------------------- reproduce
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from lensarith.paper.reproduce import ReproduceConfig, format_summary, reproduce
+
+    if args.small:
+        config = ReproduceConfig.small_run(seed=args.seed, **({"n": args.n} if args.n else {}))
+    else:
+        config = ReproduceConfig(n=args.n or 200, seed=args.seed, batch_size=args.batch_size)
+    out = _out(args)
+    print(f"loading {args.model} ...", flush=True)
+    model = _model(args.model)
+    print(f"reproducing Merullo et al. 2023 on {args.model} ({model.cfg.n_layers} layers), n={config.n} per task "
+          f"-> {out}", flush=True)
+    summary = reproduce(model, out, config, model_name=args.model, progress=not args.quiet,
+                        log=lambda s: print(s, flush=True))
+    print()
+    print(format_summary(summary))
+    print(f"\nsummary: {(out / 'summary.json').resolve()}  ({summary['timings_s']['total']:.0f} s)")
+    _done(out, out / "report.html")
+    return 0
+
+
+# --------------------------------------------------------------------------- lens
+
+
 def cmd_lens(args: argparse.Namespace) -> int:
     import lensarith as la
     from lensarith.result import atomic_write_text
+    from lensarith.viz import circuits, plots
+    from lensarith.viz.report import Report
 
+    out = _out(args)
     model = _model(args.model)
     examples = la.build_prompts(args.task, n=args.n)
     batch = la.tokenize(model, examples, drop_multi_token=True)
@@ -35,47 +118,284 @@ def cmd_lens(args: argparse.Namespace) -> int:
     argument_rr = lens.reciprocal_rank("argument").mean(-1)
     answer_top1, argument_top1 = lens.accuracy("answer"), lens.accuracy("argument")
     _, top = lens.top_tokens(1)
-    out = Path(args.out)
-    lens.save(out / f"lens-{args.task}")
-    rows = [{"layer": name, "answer_mrr": float(a), "argument_mrr": float(g), "answer_top1": float(t),
+    name = f"lens-{args.task}"
+    lens.save(out / name)
+    rows = [{"layer": layer, "answer_mrr": float(a), "argument_mrr": float(g), "answer_top1": float(t),
              "argument_top1": float(u), "first_example_top1": top[i][0][0]}
-            for i, (name, a, g, t, u) in enumerate(zip(lens.layers, answer_rr, argument_rr, answer_top1, argument_top1))]
-    atomic_write_text(out / f"lens-{args.task}.json", json.dumps({"task": args.task, "n": len(batch),
-                                                                  "report": batch.report, "layers": rows}, indent=1))
+            for i, (layer, a, g, t, u) in enumerate(zip(lens.layers, answer_rr, argument_rr, answer_top1, argument_top1))]
+    atomic_write_text(out / f"{name}.json", json.dumps({"task": args.task, "model": args.model, "n": len(batch),
+                                                        "report": batch.report, "layers": rows}, indent=1))
+    fig = plots.x_pattern({args.task: {"layers": lens.layers, "argument": argument_rr, "answer": answer_rr, "n": len(batch)}},
+                          title=f"logit lens on {args.model} (mean RR over all prompts)")
+    png = plots.save_png(fig, out / f"{name}.png")
+    report = Report(f"logit lens: {args.task} on {args.model}")
+    report.add_section("Mean reciprocal rank per layer").add_figure(png)
+    report.add_table(rows)
+    report.add_section("Top tokens per layer (first prompts)")
+    for i in range(min(3, len(batch))):
+        report.add_widget(circuits.logit_lens_table(lens, i, k=5))
+    report_path = report.save(out / f"{name}.html")
     print(f"logit lens on {args.model}, task {args.task}, {len(batch)} prompts (first: {examples[0].prompt!r})")
     print(f"{'layer':>8} {'answer MRR':>11} {'arg MRR':>8} {'ans top1':>9} {'arg top1':>9}  top-1 token (first prompt)")
     for r in rows:
         print(f"{r['layer']:>8} {r['answer_mrr']:11.3f} {r['argument_mrr']:8.3f} {r['answer_top1']:9.2f} "
               f"{r['argument_top1']:9.2f}  {r['first_example_top1']!r}")
-    print(f"wrote {out / f'lens-{args.task}'} and {out / f'lens-{args.task}.json'}")
+    _done(out, report_path)
     return 0
 
 
+# --------------------------------------------------------------------------- patch
+
+
+def cmd_patch(args: argparse.Namespace) -> int:
+    import lensarith as la
+    from lensarith.patching import activation_patch, pair_examples
+    from lensarith.result import atomic_write_text
+    from lensarith.viz import circuits, plots
+    from lensarith.viz.heatmap import heatmap
+    from lensarith.viz.report import Report
+
+    out = _out(args)
+    model = _model(args.model)
+    pairs = pair_examples(model, la.build_prompts(args.task, n=max(4 * args.n, 40)), n=args.n, seed=args.seed)
+    res = activation_patch(model, pairs, site=args.site, metric=args.metric, direction=args.direction, progress=True)
+    name = f"patch-{args.task}-{args.site}"
+    res.save(out / name)
+    axes = tuple(res.axes["values"])
+    png = plots.save_png(heatmap(res), out / f"{name}.png")
+    top = res.top(10)
+    atomic_write_text(out / f"{name}.json", json.dumps({
+        "task": args.task, "model": args.model, "site": args.site, "metric": args.metric, "direction": args.direction,
+        "pairs": len(pairs), "axes": list(axes), "values": res.values.tolist(), "labels": res.labels,
+        "clean": res.clean.tolist(), "corrupted": res.corrupted.tolist(),
+        "top": [{"where": w, "value": v} for w, v in top]}, indent=1))
+    report = Report(f"activation patching: {args.task} on {args.model}")
+    report.add_section(f"{args.site} ({' x '.join(axes)}), {len(pairs)} pairs").add_figure(png)
+    report.add_text(f"clean prompt e.g. {pairs.clean.examples[0].prompt!r}; corrupted e.g. "
+                    f"{pairs.corrupted.examples[0].prompt!r}", note=True)
+    if axes == ("layer", "pos"):
+        report.add_widget(circuits.patch_tokens(res))
+    report.add_table([{**w, "value": v} for w, v in top], caption="largest effects")
+    report_path = report.save(out / f"{name}.html")
+    print(f"activation patching on {args.model}: {args.task}, {len(pairs)} pairs, site {args.site}, metric {args.metric}")
+    for where, value in top[:5]:
+        print(f"  {where}: {value:+.3f}")
+    _done(out, report_path)
+    return 0
+
+
+# --------------------------------------------------------------------------- transplant
+
+
+def cmd_transplant(args: argparse.Namespace) -> int:
+    from lensarith.result import atomic_write_text
+    from lensarith.transplant import TransplantConfig, transplant_experiment
+    from lensarith.viz import plots
+    from lensarith.viz.report import Report
+
+    out = _out(args)
+    model = _model(args.model)
+    cfg = TransplantConfig(mode=args.mode, layer=args.layer, layers=tuple(args.layers) if args.layers else None,
+                           positions=args.positions, scale=args.scale, n_contexts=args.n, seed=args.seed)
+    res = transplant_experiment(model, args.task, cfg, progress=True)
+    name = f"transplant-{args.task}"
+    res.save(out / name)
+    layers = res.labels["layer"]
+    sets = {args.task: {"layers": layers, "control": res.mrr("answer", "control"),
+                        "transplant": res.mrr("answer", "transplant"), "n": res.summary()["n"]}}
+    png = plots.save_png(plots.transplant_curves(sets, title=f"o from MLP {res.meta['application_layer']}, "
+                                                             f"{args.mode} MLPs {res.meta['layers']}"), out / f"{name}.png")
+    summary = res.summary()
+    atomic_write_text(out / f"{name}.json", json.dumps({
+        "task": args.task, "model": args.model, "summary": summary, "application_layer": res.meta["application_layer"],
+        "layers": res.meta["layers"], "source": res.meta.get("source"), "search": res.meta.get("search"),
+        "mrr": {run: res.mrr("answer", run).tolist() for run in ("control", "transplant")},
+        "per_example": res.per_example()}, indent=1, default=str))
+    report = Report(f"o-vector transplant: {args.task} on {args.model}")
+    report.add_section("MRR of the answer per layer").add_figure(png)
+    report.add_text(f"source prompt {res.meta.get('source')!r}; o from MLP {res.meta['application_layer']}; "
+                    f"{args.mode} at MLPs {res.meta['layers']}", note=True)
+    report.add_table([{"metric": k, "value": v} for k, v in summary.items()])
+    report.add_table(res.per_example()[:30], caption="first contexts")
+    report_path = report.save(out / f"{name}.html")
+    print(f"transplant on {args.model}: {args.task}, o from MLP {res.meta['application_layer']}, {args.mode} "
+          f"MLPs {res.meta['layers']}, {summary['n']} contexts")
+    print(f"  answer MRR {summary['answer_mrr_control']:.3f} -> {summary['answer_mrr_transplant']:.3f}, top-1 "
+          f"{summary['answer_top1_control']:.2f} -> {summary['answer_top1_transplant']:.2f}, "
+          f"no real effect {summary['no_effect_rate']:.0%}")
+    _done(out, report_path)
+    return 0
+
+
+# --------------------------------------------------------------------------- ablate
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from lensarith.ablation import ffn_ablation
+    from lensarith.result import atomic_write_text
+    from lensarith.viz import plots
+    from lensarith.viz.report import Report
+
+    out = _out(args)
+    model = _model(args.model)
+    res = ffn_ablation(model, args.task, mode=args.mode, steps=args.steps, n=args.n, progress=True)
+    name = f"ablate-{args.task}"
+    res.save(out / name)
+    panel = {"removed": res.n_removed, **{s: res.accuracy_of(s) for s in res.sets}}
+    png = plots.save_png(plots.ablation_curves({args.task: panel}, title=f"{args.mode}-ablating MLPs top down"),
+                         out / f"{name}.png")
+    table = res.table()
+    atomic_write_text(out / f"{name}.json", json.dumps({"task": args.task, "model": args.model, "mode": args.mode,
+                                                        "sizes": res.meta.get("sizes"), "table": table}, indent=1))
+    report = Report(f"MLP ablation: {args.task} on {args.model}")
+    report.add_section("Accuracy as MLPs are removed from the top down").add_figure(png)
+    report.add_table(table)
+    report_path = report.save(out / f"{name}.html")
+    print(f"{args.mode}-ablation of MLPs on {args.model}: {args.task} ({', '.join(f'{s} n={n}' for s, n in res.meta['sizes'].items())})")
+    for row in table:
+        print("  removed {:>2} ({}): ".format(row["removed"], row["layers"]) +
+              ", ".join(f"{s} {row[f'{s}_accuracy']:.2f}" for s in res.sets))
+    _done(out, report_path)
+    return 0
+
+
+# --------------------------------------------------------------------------- organism
+
+
+def _organism(module: str):
+    import importlib
+
+    try:
+        return importlib.import_module(f"lensarith.organism.{module}")
+    except ModuleNotFoundError as exc:
+        raise UserError(f"lensarith.organism.{module} is not available in this installation ({exc})") from None
+
+
+def cmd_organism_train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    train_mod = _organism("train")
+    presets = getattr(train_mod, "PRESETS", {})
+    if args.preset not in presets:
+        raise UserError(f"--preset {args.preset!r} is unknown; presets: {', '.join(sorted(presets)) or 'none'}")
+    config = presets[args.preset]
+    if args.n_tokens:
+        config = dataclasses.replace(config, n_tokens=args.n_tokens)
+    run_dir = args.run_dir or f"runs/organism-{args.preset}"
+    model = train_mod.train(config, args.out, checkpoint_dir=run_dir, log=lambda s: print(s, flush=True),
+                            progress=not args.quiet)
+    evaluate_mod = _organism("evaluate")
+    if hasattr(evaluate_mod, "write_card") and not args.no_card:
+        evaluate_mod.write_card(model, args.out, getattr(model, "lensarith_meta", {}), n=args.eval_n)
+        print(f"card: {Path(args.out, 'card.md').resolve()}")
+    print(f"model: {Path(args.out).resolve()}")
+    return 0
+
+
+def cmd_organism_eval(args: argparse.Namespace) -> int:
+    from lensarith.result import atomic_write_text
+
+    evaluate_mod = _organism("evaluate")
+    model = _model(args.model)
+    table = evaluate_mod.evaluate(model, n=args.n, seed=args.seed, mechanism=not args.quick)
+    print(evaluate_mod.format_table(table))
+    out = _out(args)
+    path = atomic_write_text(out / "organism-eval.json", json.dumps(table, indent=1))
+    print(f"table: {path.resolve()}")
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def _common(p: argparse.ArgumentParser, *, out: str = "out") -> None:
+    p.add_argument("--model", default="organism",
+                   help="'organism' (bundled), 'tiny' (random, for tests), a hub name such as gpt2-medium, or a local directory")
+    p.add_argument("--out", default=out, help=f"output folder (default {out})")
+    p.add_argument("--seed", type=int, default=0)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lensarith", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="lensarith", description=__doc__.splitlines()[0] + " Residual-stream recipes on TransformerLens.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("reproduce", help="the paper's Figs 2-7 on a model: summary.json, PNGs and one HTML report")
+    _common(p, out="out/reproduce")
+    p.add_argument("--n", type=_positive, default=None, help="prompts per task and contexts per set (default 200; 16 with --small)")
+    p.add_argument("--small", action="store_true", help="a quick CI-sized run")
+    p.add_argument("--batch-size", type=_positive, default=32)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_reproduce)
+
     p = sub.add_parser("lens", help="logit lens over a task's prompts")
-    p.add_argument("--model", default="organism", help="'organism', 'tiny', a hub name or a local directory")
-    p.add_argument("--task", default="capitals")
-    p.add_argument("--n", type=int, default=64, help="number of prompts")
+    _common(p)
+    p.add_argument("--task", default="capitals", choices=TASK_CHOICES)
+    p.add_argument("--n", type=_positive, default=64, help="number of prompts")
     p.add_argument("--stream", default="resid_post", choices=["resid_pre", "resid_mid", "resid_post", "all"])
-    p.add_argument("--out", default="out")
     p.set_defaults(func=cmd_lens)
+
+    p = sub.add_parser("patch", help="activation patching between pairs of a task's prompts")
+    _common(p)
+    p.add_argument("--task", default="capitals", choices=TASK_CHOICES)
+    p.add_argument("--n", type=_positive, default=8, help="prompt pairs")
+    p.add_argument("--site", default="resid_pre", choices=["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "z"])
+    p.add_argument("--metric", default="recovery", choices=["logit_diff", "recovery", "answer_prob", "reciprocal_rank"])
+    p.add_argument("--direction", default="denoise", choices=["denoise", "noise"])
+    p.set_defaults(func=cmd_patch)
+
+    p = sub.add_parser("transplant", help="o-vector transplant into random-token contexts")
+    _common(p)
+    p.add_argument("--task", default="capitals", choices=TASK_CHOICES)
+    p.add_argument("--n", type=_positive, default=100, help="contexts")
+    p.add_argument("--layer", type=int, default=None, help="MLP the o-vector is taken from (default: layer search)")
+    p.add_argument("--layers", type=_layers, default=None, help="MLPs to intervene on, e.g. 18-23 (default: from the layer)")
+    p.add_argument("--mode", default="replace", choices=["replace", "add", "subtract"])
+    p.add_argument("--positions", default="all", choices=["all", "last"])
+    p.add_argument("--scale", type=float, default=1.0)
+    p.set_defaults(func=cmd_transplant)
+
+    p = sub.add_parser("ablate", help="remove MLPs from the top down: abstractive vs extractive accuracy")
+    _common(p)
+    p.add_argument("--task", default="capitals", choices=["capitals", "us_capitals", "uppercase"])
+    p.add_argument("--n", type=_positive, default=100, help="prompts per set")
+    p.add_argument("--mode", default="zero", choices=["zero", "mean"])
+    p.add_argument("--steps", type=_positive, default=6)
+    p.set_defaults(func=cmd_ablate)
+
+    p = sub.add_parser("organism-train", help="train the organism (lensarith.organism.train) and write its card")
+    p.add_argument("--out", default="data/organism", help="model directory (default data/organism)")
+    p.add_argument("--preset", default="full")
+    p.add_argument("--n-tokens", type=_positive, default=None, help="override the preset's token count")
+    p.add_argument("--run-dir", default=None, help="checkpoints and logs (default runs/organism-<preset>)")
+    p.add_argument("--eval-n", type=_positive, default=None, help="prompts per task for the card (default all)")
+    p.add_argument("--no-card", action="store_true", help="skip the evaluation and card")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_organism_train)
+
+    p = sub.add_parser("organism-eval", help="the organism card's measurement table for a model")
+    _common(p)
+    p.add_argument("--n", type=_positive, default=None, help="prompts per task and format (default all)")
+    p.add_argument("--quick", action="store_true", help="skip the mechanism measurements")
+    p.set_defaults(func=cmd_organism_eval)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lensarith._errors import LensarithError
-
     parser = build_parser()
     args = parser.parse_args(argv)
+    from lensarith._errors import LensarithError
+
     try:
         return args.func(args)
-    except LensarithError as exc:
-        print(f"lensarith: error: {exc}", file=sys.stderr)
+    except (LensarithError, UserError) as exc:
+        msg = " ".join(str(exc).split())
+        print(f"lensarith: error: {msg}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"lensarith: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("lensarith: interrupted; no partial outputs were left", file=sys.stderr)
+        print("lensarith: interrupted; files already written are complete, none is half-written", file=sys.stderr)
         return 130
 
 

@@ -62,11 +62,9 @@ __all__ = [
     "PATCH_SITES",
 ]
 
-PatchSite = Literal["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "z", "result"]
 POSITION_SITES = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")
 HEAD_SITES = ("z", "result")
 PATCH_SITES: tuple[str, ...] = POSITION_SITES + HEAD_SITES
-Direction = Literal["denoise", "noise"]
 _PAIR_TOKENS = ("clean", "corrupted", "clean_argument", "corrupted_argument")
 # Fused kernels for TransformerLens's MLP activations (same functions; gelu_new is the tanh form).
 _ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
@@ -202,58 +200,75 @@ def make_pairs(model, clean, corrupted, *, answers=None, corrupted_answers=None)
     return PromptPairs(c, k, {"n": len(c), "source": "make_pairs"})
 
 
-def pair_examples(model, examples: Sequence[Example], *, n: int | None = None, seed: int = 0,
-                  drop_multi_token: bool = True) -> PromptPairs:
-    """Pair each example of a task with another of the same token length and a different answer.
+def pair_examples(model, examples: Sequence[Example], corrupted: Sequence[Example] | None = None, *,
+                  n: int | None = None, seed: int = 0, drop_multi_token: bool = True) -> PromptPairs:
+    """Prompt pairs from task examples, aligned token by token, with different answers.
 
-    For the capitals task this pairs e.g. the Poland prompt (clean, `` Warsaw``) with the
-    China prompt (corrupted, `` Beijing``): same template, one argument swapped.
+    With ``examples`` alone, each example is paired with another of the same token length
+    and a different answer: for the capitals task, the Poland prompt (clean, `` Warsaw``)
+    with the China prompt (corrupted, `` Beijing``), same template, one argument swapped.
+    With ``corrupted``, row ``i`` of ``examples`` pairs with row ``i`` of ``corrupted`` (e.g.
+    ``build_prompts("capitals", format="extractive")`` against ``format="counterfactual"``:
+    the context states the true capital or a wrong one); rows whose token lengths differ
+    are dropped and counted in ``report``.
 
     Args:
         model: a HookedTransformer with a tokenizer.
-        examples: ``Example`` objects (``build_prompts(...)``).
+        examples: ``Example`` objects (``build_prompts(...)``), the clean side.
+        corrupted: optional corrupted examples, one per clean example.
         n: keep at most ``n`` pairs.
-        seed: seeds which partner each example gets.
+        seed: seeds which partner each example gets (without ``corrupted``).
         drop_multi_token: drop examples whose answer or argument is several tokens.
 
     Returns:
-        ``PromptPairs``; ``report`` counts the examples left without a partner.
+        ``PromptPairs``; ``report`` counts what was dropped.
+
+    Example:
+        >>> pairs = pair_examples(model, build_prompts("capitals", n=40), n=8)  # doctest: +SKIP
     """
-    if not examples or not all(isinstance(e, Example) for e in examples):
-        raise LensarithError("examples must be a non-empty list of lensarith.Example (e.g. build_prompts('capitals'))")
-    batch = tokenize(model, list(examples), drop_multi_token=drop_multi_token)
-    if batch.answer_ids is None:
-        raise LensarithError("examples carry no answers; pair_examples needs Examples with answers")
-    lengths = batch.lengths.tolist()
-    answers = batch.answer_ids.tolist()
-    groups: dict[int, list[int]] = {}
-    for i, length in enumerate(lengths):
-        groups.setdefault(length, []).append(i)
-    rng = random.Random(seed)
-    clean_idx, corrupt_idx, unpaired = [], [], 0
-    for members in groups.values():
-        rng.shuffle(members)
-        for pos, i in enumerate(members):
-            partner = next((members[(pos + s) % len(members)] for s in range(1, len(members))
-                            if answers[members[(pos + s) % len(members)]] != answers[i]), None)
-            if partner is None:
-                unpaired += 1
-                continue
-            clean_idx.append(i)
-            corrupt_idx.append(partner)
-    if not clean_idx:
+    for name, exs in (("examples", examples), ("corrupted", corrupted)):
+        if exs is not None and (not exs or not all(isinstance(e, Example) for e in exs)):
+            raise LensarithError(f"{name} must be a non-empty list of lensarith.Example (e.g. build_prompts('capitals'))")
+    if corrupted is not None and len(corrupted) != len(examples):
+        raise LensarithError(f"examples has {len(examples)} rows but corrupted has {len(corrupted)}: give one each")
+    sides = [examples] if corrupted is None else [examples, corrupted]
+    info: list[dict[int, tuple[int, int]]] = []  # per side: input row -> (length, answer id)
+    for exs in sides:
+        batch = tokenize(model, list(exs), drop_multi_token=drop_multi_token)
+        if batch.answer_ids is None:
+            raise LensarithError("examples carry no answers; pair_examples needs Examples with answers")
+        rows = [i for i in range(len(exs)) if i not in set(batch.report["dropped"])]
+        info.append({i: (int(length), int(a)) for i, length, a in zip(rows, batch.lengths, batch.answer_ids)})
+    pairs: list[tuple[Example, Example]] = []
+    if corrupted is not None:
+        both = sorted(set(info[0]) & set(info[1]))
+        aligned = [i for i in both if info[0][i][0] == info[1][i][0] and info[0][i][1] != info[1][i][1]]
+        pairs = [(examples[i], corrupted[i]) for i in aligned]
+        report = {"dropped_tokens": len(examples) - len(both), "dropped_length_or_answer": len(both) - len(aligned)}
+    else:
+        groups: dict[int, list[int]] = {}
+        for i, (length, _) in info[0].items():
+            groups.setdefault(length, []).append(i)
+        rng, found, unpaired = random.Random(seed), {}, 0
+        for members in groups.values():
+            rng.shuffle(members)
+            for k, i in enumerate(members):
+                ring = [members[(k + s) % len(members)] for s in range(1, len(members))]
+                partner = next((j for j in ring if info[0][j][1] != info[0][i][1]), None)
+                if partner is None:
+                    unpaired += 1
+                else:
+                    found[i] = partner
+        pairs = [(examples[i], examples[found[i]]) for i in sorted(found)]
+        report = {"dropped_tokens": len(examples) - len(info[0]), "unpaired": unpaired}
+    if not pairs:
         raise LensarithError(
-            f"no pairs: none of the {len(batch)} examples has a partner of the same token length with a "
+            f"no pairs: none of the {len(examples)} examples has a partner of the same token length with a "
             "different answer; give more examples"
         )
-    order = sorted(range(len(clean_idx)), key=lambda j: clean_idx[j])[: n if n is not None else None]
-    exs = batch.examples
-
-    def pick(rows: list[int]) -> Batch:
-        return tokenize(model, [exs[r] for r in rows])
-
-    report = {"n": len(order), "unpaired": unpaired, "tokenize": batch.report, "source": "pair_examples"}
-    return PromptPairs(pick([clean_idx[j] for j in order]), pick([corrupt_idx[j] for j in order]), report)
+    pairs = pairs[: n if n is not None else None]
+    report.update(n=len(pairs), source="pair_examples")
+    return PromptPairs(tokenize(model, [c for c, _ in pairs]), tokenize(model, [k for _, k in pairs]), report)
 
 
 def _as_pairs(model, clean, corrupted) -> PromptPairs:
@@ -445,7 +460,8 @@ class _Run:
 
 
 def _has_hooks(model) -> bool:
-    return any(len(hp.fwd_hooks) or len(hp.bwd_hooks) or len(hp._forward_hooks) for hp in model.hook_dict.values())
+    """Whether any hook (TransformerLens's or a plain PyTorch one) is attached to the model."""
+    return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in model.modules())
 
 
 def _forward(model, tokens: Tensor, names: Sequence[str], read: Tensor, *, grad: bool = False) -> _Run:
@@ -550,7 +566,7 @@ class _FastEngine:
         """Hooks to record in the base run and in the source run."""
         n, site = model.cfg.n_layers, grid.site
         lo = min(grid.layers)
-        base = [_hook(k, layer) for layer in range(lo, n) for k in ("resid_pre",)]
+        base = [_hook("resid_pre", layer) for layer in range(lo, n)]
         base += [f"blocks.{layer}.attn.hook_{kv}" for layer in range(lo, n) for kv in ("k", "v")]
         extra = {"mlp_out": ["resid_mid"], "z": ["z"], "result": ["z"]}.get(site, [])
         base += [_hook(k, layer) for layer in grid.layers for k in extra]
@@ -894,9 +910,9 @@ def activation_patch(
     clean,
     corrupted=None,
     *,
-    site: PatchSite = "resid_pre",
+    site: str = "resid_pre",
     metric: Metric | str | Callable[[Tensor], Tensor] = "logit_diff",
-    direction: Direction = "denoise",
+    direction: str = "denoise",
     by_position: bool | None = None,
     layers: Sequence[int] | None = None,
     positions: Sequence[int] | None = None,
@@ -991,9 +1007,9 @@ def attribution_patch(
     clean,
     corrupted=None,
     *,
-    site: PatchSite = "resid_pre",
+    site: str = "resid_pre",
     metric: Metric | str | Callable[[Tensor], Tensor] = "logit_diff",
-    direction: Direction = "denoise",
+    direction: str = "denoise",
     by_position: bool | None = None,
     layers: Sequence[int] | None = None,
     positions: Sequence[int] | None = None,

@@ -21,7 +21,7 @@ import os
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from jaxtyping import Float, Int
@@ -57,8 +57,6 @@ __all__ = [
     "transplant_experiment",
 ]
 
-Mode = Literal["replace", "add", "subtract"]
-Positions = Literal["all", "last"]
 MODES = ("replace", "add", "subtract")
 POSITIONS = ("all", "last")
 RUNS = ("control", "transplant")

@@ -254,3 +254,22 @@ def test_shipped_organism_meets_its_card():
                     assert table[part][key][k] == pytest.approx(v, abs=0.01), (part, key, k)
             else:
                 assert table[part][key] == pytest.approx(value, abs=0.01), (part, key)
+
+
+def test_extending_a_run_from_its_stable_checkpoint_equals_a_fresh_longer_run(tmp_path):
+    import dataclasses
+    import shutil
+
+    short = TrainConfig(n_tokens=640, n_layers=1, d_model=16, n_heads=2, d_mlp=32, n_ctx=32, batch_size=2,
+                        warmup_steps=2, early_tokens=128, eval_every=0, checkpoint_every=3)
+    longer = dataclasses.replace(short, n_tokens=1280)
+    train(short, None, progress=False, log=lambda s: None, checkpoint_dir=tmp_path / "a")
+    assert (tmp_path / "a" / "stable.pt").is_file()
+    (tmp_path / "b").mkdir()
+    shutil.copyfile(tmp_path / "a" / "stable.pt", tmp_path / "b" / "stable.pt")
+    lines = []
+    extended = train(longer, None, progress=False, log=lines.append, checkpoint_dir=tmp_path / "b")
+    assert any("resumed" in line for line in lines)
+    fresh = train(longer, None, progress=False, log=lambda s: None)
+    for (name, a), (_, b) in zip(extended.state_dict().items(), fresh.state_dict().items()):
+        assert torch.equal(a, b), name

@@ -180,7 +180,8 @@ def _transplant(model, sources: dict[str, Batch], targets: dict[str, Batch], see
                              "arg_top1": _r((base.argmax(-1) == tgt.argument_ids).float().mean())}}
         for layer in range(L):
             o = _mlp_out_last(model, sources[task][0:1], layer)[0]
-            other = _mlp_out_last(model, sources[_OTHER[task]][0:1], layer)[0]
+            other_task = _OTHER[task] if _OTHER[task] in sources else next(t for t in sources if t != task)
+            other = _mlp_out_last(model, sources[other_task][0:1], layer)[0]
             rnd = torch.randn(o.shape, generator=gen)
             rnd = rnd / rnd.norm() * o.norm()
             cell = {}
@@ -260,9 +261,10 @@ def evaluate(model, *, n: int | None = None, seed: int = 0, mechanism: bool = Tr
         table["lens"][task] = _lens(model, kb)
         table["dla"][task] = _dla(model, kb)
         sources[task] = kb
-        targets[task] = _batch(model, random_token_contexts(list(keep[1:101]), seed=seed + 1))
-    if all(t in sources for t in set(_OTHER.values())):
-        table["transplant"] = _transplant(model, sources, {t: targets[t] for t in sources if len(targets[t])}, seed)
+        if len(keep) > 1:
+            targets[task] = _batch(model, random_token_contexts(list(keep[1:101]), seed=seed + 1))
+    if len(sources) >= 2:
+        table["transplant"] = _transplant(model, sources, {t: targets[t] for t in sources if t in targets}, seed)
 
     abl = {}
     groups = {**{f"abstractive/{t}": batches[t] for t in ("capitals", "uppercase", "uppercase_words", "past")},

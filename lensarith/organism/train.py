@@ -187,6 +187,24 @@ def _quick_eval(model: HookedTransformer, prompts) -> dict[str, float]:
     return res
 
 
+def _resumable(config: TrainConfig, paths: list[Path]) -> dict | None:
+    """A checkpoint this run can continue exactly: same config, or the same config but for
+    ``n_tokens`` when the checkpoint lies in the constant-learning-rate phase of both runs."""
+    want = config.to_json()
+    for path in paths:
+        if not path.is_file():
+            continue
+        state = torch.load(path, weights_only=False)
+        old = dict(state["config"])
+        if old == want:
+            return {**state, "path": str(path)}
+        old_cfg = TrainConfig(**{**old, "mix": CorpusMix(**old["mix"])})
+        same_but_length = {**old, "n_tokens": config.n_tokens} == want
+        if same_but_length and state["step"] <= min(_decay_start(old_cfg), _decay_start(config)):
+            return {**state, "path": str(path)}
+    return None
+
+
 def train(
     config: TrainConfig,
     out_dir: str | os.PathLike[str] | None,
@@ -222,13 +240,13 @@ def train(
     ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir else None
     if ckpt is not None:
         ckpt.parent.mkdir(parents=True, exist_ok=True)
-        if ckpt.is_file():
-            state = torch.load(ckpt, weights_only=False)
-            if state["config"] == config.to_json():
-                model.load_state_dict(state["model"])
-                opt.load_state_dict(state["opt"])
-                start, history, elapsed0 = state["step"], state["history"], state["elapsed"]
-                log(f"resumed from {ckpt} at step {start}")
+        state = _resumable(config, [ckpt, ckpt.with_name("stable.pt")])
+        if state is not None:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            start, elapsed0 = state["step"], state["elapsed"]
+            history = [h for h in state["history"] if h["step"] <= start]
+            log(f"resumed from {state['path']} at step {start}")
     prompts = _quick_prompts(corpus) if config.eval_every else None
     rows_per_step = config.batch_size
     bar = None
@@ -305,7 +323,8 @@ def _main(argv: list[str] | None = None) -> None:
     parser.add_argument("--preset", default="full", choices=sorted(PRESETS))
     parser.add_argument("--n-tokens", type=int, default=None, help="override the preset's token count")
     parser.add_argument("--run-dir", default=None, help="checkpoints and logs (default runs/organism-<preset>)")
-    parser.add_argument("--notes", default=None, help="markdown appended to the card as 'What we tried'")
+    parser.add_argument("--notes", default=None,
+                        help="markdown for the card's 'What we tried' (default: the out folder's attempts.md, kept)")
     parser.add_argument("--eval-only", action="store_true", help="evaluate the model in --out and rewrite its card")
     args = parser.parse_args(argv)
     config = PRESETS[args.preset]
@@ -313,6 +332,9 @@ def _main(argv: list[str] | None = None) -> None:
         config = dataclasses.replace(config, n_tokens=args.n_tokens)
     from .evaluate import write_card
 
+    out = Path(args.out)
+    notes_path = Path(args.notes) if args.notes else out / "attempts.md"
+    notes = notes_path.read_text() if notes_path.is_file() else None
     if args.eval_only:
         from ..models import load_model
 
@@ -322,7 +344,9 @@ def _main(argv: list[str] | None = None) -> None:
         run_dir = args.run_dir or f"runs/organism-{args.preset}"
         model = train(config, args.out, checkpoint_dir=run_dir, log=lambda s: print(s, flush=True), progress=False)
         meta = model.lensarith_meta
-    write_card(model, args.out, meta, notes=Path(args.notes).read_text() if args.notes else None)
+    if notes is not None:
+        (out / "attempts.md").write_text(notes)  # save_model replaced the folder
+    write_card(model, out, meta, notes=notes)
 
 
 if __name__ == "__main__":

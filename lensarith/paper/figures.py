@@ -81,7 +81,8 @@ def _decode(model, ids: Sequence[int]) -> list[str]:
     return [model.tokenizer.decode([int(i)]) for i in ids]
 
 
-def lens_tokens(model, examples: Sequence[Example], *, k: int = 5, batch_size: int = 32) -> tuple[LensResult, list[dict]]:
+def lens_tokens(model, examples: Sequence[Example], *, k: int = 5, batch_size: int = 32,
+                progress: bool | None = None) -> tuple[LensResult, list[dict]]:
     """Logit lens at the last position of a few prompts: the top-k tokens per layer.
 
     Returns:
@@ -90,7 +91,7 @@ def lens_tokens(model, examples: Sequence[Example], *, k: int = 5, batch_size: i
         "argument_layers", "answer_from"}``.
     """
     batch = tokenize(model, list(examples))
-    lens = logit_lens(model, batch, batch_size=batch_size)
+    lens = logit_lens(model, batch, batch_size=batch_size, progress=progress)
     out = []
     all_logits = lens.logits()  # [layer, batch, d_vocab]
     with torch.no_grad():
@@ -127,8 +128,8 @@ def upper_layers(n_layers: int) -> list[int]:
     return list(range(start, n_layers))
 
 
-def task_curves(model, task: str, *, n: int | None, batch_size: int = 32, seed: int = 0
-                ) -> tuple[dict[str, Any], LensResult, Batch, Tensor]:
+def task_curves(model, task: str, *, n: int | None, batch_size: int = 32, seed: int = 0,
+                progress: bool | None = None) -> tuple[dict[str, Any], LensResult, Batch, Tensor]:
     """Fig 3 for one task: mean RR of argument and answer per layer over the correct examples.
 
     Returns:
@@ -140,7 +141,7 @@ def task_curves(model, task: str, *, n: int | None, batch_size: int = 32, seed: 
     """
     examples = build_prompts(task, n=n, seed=seed)
     batch = tokenize(model, examples, drop_multi_token=True)
-    lens = logit_lens(model, batch, batch_size=batch_size)
+    lens = logit_lens(model, batch, batch_size=batch_size, progress=progress)
     ans_rank, arg_rank = lens.rank("answer"), lens.rank("argument")
     correct = ans_rank[-1] == 0
     use = correct if bool(correct.any()) else torch.ones_like(correct)
@@ -205,15 +206,17 @@ def dla_by_position(model, example: Example | str, *, answer: str | None = None,
         if base:
             direction = direction - model.W_U[:, token_ids(model, [base], name="baseline")[0]]
         values = (normed[:, 0] @ direction).float().cpu().tolist()
-    tokens = [str(t) for t in model.to_str_tokens(ids)]
-    return tokens, values
+    from ..viz.circuits import display_tokens
+
+    return display_tokens(model, ids), values
 
 
 def top_heads(model, batch: Batch, *, k: int = 2, batch_size: int = 32) -> list[tuple[int, int, float]]:
     """The ``k`` heads with the largest mean direct logit attribution to answer - argument."""
     from ..attribution import direct_logit_attribution
 
-    dla = direct_logit_attribution(model, batch, "answer", "argument", granularity="head", batch_size=batch_size)
+    dla = direct_logit_attribution(model, batch, "answer", "argument", granularity="head", batch_size=batch_size,
+                                   progress=False)
     means = dla.attributions.mean(-1)
     rows = []
     for label, value in zip(dla.component_labels, means.tolist()):

@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from tqdm.auto import tqdm
 
 from .._errors import LensarithError
@@ -116,7 +115,7 @@ def choose_layers(model, task: str, source: Example, search_examples: list[Examp
     return info, found
 
 
-def _r(x: float | None, nd: int = 4) -> float | None:
+def _r(x: Any, nd: int = 4) -> float | None:
     return None if x is None else round(float(x), nd)
 
 
@@ -230,7 +229,7 @@ def reproduce(
     poland = find_example("capitals", argument="Poland")
     colours = find_example("uppercase", answer="Brown", contains="sheet of paper")
     poland_x = find_example("capitals", argument="Poland", format="extractive")
-    lens3, toks = lens_tokens(model, [poland, colours, poland_x], k=5, batch_size=config.batch_size)
+    lens3, toks = lens_tokens(model, [poland, colours, poland_x], k=5, batch_size=config.batch_size, progress=False)
     lens3.save(results / "fig2-lens")
     keys = ("poland", "colours", "poland_extractive")
     fig2 = {k: {kk: v for kk, v in t.items() if kk not in ("probs",)} for k, t in zip(keys[:2], toks[:2])}
@@ -258,7 +257,8 @@ def reproduce(
     t0 = time.perf_counter()
     fig3, task_data = {}, {}
     for task in TASKS:
-        s, lens, batch, correct = task_curves(model, task, n=config.n, batch_size=config.batch_size, seed=config.seed)
+        s, lens, batch, correct = task_curves(model, task, n=config.n, batch_size=config.batch_size, seed=config.seed,
+                                             progress=progress)
         lens.save(results / f"fig3-{task}")
         fig3[task] = s
         task_data[task] = (batch, correct)
@@ -456,7 +456,7 @@ def _fig5_rows(fig5: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _extras(model, source: Example, capitals, config, summary, report, results, png, figs, progress) -> None:
-    from ..viz import circuits, plots
+    from ..viz import circuits
 
     extras: dict[str, Any] = {}
     report.add_section("Inside the capitals prompt: renderers",
@@ -481,18 +481,19 @@ def _extras(model, source: Example, capitals, config, summary, report, results, 
         try:
             pairs = pair_examples(model, build_prompts("capitals", n=max(40, 4 * config.patching_pairs)),
                                   n=config.patching_pairs, seed=config.seed)
-            pat = activation_patch(model, pairs, site="resid_pre", metric="logit_diff", progress=progress)
+            pat = activation_patch(model, pairs, site="resid_pre", metric="recovery", progress=progress)
         except LensarithError as exc:
             extras["patching"] = {"skipped": str(exc)}
             report.add_text(f"activation patching skipped: {exc}", note=True)
         else:
             pat.save(results / "patching")
+            from ..viz.heatmap import heatmap
+
             labels = pat.labels.get("pos", [str(i) for i in range(pat.values.shape[1])])
-            png(plots.patch_heatmap(pat.values, row_labels=pat.labels["layer"], col_labels=labels,
-                                    title="activation patching (resid_pre, clean into corrupted): logit difference"),
-                "patching")
+            png(heatmap(pat, title="activation patching (resid_pre, clean into corrupted): recovery of the logit "
+                                   "difference (0 = corrupted run, 1 = clean run)"), "patching")
             best = int(pat.values.abs().amax(-1).argmax())
-            extras["patching"] = {"pairs": len(pairs), "site": "resid_pre", "metric": "logit_diff",
+            extras["patching"] = {"pairs": len(pairs), "site": "resid_pre", "metric": "recovery",
                                   "values": [[round(float(x), 4) for x in row] for row in pat.values],
                                   "layers": pat.labels["layer"], "positions": labels, "clean_mean": float(pat.clean.mean()),
                                   "corrupted_mean": float(pat.corrupted.mean())}
@@ -541,9 +542,10 @@ def format_summary(summary: dict[str, Any]) -> str:
         rows.append(("Fig 6", f"answer top-1 from L{_fmt(a['answer_from'])} (abstractive) vs L{_fmt(e['answer_from'])} "
                               "(extractive)", "extractive saturates at once"))
     for task, d in f.get("fig7", {}).items():
-        rel = d["relative_drop_at_80pct"]
+        rel, j = d["relative_drop_at_80pct"], d["removed"].index(d["at_80pct"])
         rows.append((f"Fig 7 {task}", f"after {d['at_80pct']}/{L} MLPs: " + ", ".join(
-            f"{s} -{v:.0%}" for s, v in rel.items() if v is not None), "BLOOM, 24/30 FFNs: extractive -17%, abstractive -73%"))
+            f"{s} {acc[0]:.2f}->{acc[j]:.2f}" + (f" (-{rel[s]:.0%})" if rel[s] is not None else "")
+            for s, acc in d["accuracy"].items()), "BLOOM, 24/30 FFNs: extractive -17%, abstractive -73%"))
     w1 = max(len(r[0]) for r in rows) if rows else 6
     w2 = max(len(r[1]) for r in rows) if rows else 4
     head = f"{'figure':<{w1}}  {'ours (' + str(summary['model']) + ')':<{w2}}  paper (GPT2-Medium)"

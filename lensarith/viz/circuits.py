@@ -42,6 +42,7 @@ __all__ = [
     "attention_patterns",
     "patch_tokens",
     "find_urls",
+    "display_tokens",
 ]
 
 _URL_PATTERN = re.compile(r"https?://|//cdn|unpkg", re.IGNORECASE)
@@ -119,7 +120,7 @@ def _props_json(props: dict[str, Any]) -> str:
     return text.replace("</", "<\\/").replace("<!--", "<\\!--").replace("://", ":\\/\\/")
 
 
-@dataclass
+@dataclass(repr=False)
 class Widget:
     """One rendered view: a circuitsvis component with props, plus a static fallback.
 
@@ -137,6 +138,10 @@ class Widget:
     title: str = ""
     raw_script: str = ""
     id: str = field(default_factory=lambda: "lensarith-" + uuid.uuid4().hex[:12])
+
+    def __repr__(self) -> str:
+        kind = self.component or "static HTML"
+        return f"Widget({kind}, title={self.title!r}, props={sorted(self.props)})"
 
     @property
     def needs_bundle(self) -> bool:
@@ -201,7 +206,7 @@ _CELL = "border:1px solid #ddd;padding:2px 6px;text-align:left;white-space:pre"
 def token_table(
     rows: Sequence[str],
     tokens: Sequence[Sequence[str]],
-    probs: Sequence[Sequence[float]] | None = None,
+    probs: Any = None,
     *,
     title: str = "",
     highlight: dict[str, str] | None = None,
@@ -285,6 +290,26 @@ def logit_lens_table(lens, example: int = 0, *, k: int = 5, layers: Sequence[int
     return token_table([lens.layers[i] for i in idx], toks, top.values.tolist(), title=title, highlight=highlight)
 
 
+def display_tokens(model, ids) -> list[str]:
+    """Token strings for display. Word-level tokenizers drop spaces (``to_str_tokens`` gives
+    ``["Q", ":", "What"]``); when decoding puts spaces back, the tokens get them too."""
+    ids = [int(i) for i in (ids.tolist() if hasattr(ids, "tolist") else ids)]
+    strs = [str(t) for t in model.to_str_tokens(_torch_tensor(ids))]
+    tok = model.tokenizer
+    if tok is None or len(ids) < 2 or any(t[:1] == " " or t[:1] == "Ġ" for t in strs[1:]):
+        return strs
+    decoded = tok.decode(ids)
+    if len(decoded) > len("".join(strs)) and " " in decoded:
+        return strs[:1] + [t if t == "\n" else " " + t for t in strs[1:]]
+    return strs
+
+
+def _torch_tensor(ids: list[int]):
+    import torch
+
+    return torch.tensor(ids, dtype=torch.long)
+
+
 def _check_tokens_values(tokens: Sequence[str], values) -> list[float]:
     vals = [float(v) for v in (values.tolist() if hasattr(values, "tolist") else values)]
     if len(tokens) != len(vals):
@@ -358,7 +383,7 @@ def attention_patterns(model, prompt, heads: Sequence[tuple[int, int]], *, title
         _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names,
                                         stop_at_layer=max(layer for layer, _ in checked) + 1)
     pats = torch.stack([cache[f"blocks.{layer}.attn.hook_pattern"][0, head] for layer, head in checked]).float().cpu()
-    strs = [str(s) for s in model.to_str_tokens(tokens[0])]
+    strs = display_tokens(model, tokens[0])
     labels = [f"L{layer}H{head}" for layer, head in checked]
     rows = []
     for label, pat in zip(labels, pats):

@@ -1,0 +1,151 @@
+"""The command line: one-line errors with exit status 2, complete outputs, no half-written files."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lensarith import cli
+from lensarith.result import Result, atomic_write_text
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(argv, capsys):
+    try:
+        rc = cli.main(argv)
+    except SystemExit as exc:  # argparse errors
+        rc = exc.code
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def assert_one_line_error(rc, err, *needles):
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("lensarith: error: ") and "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def no_temp_files(folder: Path) -> list[str]:
+    return [str(p) for p in folder.rglob(".*")]
+
+
+def test_bad_model_name_from_the_shell(tmp_path):
+    """The installed entry point: exit 2, one line on stderr, no traceback."""
+    proc = subprocess.run([sys.executable, "-m", "lensarith.cli", "lens", "--model", "no-such-model-xyz", "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    assert_one_line_error(proc.returncode, proc.stderr, "no-such-model-xyz")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["bogus"], "invalid choice"),
+    (["reproduce", "--n", "0"], "--n"),
+    (["lens", "--task", "nope"], "--task"),
+    (["transplant", "--layers", "a-b"], "--layers"),
+    (["lens", "--n"], "expected one argument"),
+])
+def test_bad_arguments_are_one_line(argv, needle, capsys):
+    rc, _, err = run(argv, capsys)
+    assert_one_line_error(rc, err, needle)
+
+
+def test_missing_organism_is_one_line(tmp_path, monkeypatch, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "tasks").symlink_to(ROOT / "data" / "tasks")
+    monkeypatch.setenv("LENSARITH_DATA", str(data))
+    rc, _, err = run(["reproduce", "--out", str(tmp_path / "out")], capsys)
+    assert_one_line_error(rc, err, "organism")
+    assert not (tmp_path / "out").exists()
+
+
+def test_gpt2_medium_fails_fast_offline(tmp_path, monkeypatch, capsys):
+    from lensarith.models import _hub_cached
+
+    if _hub_cached("gpt2-medium"):
+        pytest.skip("gpt2-medium is in the local Hugging Face cache")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    t0 = time.perf_counter()
+    rc, _, err = run(["reproduce", "--model", "gpt2-medium", "--out", str(tmp_path / "out")], capsys)
+    assert time.perf_counter() - t0 < 10
+    assert_one_line_error(rc, err, "gpt2-medium")
+
+
+def test_out_must_be_a_folder(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    rc, _, err = run(["lens", "--model", "tiny", "--out", str(f)], capsys)
+    assert_one_line_error(rc, err, "not a directory")
+
+
+def test_lens_writes_complete_outputs(tmp_path, capsys):
+    rc, out, _ = run(["lens", "--model", "tiny", "--n", "4", "--out", str(tmp_path)], capsys)
+    assert rc == 0 and "report:" in out
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["lens-capitals", "lens-capitals.html", "lens-capitals.json", "lens-capitals.png"]
+    doc = json.loads((tmp_path / "lens-capitals.json").read_text())
+    assert doc["n"] >= 1 and len(doc["layers"]) == 4
+    assert Result.load(tmp_path / "lens-capitals").normed.shape[0] == 4
+    html = (tmp_path / "lens-capitals.html").read_text()
+    assert "https://" not in html and "http://" not in html and "unpkg" not in html
+    assert no_temp_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("argv, stem", [
+    (["patch", "--n", "2"], "patch-capitals-resid_pre"),
+    (["transplant", "--n", "4", "--layer", "2"], "transplant-capitals"),
+    (["ablate", "--n", "4"], "ablate-capitals"),
+])
+def test_recipe_subcommands(argv, stem, tmp_path, capsys):
+    rc, out, err = run(argv + ["--model", "tiny", "--out", str(tmp_path)], capsys)
+    assert rc == 0, err
+    for suffix in ("", ".json", ".png", ".html"):
+        assert (tmp_path / f"{stem}{suffix}").exists(), suffix
+    json.loads((tmp_path / f"{stem}.json").read_text())
+    assert no_temp_files(tmp_path) == []
+
+
+def test_interrupted_run_leaves_no_partial_files(tmp_path, capsys, monkeypatch):
+    """Ctrl-C in the middle: exit 130; every file present is complete, no temporary file is left."""
+    from lensarith.viz import plots
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plots, "save_png", interrupt)
+    rc, _, err = run(["lens", "--model", "tiny", "--n", "4", "--out", str(tmp_path)], capsys)
+    assert rc == 130 and "interrupted" in err and "Traceback" not in err
+    assert no_temp_files(tmp_path) == []
+    assert not (tmp_path / "lens-capitals.html").exists()
+    json.loads((tmp_path / "lens-capitals.json").read_text())  # written before the interrupt: complete
+
+
+def test_atomic_write_leaves_nothing_when_the_rename_is_interrupted(tmp_path, monkeypatch):
+    def boom(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_text(tmp_path / "summary.json", "{}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_organism_subcommands_report_bad_input(capsys):
+    rc, _, err = run(["organism-train", "--preset", "no-such-preset", "--out", "/nonexistent/x"], capsys)
+    assert_one_line_error(rc, err, "no-such-preset")
+
+
+def test_organism_eval_runs_on_a_model(tmp_path, capsys):
+    rc, out, err = run(["organism-eval", "--model", "tiny", "--n", "2", "--quick", "--out", str(tmp_path)], capsys)
+    assert rc == 0, err
+    assert "In-context learning" in out
+    assert json.loads((tmp_path / "organism-eval.json").read_text())["icl"]
