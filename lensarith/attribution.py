@@ -15,7 +15,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from ._errors import LensarithError
-from .decompose import Granularity, components
+from .decompose import components
 from .recipes import register_recipe
 from .result import Result, provenance
 from .sites import Site

@@ -13,7 +13,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
 import socket
 import tempfile
 import warnings
@@ -25,6 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ._errors import LensarithError, ModelNotAvailableError
+from ._io import atomic_directory
 
 warnings.filterwarnings("ignore", message=".*HookedTransformer is deprecated.*")
 warnings.filterwarnings("ignore", message=".*transformer_lens.utils.*deprecated.*")
@@ -156,9 +156,7 @@ def save_model(model: HookedTransformer, path: str | os.PathLike[str], *, extra:
         The directory written.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_directory(path) as tmp:
         (tmp / "config.json").write_text(json.dumps(_cfg_to_json(model.cfg), indent=2))
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / "model.safetensors"))
@@ -166,16 +164,6 @@ def save_model(model: HookedTransformer, path: str | os.PathLike[str], *, extra:
             model.tokenizer.save_pretrained(str(tmp))
         if extra is not None:
             (tmp / "lensarith.json").write_text(json.dumps(extra, indent=2))
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            path.rename(old)
-            tmp.rename(path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 

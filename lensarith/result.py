@@ -8,40 +8,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from ._errors import LensarithError
+from ._io import atomic_directory, atomic_write_bytes, atomic_write_text  # noqa: F401 (re-exported)
 
 __all__ = ["Result", "atomic_write_text", "atomic_write_bytes", "provenance"]
 
 _KINDS: dict[str, type[Result]] = {}
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write a file via a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def provenance(model, **extra: Any) -> dict[str, Any]:
@@ -85,23 +64,11 @@ class Result:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the result to a directory (replaced atomically); returns the directory."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with atomic_directory(path) as tmp:
             save_file({k: v.detach().contiguous().cpu() for k, v in self.tensors.items()}, str(tmp / "tensors.safetensors"))
             doc = {"kind": self.kind, "axes": {k: list(v) for k, v in self.axes.items()},
                    "labels": self.labels, "meta": self.meta}
             (tmp / "result.json").write_text(json.dumps(doc, indent=1, default=str))
-            if path.exists():
-                old = path.with_name(f".{path.name}.old-{os.getpid()}")
-                path.rename(old)
-                tmp.rename(path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                tmp.rename(path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return path
 
     @classmethod
