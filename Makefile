@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 reproduce: $(STAMP)
-	$(BIN)/lensarith lens --model tiny --task capitals --out $(OUT)
+	$(BIN)/lensarith reproduce --model organism --out $(OUT)/reproduce
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -664,7 +664,12 @@ class SearchConfig:
         scale: multiplies the vectors in both sweeps.
         positions: ``all`` or ``last``, as in ``transplant``.
         screen: keep only the best ``screen`` layers of a first-order gradient estimate
-            before the application-layer sweep (None: sweep every layer).
+            before the application-layer sweep (None: sweep every eligible layer).
+        after_argument: only MLPs at or after the layer where the argument peaks in the
+            logit lens of the task prompts are eligible (the paper's stages: argument
+            formation, then function application); False makes every layer eligible.
+            Without it MLP 0, which acts on the last token like an extra embedding, can win
+            a noisy sweep by making random contexts look like a question.
         n_prompts: task prompts used for the source choice and DLA.
         n_contexts: random-token contexts per sweep.
         seed: seeds the prompts' shuffle and the contexts.
@@ -675,6 +680,7 @@ class SearchConfig:
     scale: float = 1.0
     positions: str = "all"
     screen: int | None = None
+    after_argument: bool = True
     n_prompts: int = 64
     n_contexts: int = 64
     seed: int = 0
@@ -694,8 +700,9 @@ class SearchConfig:
 class LayerSearchResult(Result):
     """The chosen application layer and replaced range, with the sweep table.
 
-    Tensors ``[layer]`` (NaN where a layer was not evaluated): ``dla`` (mean DLA of MLP l to
-    answer - argument on the task prompts), ``screen`` (first-order estimate of the gain in
+    Tensors ``[layer]`` (NaN where a layer was not evaluated): ``argument_mrr`` (the
+    argument's logit-lens MRR at resid_post of layer l on the task prompts), ``dla`` (mean
+    DLA of MLP l to answer - argument on the task prompts), ``screen`` (first-order estimate of the gain in
     the answer's log-prob), ``apply_gain`` / ``apply_top1`` (answer MRR gain over control
     and top-1 when o_l is transplanted at l), ``start_gain`` / ``start_top1`` (the same when
     layers s..last are replaced by the application layer's o).
@@ -718,7 +725,7 @@ class LayerSearchResult(Result):
 
     def table(self) -> list[dict[str, Any]]:
         """One row per layer with every sweep's numbers (None where not evaluated)."""
-        keys = [k for k in ("dla", "screen", "apply_gain", "apply_top1", "start_gain", "start_top1") if k in self.tensors]
+        keys = [k for k in ("argument_mrr", "dla", "screen", "apply_gain", "apply_top1", "start_gain", "start_top1") if k in self.tensors]
         rows = []
         for layer in range(self.tensors["dla"].shape[0]):
             row: dict[str, Any] = {"layer": layer}
@@ -744,16 +751,22 @@ def _task_batch(model, task, *, n: int | None, seed: int, name: str = "task") ->
     return batch
 
 
+def _choose_source(correct: Tensor, source: int | None) -> int:
+    """The source prompt's row: ``source``, or the first prompt answered correctly."""
+    n = len(correct)
+    if source is None:
+        hits = correct.nonzero()
+        return int(hits[0]) if len(hits) else 0
+    if not isinstance(source, int) or isinstance(source, bool) or not -n <= source < n:
+        raise LensarithError(f"source={source!r} is out of range: there are {n} usable task prompts")
+    return source % n
+
+
 def _pick_source(model, batch: Batch, source: int | None, batch_size: int) -> tuple[int, Tensor]:
     """The source prompt's row (first correct one by default) and the correctness mask."""
     got = _evaluate(model, batch, [[]], batch_size=batch_size, readout="final", desc="task prompts")
     correct = got["rank_answer"][0, -1] == 0
-    if source is None:
-        hits = correct.nonzero()
-        return (int(hits[0]) if len(hits) else 0), correct
-    if not isinstance(source, int) or not -len(batch) <= source < len(batch):
-        raise LensarithError(f"source={source!r} is out of range: there are {len(batch)} usable task prompts")
-    return source % len(batch), correct
+    return _choose_source(correct, source), correct
 
 
 def _mlp_dla(model, batch: Batch, batch_size: int) -> Tensor:
@@ -809,9 +822,11 @@ def find_layers(model, task, *, source: int | None = None, contexts=None, config
 
     1. The source prompt: ``source`` (an index into the usable task prompts) or the first
        prompt the model answers correctly; o_l is its MLP-l output at the last token.
-    2. Application layer: ``config.method="sweep"`` transplants each o_l into random-token
-       contexts (``add`` at l, or ``replace`` l..last) and keeps the layer with the largest
-       gain in the answer's final-layer MRR over the control (optionally only the best
+    2. Application layer, among the eligible MLPs (at or after the argument's logit-lens
+       peak on the task prompts, unless ``config.after_argument=False``):
+       ``config.method="sweep"`` transplants each o_l into random-token contexts (``add``
+       at l, or ``replace`` l..last) and keeps the layer with the largest gain in the
+       answer's final-layer MRR over the control (optionally only the best
        ``config.screen`` layers of a gradient screen are swept); ``"dla"`` takes the MLP
        with the largest direct logit attribution to answer - argument on the task prompts.
     3. Start of the range: replace layers s..last with the application layer's o for every
@@ -834,7 +849,17 @@ def find_layers(model, task, *, source: int | None = None, contexts=None, config
         raise LensarithError("the model is attention-only: it has no MLPs to search")
     n = model.cfg.n_layers
     prompts = _task_batch(model, task, n=config.n_prompts, seed=config.seed)
-    src, correct = _pick_source(model, prompts, source, batch_size)
+    lens = _evaluate(model, prompts, [[]], batch_size=batch_size, readout="all", desc="task prompts")
+    correct = lens["rank_answer"][0, -1] == 0
+    src = _choose_source(correct, source)
+    use = correct if bool(correct.any()) else torch.ones_like(correct)
+    if "rank_argument" in lens and bool((lens["rank_argument"] >= 0).all()):
+        arg_mrr = (1.0 / (lens["rank_argument"][0][:, use].float() + 1.0)).mean(-1)
+        # the paper's stages: the function is applied after the argument forms (its logit-lens peak)
+        peak = int(arg_mrr[:-1].argmax()) if n > 1 else 0
+    else:  # prompts without arguments: no argument stage to anchor on
+        arg_mrr, peak = torch.full((n,), float("nan")), 0
+    eligible = list(range(peak, n)) if config.after_argument else list(range(n))
     src_batch = prompts[src:src + 1]
     sites = [Site("mlp_out", layer, "last") for layer in range(n)]
     got = collect(model, src_batch, sites)
@@ -843,20 +868,21 @@ def find_layers(model, task, *, source: int | None = None, contexts=None, config
         others = [e for i, e in enumerate(prompts.examples) if i != src] or list(prompts.examples)
         contexts = transplant_contexts(others, n=config.n_contexts, seed=config.seed)
     ctx = _context_batch(model, contexts, drop_multi_token=True)
-    dla = _mlp_dla(model, _rows(prompts, correct) if bool(correct.any()) else prompts, batch_size)
+    dla = _mlp_dla(model, _rows(prompts, use), batch_size)
     nan = torch.full((n,), float("nan"))
-    tensors: dict[str, Tensor] = {"dla": dla.float().cpu()}
+    tensors: dict[str, Tensor] = {"dla": dla.float().cpu(), "argument_mrr": arg_mrr}
     pos = "last" if config.positions == "last" else "all"
 
     def ivs(vec: Tensor, layers: list[int], mode: str) -> list[Intervention]:
         return transplant_interventions(model, vec, layers=layers, mode=mode, positions=pos, scale=config.scale)
 
     if config.method == "sweep":
-        candidates = list(range(n))
+        candidates = eligible
         if config.screen is not None:
             est = _gradient_screen(model, ctx, o_layers, config, batch_size)
             tensors["screen"] = est
-            candidates = sorted(est.argsort(descending=True)[: config.screen].tolist())
+            ranked = [l for l in est.argsort(descending=True).tolist() if l in eligible]
+            candidates = sorted(ranked[: config.screen])
         groups = [[]] + [ivs(o_layers[l], [l] if config.apply_mode == "add" else list(range(l, n)), config.apply_mode)
                          for l in candidates]
         res = _evaluate(model, ctx, groups, batch_size=batch_size, readout="final", progress=progress, desc="apply sweep")
@@ -867,7 +893,7 @@ def find_layers(model, task, *, source: int | None = None, contexts=None, config
         tensors["apply_gain"], tensors["apply_top1"] = gain, top1
         application = int(candidates[int((rr[1:].mean(-1)).argmax())])
     else:
-        application = int(dla.argmax())
+        application = eligible[int(dla[eligible].argmax())]
     starts = list(range(application + 1))
     groups = [[]] + [ivs(o_layers[application], list(range(s, n)), "replace") for s in starts]
     res = _evaluate(model, ctx, groups, batch_size=batch_size, readout="final", progress=progress, desc="range sweep")
@@ -880,6 +906,7 @@ def find_layers(model, task, *, source: int | None = None, contexts=None, config
     source_ex = src_batch.examples[0] if src_batch.examples else None
     meta = provenance(
         model, recipe="find_layers", application_layer=application, start_layer=start, method=config.method,
+        argument_peak=peak, eligible=eligible,
         config=config.__dict__, source=source_ex.prompt if source_ex else None,
         source_answer=source_ex.answer if source_ex else None, source_correct=bool(correct[src]),
         task_accuracy=float(correct.float().mean()), n_prompts=len(prompts), n_contexts=len(ctx),

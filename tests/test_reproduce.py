@@ -29,7 +29,8 @@ def test_small_reproduce_writes_everything(small_run):
     for name in FIGURES + ("patching",):
         assert (small_run / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
     f = summary["figures"]
-    assert len(f["fig2"]["poland"]["top1"]) == 4 and f["fig2"]["poland"]["argument"].strip() == "Poland"
+    assert len(f["fig2"]["capitals"]["top1"]) == 4 and f["fig2"]["capitals"]["argument"].strip() == "Poland"
+    assert f["fig2"]["capitals"]["paper_prompt"]  # a random model answers nothing: the paper's prompt stays
     assert set(f["fig3"]) == {"capitals", "uppercase", "past"}
     assert all(len(s["answer"]) == 4 and len(s["argument"]) == 4 for s in f["fig3"].values())
     assert f["fig4"]["context"].startswith("table mug free China") and len(f["fig4"]["transplant"]) == 4

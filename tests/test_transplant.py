@@ -241,7 +241,7 @@ def test_bad_input_raises_clear_errors(model, capitals):
 
 def test_layer_search_table_matches_direct_transplants(model, capitals):
     contexts = transplant_contexts(capitals[1:], seed=2)
-    cfg = SearchConfig(n_prompts=12, scale=2.0)
+    cfg = SearchConfig(n_prompts=12, scale=2.0, after_argument=False)
     found = find_layers(model, capitals, source=0, contexts=contexts, config=cfg, batch_size=3)
     n = model.cfg.n_layers
     assert found.layers == list(range(found.start_layer, n)) and found.start_layer <= found.application_layer
@@ -262,9 +262,24 @@ def test_layer_search_table_matches_direct_transplants(model, capitals):
         assert table[start]["start_gain"] == pytest.approx(float(gain), abs=1e-6)
 
 
+def test_layer_search_only_considers_layers_after_the_argument_peak(capitals):
+    deep = la.tiny_model(n_layers=4, d_model=32, seed=2)  # its argument peaks at layer 2
+    found = find_layers(deep, capitals, config=SearchConfig(n_prompts=12, n_contexts=4))
+    lens = la.logit_lens(deep, la.tokenize(deep, capitals, drop_multi_token=True))
+    correct = lens.rank("answer")[-1] == 0
+    use = correct if bool(correct.any()) else torch.ones_like(correct)
+    arg_mrr = lens.reciprocal_rank("argument")[:, use].mean(-1)
+    torch.testing.assert_close(found["argument_mrr"], arg_mrr)
+    peak = int(arg_mrr[:-1].argmax())
+    assert found.meta["argument_peak"] == peak and found.meta["eligible"] == list(range(peak, 4))
+    assert bool(found["apply_gain"][:peak].isnan().all()) and not bool(found["apply_gain"][peak:].isnan().any())
+    assert peak == 2 and found.application_layer >= peak
+
+
 def test_layer_search_by_dla_picks_the_dla_peak(model, capitals):
     found = find_layers(model, capitals, config=SearchConfig(method="dla", n_prompts=12, n_contexts=4))
-    assert found.application_layer == int(found["dla"].argmax())
+    eligible = found.meta["eligible"]
+    assert found.application_layer == eligible[int(found["dla"][eligible].argmax())]
     assert "apply_gain" not in found.tensors
     dla = la.direct_logit_attribution(model, la.tokenize(model, capitals, drop_multi_token=True), "answer", "argument")
     if found.meta["task_accuracy"] == 0:  # no correct prompt: the DLA is over every prompt
@@ -276,7 +291,7 @@ def test_layer_search_by_dla_picks_the_dla_peak(model, capitals):
 def test_gradient_screen_is_a_first_order_estimate(model, capitals):
     scale = 1e-3
     contexts = transplant_contexts(capitals[1:], n=6, seed=3)
-    cfg = SearchConfig(n_prompts=12, scale=scale, screen=2)
+    cfg = SearchConfig(n_prompts=12, scale=scale, screen=2, after_argument=False)
     found = find_layers(model, capitals, source=0, contexts=contexts, config=cfg)
     assert int((~found["apply_gain"].isnan()).sum()) == 2
     batch = la.tokenize(model, contexts, drop_multi_token=True)

@@ -167,3 +167,16 @@ def test_viz_imports_stay_lazy():
             "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'matplotlib', 'circuitsvis', 'plotly'})))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert json.loads(out.splitlines()[-1]) == []
+
+
+def test_display_tokens_put_spaces_back_for_word_tokenizers(model):
+    toks = circuits.display_tokens(model, model.to_tokens("Q: What is")[0])
+    assert toks[1:] == [" Q", " :", " What", " is"]
+
+
+def test_init_notebook_sends_the_bundle_once(monkeypatch, no_network):
+    monkeypatch.setattr(circuits, "_NOTEBOOK_BUNDLE_SENT", False)  # restored after the test
+    first = circuits.init_notebook()
+    assert len(repr(first)) < 200 and "var CircuitsVis=" in first._repr_html_()
+    later = circuits.colored_tokens(["a", "b"], [1.0, 2.0])._repr_html_()
+    assert "var CircuitsVis=" not in later and "setTimeout" in later  # waits for the notebook's bundle

@@ -210,6 +210,7 @@ def _zero_mlps_from(k: int, L: int):
 # --------------------------------------------------------------------------- table
 
 
+@torch.no_grad()
 def evaluate(model, *, n: int | None = None, seed: int = 0, mechanism: bool = True) -> dict:
     """Measure the organism card's table on ``model``.
 

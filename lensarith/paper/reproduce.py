@@ -14,6 +14,7 @@ Outputs (every file written atomically) under ``out``:
 
 from __future__ import annotations
 
+import html
 import json
 import random
 import time
@@ -96,7 +97,8 @@ def choose_layers(model, task: str, source: Example, search_examples: list[Examp
     """The application layer and the replaced MLP range for a task.
 
     GPT2-Medium: the paper's (19/19/18 and 18-23). Otherwise ``find_layers`` on the task's
-    prompts, with ``source`` as the o-vector's source prompt.
+    prompts, with ``source`` as the o-vector's source prompt, sweeping the same intervention
+    Fig 5 evaluates (o_l replacing MLPs l..last, then the best start of the range).
 
     Returns:
         ``({"method", "application", "replace", ...}, LayerSearchResult or None)``.
@@ -107,7 +109,8 @@ def choose_layers(model, task: str, source: Example, search_examples: list[Examp
     from ..transplant import SearchConfig, find_layers
 
     found = find_layers(model, [source] + search_examples, source=0,
-                        config=SearchConfig(n_prompts=config.n_search, n_contexts=config.n_search, seed=config.seed),
+                        config=SearchConfig(n_prompts=config.n_search, n_contexts=config.n_search, seed=config.seed,
+                                            apply_mode="replace"),
                         batch_size=8, progress=progress)
     info = {"method": "search", "application": found.application_layer, "replace": found.layers,
             "source_correct": found.meta.get("source_correct"), "task_accuracy": found.meta.get("task_accuracy"),
@@ -224,35 +227,6 @@ def reproduce(
         summary["files"][name] = str(path)
         return path
 
-    # ---- Fig 2 / Table 1 and Fig 6's prompts: logit lens tokens per layer
-    t0 = time.perf_counter()
-    poland = find_example("capitals", argument="Poland")
-    colours = find_example("uppercase", answer="Brown", contains="sheet of paper")
-    poland_x = find_example("capitals", argument="Poland", format="extractive")
-    lens3, toks = lens_tokens(model, [poland, colours, poland_x], k=5, batch_size=config.batch_size, progress=False)
-    lens3.save(results / "fig2-lens")
-    keys = ("poland", "colours", "poland_extractive")
-    fig2 = {k: {kk: v for kk, v in t.items() if kk not in ("probs",)} for k, t in zip(keys[:2], toks[:2])}
-    for k, t in zip(keys[:2], toks[:2]):
-        fig2[k]["correct"] = t["top1"][-1].strip() == t["answer"].strip()
-    fig_out["fig2"] = fig2
-    marks = {poland.argument: "#cfe2ff", poland.answer: "#ffe0b2", colours.argument: "#cfe2ff", colours.answer: "#ffe0b2"}
-    png(plots.token_grid(toks[0]["layers"], {"Poland prompt": toks[0]["top1"], "colours prompt": toks[1]["top1"]},
-                         title="Fig 2 / Table 1: top-1 logit-lens token per layer (last position)", highlight=marks), "fig2")
-    report.add_section("Fig 2 / Table 1: the logit lens on two prompts",
-                       "Top-1 token decoded from the residual stream after each layer at the last position "
-                       "(argument blue, answer orange). Paper, GPT2-Medium: " + PAPER["fig2"]["poland"] + "; " +
-                       PAPER["fig2"]["colours"] + ".")
-    report.add_figure(figs / "fig2.png", caption="top-1 token per layer")
-    for i, k in enumerate(keys[:2]):
-        t = toks[i]
-        report.add_widget(circuits.logit_lens_table(lens3, i, k=5, title=f"{k}: ...{t['prompt'][-60:]!r} → {t['answer']!r}"))
-        report.add_text(f"{k}: argument top-1 at layers {t['argument_layers'] or 'none'}; answer top-1 from layer "
-                        f"{t['answer_from'] if t['answer_from'] is not None else 'never'} (of {L}).", note=True)
-    tick("fig2", t0)
-    say(f"fig 2: Poland prompt argument layers {toks[0]['argument_layers']}, answer from {toks[0]['answer_from']}; "
-        f"colours answer from {toks[1]['answer_from']}")
-
     # ---- Fig 3: the X pattern per task
     t0 = time.perf_counter()
     fig3, task_data = {}, {}
@@ -264,6 +238,58 @@ def reproduce(
         task_data[task] = (batch, correct)
     fig_out["fig3"] = fig3
     png(plots.x_pattern(fig3, title="Fig 3: mean reciprocal rank per layer (examples answered correctly)"), "fig3")
+    tick("fig3", t0)
+    say("fig 3: " + "; ".join(f"{t} acc {s['accuracy']:.2f}, crossover layer {s['crossover_layer']}" for t, s in fig3.items()))
+
+    # ---- Fig 2 / Table 1 and Fig 6's prompts: logit lens tokens per layer
+    t0 = time.perf_counter()
+    paper_prompts = (find_example("capitals", argument="Poland"),
+                     find_example("uppercase", answer="Brown", contains="sheet of paper"))
+    _, paper_toks = lens_tokens(model, list(paper_prompts), k=1, batch_size=config.batch_size, progress=False)
+    shown, notes = [], {}
+    for key, ex, t, task in (("capitals", paper_prompts[0], paper_toks[0], "capitals"),
+                             ("colours", paper_prompts[1], paper_toks[1], "uppercase")):
+        if t["top1"][-1].strip() == ex.answer.strip():
+            shown.append(ex)
+            continue
+        batch, correct = task_data[task]
+        alt = next((e for e, ok in zip(batch.examples, correct.tolist()) if ok), None)
+        shown.append(alt or ex)
+        notes[key] = {"paper_prompt_prediction": t["top1"][-1], "paper_prompt_answer": ex.answer,
+                      "paper_prompt_argument": ex.argument, "substituted": alt is not None}
+    cap_ex, col_ex = shown
+    cap_x = find_example("capitals", argument=cap_ex.argument.strip(), format="extractive")
+    lens3, toks = lens_tokens(model, [cap_ex, col_ex, cap_x], k=5, batch_size=config.batch_size, progress=False)
+    lens3.save(results / "fig2-lens")
+    fig2 = {}
+    for key, ex, t in (("capitals", paper_prompts[0], toks[0]), ("colours", paper_prompts[1], toks[1])):
+        fig2[key] = {kk: v for kk, v in t.items() if kk != "probs"}
+        fig2[key]["correct"] = t["top1"][-1].strip() == t["answer"].strip()
+        fig2[key]["paper_prompt"] = key not in notes or not notes[key]["substituted"]
+        fig2[key].update(notes.get(key, {}))
+    fig_out["fig2"] = fig2
+    marks = {e.argument: "#cfe2ff" for e in (cap_ex, col_ex)} | {e.answer: "#ffe0b2" for e in (cap_ex, col_ex)}
+    png(plots.token_grid(toks[0]["layers"], {f"{cap_ex.argument.strip()} prompt": toks[0]["top1"],
+                                             f"colours ({col_ex.argument.strip()}) prompt": toks[1]["top1"]},
+                         title="Fig 2 / Table 1: top-1 logit-lens token per layer (last position)", highlight=marks), "fig2")
+    intro = ("Top-1 token decoded from the residual stream after each layer at the last position (argument blue, answer "
+             "orange). Paper, GPT2-Medium: " + PAPER["fig2"]["poland"] + "; " + PAPER["fig2"]["colours"] + ".")
+    for key, n in notes.items():
+        intro += (f" The model answers the paper's {key} prompt ({n['paper_prompt_argument'].strip()} → "
+                  f"{n['paper_prompt_answer'].strip()}) with {n['paper_prompt_prediction'].strip()!r}"
+                  + ("; shown instead: the first prompt of the task it answers correctly." if n["substituted"] else "."))
+    report.add_section("Fig 2 / Table 1: the logit lens on two prompts", intro)
+    report.add_figure(figs / "fig2.png", caption="top-1 token per layer")
+    for i, key in enumerate(("capitals", "colours")):
+        t = toks[i]
+        report.add_widget(circuits.logit_lens_table(lens3, i, k=5, title=f"{key}: ...{t['prompt'][-60:]!r} → {t['answer']!r}"))
+        report.add_text(f"{key}: argument top-1 at layers {t['argument_layers'] or 'none'}; answer top-1 from layer "
+                        f"{t['answer_from'] if t['answer_from'] is not None else 'never'} (of {L}).", note=True)
+    tick("fig2", t0)
+    say(f"fig 2: {cap_ex.argument.strip()} prompt: argument layers {toks[0]['argument_layers']}, answer from "
+        f"{toks[0]['answer_from']}; colours ({col_ex.argument.strip()}) answer from {toks[1]['answer_from']}"
+        + "".join(f"; the paper's {k} prompt is answered {n['paper_prompt_prediction'].strip()!r}" for k, n in notes.items()))
+
     report.add_section("Fig 3: argument and answer per layer (the 'X')",
                        "Mean reciprocal rank 1/(rank+1) of the argument and the answer at the last position, per layer, "
                        "over the prompts the model answers correctly. Paper: " + PAPER["fig3"]["text"] + ".")
@@ -271,16 +297,14 @@ def reproduce(
     report.add_table([{"task": t, "n": s["n"], "accuracy": s["accuracy"], "argument peak layer": s["argument_peak_layer"],
                        "argument peak MRR": s["argument_peak_mrr"], "answer above argument from layer": s["crossover_layer"],
                        "fraction of depth": s["crossover_fraction"]} for t, s in fig3.items()])
-    tick("fig3", t0)
-    say("fig 3: " + "; ".join(f"{t} acc {s['accuracy']:.2f}, crossover layer {s['crossover_layer']}" for t, s in fig3.items()))
 
     # ---- layers: the paper's for GPT2-Medium, else the transplant layer search
     t0 = time.perf_counter()
     sources: dict[str, Example] = {}
     for task in TASKS:
         batch, correct = task_data[task]
-        preferred = poland if task == "capitals" else None
-        src, src_ok = _pick_source(model, task, batch, correct, preferred, bool(fig2["poland"]["correct"]))
+        preferred = cap_ex if task == "capitals" else None
+        src, src_ok = _pick_source(model, task, batch, correct, preferred, bool(fig2["capitals"]["correct"]))
         sources[task] = src
         others = [e for e, c in zip(batch.examples, correct.tolist()) if c and e.prompt != src.prompt]
         others += [e for e, c in zip(batch.examples, correct.tolist()) if not c and e.prompt != src.prompt]
@@ -383,8 +407,8 @@ def reproduce(
                        f"Layers {up[0]}-{up[-1]}. Abstractive answer from layer {fig6['abstractive']['answer_from']}, "
                        f"extractive from layer {fig6['extractive']['answer_from']}. Paper: " + PAPER["fig6"]["text"] + ".")
     report.add_figure(figs / "fig6.png")
-    report.add_widget(circuits.logit_lens_table(lens3, 0, k=3, layers=up, title="abstractive: " + poland.prompt.splitlines()[-2]))
-    report.add_widget(circuits.logit_lens_table(lens3, 2, k=3, layers=up, title="extractive: " + poland_x.prompt.splitlines()[0]))
+    report.add_widget(circuits.logit_lens_table(lens3, 0, k=3, layers=up, title="abstractive: " + cap_ex.prompt.splitlines()[-2]))
+    report.add_widget(circuits.logit_lens_table(lens3, 2, k=3, layers=up, title="extractive: " + cap_x.prompt.splitlines()[0]))
     tick("fig6", t0)
     say(f"fig 6: answer from layer {fig6['abstractive']['answer_from']} (abstractive) vs "
         f"{fig6['extractive']['answer_from']} (extractive)")
@@ -430,7 +454,7 @@ def reproduce(
     report.add_section("Ours vs the paper", "Every figure's headline number on this model next to the paper's "
                                             "(GPT2-Medium; Fig 7: BLOOM).")
     report.add_html("<pre style='font-size:12px;background:#f8f8f8;padding:8px'>" +
-                    __import__("html").escape(format_summary(summary)) + "</pre>")
+                    html.escape(format_summary(summary)) + "</pre>")
     report.add_section("Files", "summary.json holds every number shown here; results/ the tensors (safetensors + JSON); "
                                 "figures/ the PNGs.")
     summary["files"]["summary"] = str(out / "summary.json")
@@ -517,10 +541,17 @@ def format_summary(summary: dict[str, Any]) -> str:
     L = summary["n_layers"]
     rows: list[tuple[str, str, str]] = []
     if "fig2" in f:
-        p, c = f["fig2"]["poland"], f["fig2"]["colours"]
-        rows.append(("Fig 2 Poland", f"' Poland' top-1 at layers {p['argument_layers'] or 'none'}, ' Warsaw' from "
-                                     f"{_fmt(p['answer_from'])} (of {L})", PAPER["fig2"]["poland"]))
-        rows.append(("Fig 2 colours", f"{c['answer'].strip()!r} from {_fmt(c['answer_from'])} (of {L})", PAPER["fig2"]["colours"]))
+        p, c = f["fig2"]["capitals"], f["fig2"]["colours"]
+        arg, ans = p["argument"].strip(), p["answer"].strip()
+        extra = ("" if p["paper_prompt"] else
+                 f" (Poland prompt answered {p.get('paper_prompt_prediction', '?').strip()!r}; shown: {arg})")
+        rows.append((f"Fig 2 {arg}", f"{arg!r} top-1 at layers {p['argument_layers'] or 'none'}, {ans!r} from "
+                                     f"{_fmt(p['answer_from'])} (of {L}); predicts {p['top1'][-1].strip()!r}{extra}",
+                     PAPER["fig2"]["poland"]))
+        extra = ("" if c["paper_prompt"] else
+                 f" (brown-paper prompt answered {c.get('paper_prompt_prediction', '?').strip()!r})")
+        rows.append(("Fig 2 colours", f"({c['argument'].strip()}) {c['answer'].strip()!r} from {_fmt(c['answer_from'])} (of {L}); "
+                                      f"predicts {c['top1'][-1].strip()!r}{extra}", PAPER["fig2"]["colours"]))
     for task, s in f.get("fig3", {}).items():
         rows.append((f"Fig 3 {task}", f"acc {s['accuracy']:.2f} (n={s['n']}); argument peak L{s['argument_peak_layer']} "
                                       f"(MRR {s['argument_peak_mrr']:.2f}); answer above argument from L{_fmt(s['crossover_layer'])}"
