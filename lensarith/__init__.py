@@ -6,6 +6,9 @@ The public surface; every name here is documented in the README.
 from ._errors import LensarithError as LensarithError
 from ._errors import ModelNotAvailableError as ModelNotAvailableError
 from ._run import collect as collect
+from .ablation import AblationResult as AblationResult
+from .ablation import ffn_ablation as ffn_ablation
+from .ablation import removal_counts as removal_counts
 from .attribution import DLAResult as DLAResult
 from .attribution import direct_logit_attribution as direct_logit_attribution
 from .decompose import DecompositionResult as DecompositionResult
@@ -51,5 +54,23 @@ from .tasks import build_prompts as build_prompts
 from .tasks import load_pairs as load_pairs
 from .tasks import random_token_contexts as random_token_contexts
 from .tasks import tokenize as tokenize
+
+from .transplant import AnalogyResult as AnalogyResult
+from .transplant import ConsistencyResult as ConsistencyResult
+from .transplant import DecodeResult as DecodeResult
+from .transplant import LayerSearchResult as LayerSearchResult
+from .transplant import OVector as OVector
+from .transplant import SearchConfig as SearchConfig
+from .transplant import TransplantConfig as TransplantConfig
+from .transplant import TransplantResult as TransplantResult
+from .transplant import decode_o_vector as decode_o_vector
+from .transplant import extract_o_vector as extract_o_vector
+from .transplant import find_layers as find_layers
+from .transplant import o_vector_analogy as o_vector_analogy
+from .transplant import o_vector_consistency as o_vector_consistency
+from .transplant import transplant as transplant
+from .transplant import transplant_contexts as transplant_contexts
+from .transplant import transplant_experiment as transplant_experiment
+from .transplant import transplant_interventions as transplant_interventions
 
 __version__ = "0.1.0"
