@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 
 import lensarith as la
-from lensarith import transplant as tp
 from lensarith.transplant import (
     OVector,
     SearchConfig,
@@ -22,6 +23,9 @@ from lensarith.transplant import (
     transplant_experiment,
     transplant_interventions,
 )
+
+# the module, not the function: ``lensarith.transplant`` is the function ``transplant`` on the package
+tp = importlib.import_module("lensarith.transplant")
 
 
 @pytest.fixture(scope="module")

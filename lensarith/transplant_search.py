@@ -1,0 +1,313 @@
+"""Finding where an o-vector acts: the application layer and the replaced MLP range.
+
+``find_layers`` (configured by ``SearchConfig``, returning ``LayerSearchResult``) picks the
+source prompt, sweeps each eligible layer's o-vector through random-token contexts (or ranks
+MLPs by direct logit attribution) and then the start of the range to replace. Re-exported by
+``lensarith.transplant``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ._errors import LensarithError
+from ._run import collect
+from .interventions import Intervention, intervene
+from .result import Result, provenance
+from .sites import Site
+from .tasks import Batch, Example, build_prompts, tokenize
+from .transplant import (
+    POSITIONS,
+    _check_choice,
+    _context_batch,
+    _evaluate,
+    _logits_last,
+    transplant_contexts,
+    transplant_interventions,
+)
+
+__all__ = ["SearchConfig", "LayerSearchResult", "find_layers"]
+
+
+# --------------------------------------------------------------------------- layer search
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """How ``find_layers`` searches.
+
+    Attributes:
+        method: ``sweep`` (transplant each layer's o and keep the layer that lifts the answer
+            most) or ``dla`` (the MLP whose direct logit attribution to answer - argument
+            peaks on the task prompts).
+        apply_mode: how the application-layer sweep transplants o_l: ``add`` at layer l, or
+            ``replace`` layers l..last.
+        scale: multiplies the vectors in both sweeps.
+        positions: ``all`` or ``last``, as in ``transplant``.
+        screen: keep only the best ``screen`` layers of a first-order gradient estimate
+            before the application-layer sweep (None: sweep every eligible layer).
+        after_argument: only MLPs at or after the layer where the argument peaks in the
+            logit lens of the task prompts are eligible (the paper's stages: argument
+            formation, then function application); False makes every layer eligible.
+            Without it MLP 0, which acts on the last token like an extra embedding, can win
+            a noisy sweep by making random contexts look like a question.
+        n_prompts: task prompts used for the source choice and DLA.
+        n_contexts: random-token contexts per sweep.
+        seed: seeds the prompts' shuffle and the contexts.
+    """
+
+    method: str = "sweep"
+    apply_mode: str = "add"
+    scale: float = 1.0
+    positions: str = "all"
+    screen: int | None = None
+    after_argument: bool = True
+    n_prompts: int = 64
+    n_contexts: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_choice(self.method, ("sweep", "dla"), "SearchConfig method")
+        _check_choice(self.apply_mode, ("add", "replace"), "SearchConfig apply_mode")
+        _check_choice(self.positions, POSITIONS, "SearchConfig positions")
+        if self.screen is not None and (not isinstance(self.screen, int) or self.screen < 1):
+            raise LensarithError(f"SearchConfig screen must be None or a positive int, got {self.screen!r}")
+        for name in ("n_prompts", "n_contexts"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise LensarithError(f"SearchConfig {name} must be a positive int, got {value!r}")
+
+
+class LayerSearchResult(Result):
+    """The chosen application layer and replaced range, with the sweep table.
+
+    Tensors ``[layer]`` (NaN where a layer was not evaluated): ``argument_mrr`` (the
+    argument's logit-lens MRR at resid_post of layer l on the task prompts), ``dla`` (mean
+    DLA of MLP l to answer - argument on the task prompts), ``screen`` (first-order estimate of the gain in
+    the answer's log-prob), ``apply_gain`` / ``apply_top1`` (answer MRR gain over control
+    and top-1 when o_l is transplanted at l), ``start_gain`` / ``start_top1`` (the same when
+    layers s..last are replaced by the application layer's o).
+    """
+
+    kind = "layer_search"
+
+    @property
+    def application_layer(self) -> int:
+        return int(self.meta["application_layer"])
+
+    @property
+    def start_layer(self) -> int:
+        return int(self.meta["start_layer"])
+
+    @property
+    def layers(self) -> list[int]:
+        """The replaced range: ``start_layer`` to the last layer."""
+        return list(range(self.start_layer, int(self.meta["n_layers"])))
+
+    def table(self) -> list[dict[str, Any]]:
+        """One row per layer with every sweep's numbers (None where not evaluated)."""
+        keys = [k for k in ("argument_mrr", "dla", "screen", "apply_gain", "apply_top1", "start_gain", "start_top1") if k in self.tensors]
+        rows = []
+        for layer in range(self.tensors["dla"].shape[0]):
+            row: dict[str, Any] = {"layer": layer}
+            for key in keys:
+                value = float(self.tensors[key][layer])
+                row[key] = None if math.isnan(value) else value
+            rows.append(row)
+        return rows
+
+
+def _task_batch(model, task, *, n: int | None, seed: int, name: str = "task") -> Batch:
+    if isinstance(task, str):
+        examples = build_prompts(task, n=None, seed=seed)
+    elif isinstance(task, Batch):
+        return task if n is None or len(task) <= n else task[0:n]
+    elif isinstance(task, Sequence) and task and all(isinstance(e, Example) for e in task):
+        examples = list(task)
+    else:
+        raise LensarithError(f"{name} must be a task name or a non-empty list of Examples, got {task!r}")
+    batch = tokenize(model, examples, drop_multi_token=True)
+    if n is not None and len(batch) > n:
+        batch = batch[0:n]
+    return batch
+
+
+def _choose_source(correct: Tensor, source: int | None) -> int:
+    """The source prompt's row: ``source``, or the first prompt answered correctly."""
+    n = len(correct)
+    if source is None:
+        hits = correct.nonzero()
+        return int(hits[0]) if len(hits) else 0
+    if not isinstance(source, int) or isinstance(source, bool) or not -n <= source < n:
+        raise LensarithError(f"source={source!r} is out of range: there are {n} usable task prompts")
+    return source % n
+
+
+def _pick_source(model, batch: Batch, source: int | None, batch_size: int) -> tuple[int, Tensor]:
+    """The source prompt's row (first correct one by default) and the correctness mask."""
+    got = _evaluate(model, batch, [[]], batch_size=batch_size, readout="final", desc="task prompts")
+    correct = got["rank_answer"][0, -1] == 0
+    return _choose_source(correct, source), correct
+
+
+def _mlp_dla(model, batch: Batch, batch_size: int) -> Tensor:
+    from .attribution import direct_logit_attribution
+
+    dla = direct_logit_attribution(model, batch, "answer", "argument", granularity="layer", batch_size=batch_size)
+    idx = [dla.component_labels.index(f"L{layer}_mlp") for layer in range(model.cfg.n_layers)]
+    return dla.attributions[idx].mean(-1)
+
+
+def _gradient_screen(model, batch: Batch, o_layers: Tensor, cfg: SearchConfig, batch_size: int) -> Tensor:
+    """First-order estimate, per layer l, of the change in log p(answer) from the sweep's edit."""
+    n = model.cfg.n_layers
+    sites = [Site("mlp_out", layer) for layer in range(n)]
+    gsum = torch.zeros(n, model.cfg.d_model)
+    gact = torch.zeros(n)
+
+    def leaf(act: Tensor, hook) -> Tensor:
+        return act.detach().requires_grad_(True)
+
+    device = model.cfg.device
+    for chunk in batch.chunks(batch_size):
+        acts: list[Tensor] = []
+
+        def keep(act: Tensor, hook) -> None:  # the activation itself: a slice of it would not be in the graph
+            acts.append(act)
+
+        hooks = [("hook_embed", leaf)] + [(s.hook_name, keep) for s in sites]
+        with torch.enable_grad(), intervene(model, (), chunk, extra_hooks=hooks):
+            resid = model(chunk.tokens.to(device), stop_at_layer=n)
+            rows = torch.arange(len(chunk), device=resid.device)
+            logp = _logits_last(model, resid[rows, chunk.last.to(resid.device)]).log_softmax(-1)
+            metric = logp[rows, chunk.answer_ids.to(resid.device)].sum()
+            grads = torch.autograd.grad(metric, acts)
+        mask = torch.arange(chunk.tokens.shape[1])[None] < chunk.lengths[:, None]
+        if cfg.positions == "last":
+            mask = torch.arange(chunk.tokens.shape[1])[None] == chunk.last[:, None]
+        mask = mask.to(device)[..., None].float()
+        for layer, (g, a) in enumerate(zip(grads, acts)):
+            gsum[layer] += (g * mask).sum((0, 1)).detach().float().cpu()
+            gact[layer] += float((g * a.detach() * mask).sum())
+    o = o_layers.float()
+    if cfg.apply_mode == "add":
+        est = cfg.scale * (gsum * o).sum(-1)
+    else:
+        est = torch.stack([(cfg.scale * gsum[l:] @ o[l] - gact[l:]).sum() for l in range(n)])
+    return est / len(batch)
+
+
+def find_layers(model, task, *, source: int | None = None, contexts=None, config: SearchConfig = SearchConfig(),
+                batch_size: int = 8, progress: bool | None = None) -> LayerSearchResult:
+    """Find the application layer and the start of the replaced range for a model and task.
+
+    1. The source prompt: ``source`` (an index into the usable task prompts) or the first
+       prompt the model answers correctly; o_l is its MLP-l output at the last token.
+    2. Application layer, among the eligible MLPs (at or after the argument's logit-lens
+       peak on the task prompts, unless ``config.after_argument=False``):
+       ``config.method="sweep"`` transplants each o_l into random-token contexts (``add``
+       at l, or ``replace`` l..last) and keeps the layer with the largest gain in the
+       answer's final-layer MRR over the control (optionally only the best
+       ``config.screen`` layers of a gradient screen are swept); ``"dla"`` takes the MLP
+       with the largest direct logit attribution to answer - argument on the task prompts.
+    3. Start of the range: replace layers s..last with the application layer's o for every
+       s up to the application layer and keep the best s.
+
+    Args:
+        model: a HookedTransformer with MLPs.
+        task: a task name or a list of ``Example`` (the task's prompts).
+        source: index of the source prompt among the usable (single-token) task prompts.
+        contexts: target contexts (default: random-token contexts for the other prompts).
+        config: a ``SearchConfig``.
+        batch_size: contexts per forward; a forward carries one copy per swept layer.
+        progress: show progress bars.
+
+    Returns:
+        A ``LayerSearchResult`` with ``application_layer``, ``start_layer``, ``layers``
+        (the range to replace) and ``table()``.
+    """
+    if model.cfg.attn_only:
+        raise LensarithError("the model is attention-only: it has no MLPs to search")
+    n = model.cfg.n_layers
+    prompts = _task_batch(model, task, n=config.n_prompts, seed=config.seed)
+    lens = _evaluate(model, prompts, [[]], batch_size=batch_size, readout="all", desc="task prompts")
+    correct = lens["rank_answer"][0, -1] == 0
+    src = _choose_source(correct, source)
+    use = correct if bool(correct.any()) else torch.ones_like(correct)
+    if "rank_argument" in lens and bool((lens["rank_argument"] >= 0).all()):
+        arg_mrr = (1.0 / (lens["rank_argument"][0][:, use].float() + 1.0)).mean(-1)
+        # the paper's stages: the function is applied after the argument forms (its logit-lens peak)
+        peak = int(arg_mrr[:-1].argmax()) if n > 1 else 0
+    else:  # prompts without arguments: no argument stage to anchor on
+        arg_mrr, peak = torch.full((n,), float("nan")), 0
+    eligible = list(range(peak, n)) if config.after_argument else list(range(n))
+    src_batch = prompts[src:src + 1]
+    sites = [Site("mlp_out", layer, "last") for layer in range(n)]
+    got = collect(model, src_batch, sites)
+    o_layers = torch.stack([got[s][0] for s in sites]).cpu()
+    if contexts is None:
+        others = [e for i, e in enumerate(prompts.examples) if i != src] or list(prompts.examples)
+        contexts = transplant_contexts(others, n=config.n_contexts, seed=config.seed)
+    ctx = _context_batch(model, contexts, drop_multi_token=True)
+    dla = _mlp_dla(model, _rows(prompts, use), batch_size)
+    nan = torch.full((n,), float("nan"))
+    tensors: dict[str, Tensor] = {"dla": dla.float().cpu(), "argument_mrr": arg_mrr}
+    pos = "last" if config.positions == "last" else "all"
+
+    def ivs(vec: Tensor, layers: list[int], mode: str) -> list[Intervention]:
+        return transplant_interventions(model, vec, layers=layers, mode=mode, positions=pos, scale=config.scale)
+
+    if config.method == "sweep":
+        candidates = eligible
+        if config.screen is not None:
+            est = _gradient_screen(model, ctx, o_layers, config, batch_size)
+            tensors["screen"] = est
+            ranked = [l for l in est.argsort(descending=True).tolist() if l in eligible]
+            candidates = sorted(ranked[: config.screen])
+        groups = [[]] + [ivs(o_layers[l], [l] if config.apply_mode == "add" else list(range(l, n)), config.apply_mode)
+                         for l in candidates]
+        res = _evaluate(model, ctx, groups, batch_size=batch_size, readout="final", progress=progress, desc="apply sweep")
+        rr = 1.0 / (res["rank_answer"][:, -1].float() + 1.0)
+        gain, top1 = nan.clone(), nan.clone()
+        gain[candidates] = rr[1:].mean(-1) - rr[0].mean()
+        top1[candidates] = (res["rank_answer"][1:, -1] == 0).float().mean(-1)
+        tensors["apply_gain"], tensors["apply_top1"] = gain, top1
+        application = int(candidates[int((rr[1:].mean(-1)).argmax())])
+    else:
+        application = eligible[int(dla[eligible].argmax())]
+    starts = list(range(application + 1))
+    groups = [[]] + [ivs(o_layers[application], list(range(s, n)), "replace") for s in starts]
+    res = _evaluate(model, ctx, groups, batch_size=batch_size, readout="final", progress=progress, desc="range sweep")
+    rr = 1.0 / (res["rank_answer"][:, -1].float() + 1.0)
+    start_gain, start_top1 = nan.clone(), nan.clone()
+    start_gain[starts] = rr[1:].mean(-1) - rr[0].mean()
+    start_top1[starts] = (res["rank_answer"][1:, -1] == 0).float().mean(-1)
+    tensors["start_gain"], tensors["start_top1"] = start_gain, start_top1
+    start = int(starts[int(rr[1:].mean(-1).argmax())])
+    source_ex = src_batch.examples[0] if src_batch.examples else None
+    meta = provenance(
+        model, recipe="find_layers", application_layer=application, start_layer=start, method=config.method,
+        argument_peak=peak, eligible=eligible,
+        config=config.__dict__, source=source_ex.prompt if source_ex else None,
+        source_answer=source_ex.answer if source_ex else None, source_correct=bool(correct[src]),
+        task_accuracy=float(correct.float().mean()), n_prompts=len(prompts), n_contexts=len(ctx),
+        control_mrr=float(rr[0].mean()), report=prompts.report,
+    )
+    axes = {k: ("layer",) for k in tensors}
+    return LayerSearchResult(tensors, axes, {"layer": [f"L{layer}" for layer in range(n)]}, meta)
+
+
+def _rows(batch: Batch, keep: Tensor) -> Batch:
+    """The rows of a batch where ``keep`` is true."""
+    idx = keep.nonzero().flatten()
+    lengths = batch.lengths[idx]
+    width = int(lengths.max())
+    pick = lambda t: None if t is None else t[idx]  # noqa: E731
+    examples = None if batch.examples is None else tuple(batch.examples[i] for i in idx.tolist())
+    return Batch(batch.tokens[idx, :width], lengths, pick(batch.answer_ids), pick(batch.argument_ids), examples, batch.report)
