@@ -167,9 +167,21 @@ def _transplant_hooks(layer: int, vec: torch.Tensor, mode: str):
     return hooks
 
 
+def _resid_pre(model, batch: Batch) -> dict[int, torch.Tensor]:
+    """``resid_pre`` of every layer (the runs below start there with ``start_at_layer``)."""
+    names = [f"blocks.{l}.hook_resid_pre" for l in range(model.cfg.n_layers)]
+    _, cache = model.run_with_cache(batch.tokens, names_filter=lambda n: n in names)
+    return {l: cache[n] for l, n in enumerate(names)}
+
+
+def _last_from(model, resid: torch.Tensor, batch: Batch, layer: int, hooks) -> torch.Tensor:
+    logits = model.run_with_hooks(resid, start_at_layer=layer, fwd_hooks=hooks(batch) if callable(hooks) else hooks)
+    return logits[torch.arange(len(batch)), batch.last]
+
+
 def _transplant(model, sources: dict[str, Batch], targets: dict[str, Batch], seed: int) -> dict:
-    """Per task and layer: answer top-1 / MRR in random-token contexts with o, a random
-    vector of equal norm and another task's o (add and replace modes, several scales)."""
+    """Per task and layer: answer top-1 / MRR in random-token contexts with o (added or
+    replacing), a random vector of equal norm and another task's o (added), several scales."""
     out: dict = {}
     gen = torch.Generator().manual_seed(seed)
     L = model.cfg.n_layers
@@ -178,6 +190,7 @@ def _transplant(model, sources: dict[str, Batch], targets: dict[str, Batch], see
         rows = {"baseline": {"ans_top1": _r((base.argmax(-1) == tgt.answer_ids).float().mean()),
                              "ans_mrr": _r((1.0 / (_rank(base, tgt.answer_ids) + 1)).float().mean()),
                              "arg_top1": _r((base.argmax(-1) == tgt.argument_ids).float().mean())}}
+        resid = _resid_pre(model, tgt)
         for layer in range(L):
             o = _mlp_out_last(model, sources[task][0:1], layer)[0]
             other_task = _OTHER[task] if _OTHER[task] in sources else next(t for t in sources if t != task)
@@ -185,16 +198,16 @@ def _transplant(model, sources: dict[str, Batch], targets: dict[str, Batch], see
             rnd = torch.randn(o.shape, generator=gen)
             rnd = rnd / rnd.norm() * o.norm()
             cell = {}
-            for mode in ("add", "replace"):
-                for name, vec in (("o", o), ("random", rnd), ("other_task", other)):
-                    res = []
-                    for s in SCALES:
-                        logits = _last(model, tgt, _transplant_hooks(layer, s * vec, mode))
-                        res.append((s, _r((logits.argmax(-1) == tgt.answer_ids).float().mean()),
-                                    _r((1.0 / (_rank(logits, tgt.answer_ids) + 1)).float().mean())))
-                    best = max(res, key=lambda r: r[2])
-                    cell[f"{mode}/{name}"] = {"top1@1": res[0][1], "mrr@1": res[0][2],
-                                              "best_scale": best[0], "top1@best": best[1], "mrr@best": best[2]}
+            for mode, name, vec in (("add", "o", o), ("add", "random", rnd), ("add", "other_task", other),
+                                    ("replace", "o", o)):
+                res = []
+                for s in SCALES:
+                    logits = _last_from(model, resid[layer], tgt, layer, _transplant_hooks(layer, s * vec, mode))
+                    res.append((s, _r((logits.argmax(-1) == tgt.answer_ids).float().mean()),
+                                _r((1.0 / (_rank(logits, tgt.answer_ids) + 1)).float().mean())))
+                best = max(res, key=lambda r: r[2])
+                cell[f"{mode}/{name}"] = {"top1@1": res[0][1], "mrr@1": res[0][2],
+                                          "best_scale": best[0], "top1@best": best[1], "mrr@best": best[2]}
             rows[str(layer)] = cell
         out[task] = rows
     return out
@@ -263,16 +276,23 @@ def evaluate(model, *, n: int | None = None, seed: int = 0, mechanism: bool = Tr
         table["dla"][task] = _dla(model, kb)
         sources[task] = kb
         if len(keep) > 1:
-            targets[task] = _batch(model, random_token_contexts(list(keep[1:101]), seed=seed + 1))
+            targets[task] = _batch(model, random_token_contexts(list(keep[1:61]), seed=seed + 1))
     if len(sources) >= 2:
         table["transplant"] = _transplant(model, sources, {t: targets[t] for t in sources if t in targets}, seed)
 
     abl = {}
     groups = {**{f"abstractive/{t}": batches[t] for t in ("capitals", "uppercase", "uppercase_words", "past")},
               **{f"extractive/{k}": v for k, v in extractive.items()}}
-    for k in range(L // 2, L + 1):
-        hooks = _zero_mlps_from(k, L)
-        abl[str(k)] = {g: _r(_top1(model, b[: m], hooks=hooks)) for g, b in groups.items()}
+    for g, b in groups.items():
+        b = b[:m]
+        resid = _resid_pre(model, b)
+        for k in range(L // 2, L + 1):
+            if k == L:
+                acc = _top1(model, b)
+            else:
+                logits = _last_from(model, resid[k], b, k, _zero_mlps_from(k, L))
+                acc = float((logits.argmax(-1) == b.answer_ids).float().mean())
+            abl.setdefault(str(k), {})[g] = _r(acc)
     table["ablate_mlps_from"] = abl
     return table
 
@@ -335,17 +355,21 @@ def format_table(table: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_card(model, out_dir, meta: dict, *, notes: str | None = None, n: int | None = None) -> dict:
-    """Evaluate ``model`` and write ``table.json`` and ``card.md`` into ``out_dir``."""
+def write_card(model, out_dir, meta: dict, *, notes: str | None = None, n: int | None = None,
+               table: dict | None = None) -> dict:
+    """Evaluate ``model`` (unless ``table`` is given) and write ``table.json`` and ``card.md`` into ``out_dir``."""
     from .corpus import Corpus, CorpusMix
 
     out_dir = Path(out_dir)
-    table = evaluate(model, n=n)
+    table = evaluate(model, n=n) if table is None else table
     (out_dir / "table.json").write_text(json.dumps(table, indent=1))
     org = meta.get("organism", meta)
     cfg = org["config"]
     cfg_c = model.cfg
     mix = CorpusMix(**cfg["mix"]) if isinstance(cfg.get("mix"), dict) else CorpusMix()
+    late = cfg.get("late_mix")
+    late_text = (f" From {cfg['late_from_tokens']:,} tokens on the mix changes to {late} (token shares)."
+                 if late else "")
     n_params = sum(p.numel() for n_, p in model.named_parameters() if n_ != "unembed.W_U")
     samples = Corpus(cfg["seed"] + 99, mix).sample_text(6)
     text = f"""# The lensarith organism
@@ -376,7 +400,7 @@ d_mlp {cfg_c.d_mlp}, n_ctx {cfg_c.n_ctx}, LayerNorm, gelu_new, learned positions
 Token shares: copy {mix.early_copy:.0%} for the first {cfg['early_tokens']:,} tokens, then {mix.copy:.0%}; of the rest,
 bare demos {mix.demos:.2f}, Q/A {mix.qa:.2f} (of which colour scenes {mix.colour_share:.0%}), relation cue after the argument {mix.cue:.2f},
 prose {mix.prose:.2f}, extractive notes {mix.extractive:.2f} ({mix.counterfactual:.0%} of queried notes counterfactual) (weights before
-normalisation). Relations: country → capital / continent / itself; US state → capital / itself;
+normalisation).{late_text} Relations: country → capital / continent / itself; US state → capital / itself;
 word → Capitalised / plural / itself; verb → past / -ing / itself. 10% of the facts of each
 family (seed 1234) never appear in a Q/A format, only in prose: the "prose-only" column.
 Sample documents:

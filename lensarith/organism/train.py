@@ -47,10 +47,11 @@ class TrainConfig:
         eval_every: steps between quick copy/ICL checks (0: never).
         checkpoint_every: steps between checkpoints in ``checkpoint_dir`` (0: never).
         mix: the corpus's token shares.
+        late_mix, late_from_tokens: another mix used from ``late_from_tokens`` on (None: never).
     """
 
     seed: int = 0
-    n_tokens: int = 4_000_000
+    n_tokens: int = 6_500_000
     n_layers: int = 8
     d_model: int = 128
     n_heads: int = 4
@@ -68,6 +69,8 @@ class TrainConfig:
     eval_every: int = 250
     checkpoint_every: int = 500
     mix: CorpusMix = field(default_factory=CorpusMix)
+    late_mix: CorpusMix | None = None
+    late_from_tokens: int = 0
 
     def __post_init__(self):
         for name in ("n_tokens", "n_layers", "d_model", "n_heads", "d_mlp", "n_ctx", "batch_size", "threads"):
@@ -195,12 +198,16 @@ def _resumable(config: TrainConfig, paths: list[Path]) -> dict | None:
         if not path.is_file():
             continue
         state = torch.load(path, weights_only=False)
-        old = dict(state["config"])
+        old = {**TrainConfig().to_json(), **state["config"]}
         if old == want:
             return {**state, "path": str(path)}
-        old_cfg = TrainConfig(**{**old, "mix": CorpusMix(**old["mix"])})
-        same_but_length = {**old, "n_tokens": config.n_tokens} == want
-        if same_but_length and state["step"] <= min(_decay_start(old_cfg), _decay_start(config)):
+        old_cfg = TrainConfig(**{**old, "mix": CorpusMix(**old["mix"]),
+                                 "late_mix": CorpusMix(**old["late_mix"]) if old["late_mix"] else None})
+        free = ("n_tokens", "late_mix", "late_from_tokens")
+        same = {k: v for k, v in old.items() if k not in free} == {k: v for k, v in want.items() if k not in free}
+        tokens = state["step"] * config.batch_size * config.n_ctx
+        late_ok = all(c.late_mix is None or tokens <= c.late_from_tokens for c in (old_cfg, config))
+        if same and late_ok and state["step"] <= min(_decay_start(old_cfg), _decay_start(config)):
             return {**state, "path": str(path)}
     return None
 
@@ -260,6 +267,8 @@ def train(
     for step in range(start, config.n_steps):
         corpus.rng.seed(config.seed * 1_000_003 + step)
         early = step * rows_per_step * config.n_ctx < config.early_tokens
+        late = config.late_mix is not None and step * rows_per_step * config.n_ctx >= config.late_from_tokens
+        corpus.mix = config.late_mix if late else config.mix
         rows = corpus.rows(rows_per_step, config.n_ctx, early=early)
         for g in opt.param_groups:
             g["lr"] = _lr(config, step)
@@ -326,6 +335,7 @@ def _main(argv: list[str] | None = None) -> None:
     parser.add_argument("--notes", default=None,
                         help="markdown for the card's 'What we tried' (default: the out folder's attempts.md, kept)")
     parser.add_argument("--eval-only", action="store_true", help="evaluate the model in --out and rewrite its card")
+    parser.add_argument("--card-only", action="store_true", help="rewrite the card from the table.json in --out")
     args = parser.parse_args(argv)
     config = PRESETS[args.preset]
     if args.n_tokens:
@@ -335,7 +345,7 @@ def _main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     notes_path = Path(args.notes) if args.notes else out / "attempts.md"
     notes = notes_path.read_text() if notes_path.is_file() else None
-    if args.eval_only:
+    if args.eval_only or args.card_only:
         from ..models import load_model
 
         model = load_model(args.out, device="cpu")
@@ -346,7 +356,8 @@ def _main(argv: list[str] | None = None) -> None:
         meta = model.lensarith_meta
     if notes is not None:
         (out / "attempts.md").write_text(notes)  # save_model replaced the folder
-    write_card(model, out, meta, notes=notes)
+    table = json.loads((out / "table.json").read_text()) if args.card_only else None
+    write_card(model, out, meta, notes=notes, table=table)
 
 
 if __name__ == "__main__":
