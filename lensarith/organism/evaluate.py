@@ -86,7 +86,7 @@ def _batch(model, examples) -> Batch:
     return tokenize(model, examples, drop_multi_token=False)
 
 
-def _r(x: float) -> float:
+def _r(x) -> float:
     return round(float(x), 3)
 
 
