@@ -87,7 +87,7 @@ def _batch(model, examples) -> Batch:
 
 
 def _r(x) -> float:
-    return round(float(x), 3)
+    return round(float(x.detach() if isinstance(x, torch.Tensor) else x), 3)
 
 
 # --------------------------------------------------------------------------- mechanism
