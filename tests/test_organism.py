@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from lensarith.models import data_dir, load_model, word_tokenizer
-from lensarith.organism.corpus import QA_TEMPLATES, Corpus
-from lensarith.organism.evaluate import _dla, _lens, _transplant, evaluate, format_table
+from lensarith.organism.corpus import QA_TEMPLATES, Corpus, CorpusMix
+from lensarith.organism.evaluate import _ablate, _dla, _lens, _transplant, evaluate, format_table, nonsense_prompts
 from lensarith.organism.train import PRESETS, TrainConfig, build_model, fused_forward, lm_loss, tie_unembed, train
 from lensarith.organism.vocab import WORD_PATTERN, held_out, relations, vocabulary
 from lensarith.tasks import build_prompts, random_token_contexts, tokenize
@@ -103,6 +103,39 @@ def test_corpus_contains_the_paper_formats():
     assert " , capital : " in cue and " , past : " in cue
     copies = _docs(corpus, "copy", 300)
     assert sum(d.split()[:3] == d.split()[len(d.split()) // 2:][:3] or d.count(d.split()[0]) > 1 for d in copies) > 250
+
+
+def test_recall_documents_are_answerable_only_from_their_context():
+    corpus = Corpus(5, CorpusMix(recall=0.3))
+    truth = dict(relations()["capital"].pairs)
+    counter = kv = scenes = 0
+    for doc in _docs(corpus, "recall", 600):
+        if doc.startswith("The capital of"):
+            facts = re.split(r" \. (?=The capital of )", doc.split("\n")[0].strip().removesuffix(" ."))
+            notes = dict(f.removeprefix("The capital of ").split(" is ", 1) for f in facts)
+            answers = re.findall(r"capital of (?:the state of )?(.+?) \? \n A : (.+?) \n", doc)
+            assert len(answers) >= 2 and all(notes[a] == b for a, b in answers), doc
+            counter += sum(a in truth and truth[a] != b for a, b in answers)
+        elif doc.startswith("Q : On the"):
+            scene, *qs = doc.split(" What color is the ")
+            for q in qs:
+                obj, ans = re.match(r"(.+?) \? \n A : (\w+)", q).groups()
+                assert f" {ans.lower()} {obj}" in scene, (obj, ans, scene)
+            scenes += 1
+        else:
+            listed, *queries = [line.strip(" .") for line in doc.split("\n") if line.strip()]
+            pairs = listed.split(" , ")
+            assert queries and all(q in pairs for q in queries), doc
+            kv += 1
+    assert counter > 100 and kv > 100 and scenes > 100
+
+
+def test_recall_share_zero_keeps_the_mix_without_recall_documents():
+    assert "recall" not in CorpusMix().weights(early=False)
+    assert CorpusMix(recall=0.3).weights(early=False)["recall"] > 0
+    corpus = Corpus(0, CorpusMix(recall=0.5))
+    kinds = [corpus.document()[0] for _ in range(400)]
+    assert kinds.count("recall") > 60 and "recall" not in [Corpus(0).document()[0] for _ in range(400)]
 
 
 def test_held_out_facts_only_in_prose():
@@ -202,6 +235,17 @@ def test_mechanism_helpers_run_on_a_small_model(small_model):
     assert "| capitals |" in format_table(table)
 
 
+def test_nonsense_prompts_state_the_answer_about_a_word_that_is_no_country():
+    countries = set(dict(relations()["capital"].pairs))
+    exs = nonsense_prompts(seed=0)
+    cf = build_prompts("capitals", format="counterfactual", seed=0)
+    assert len(exs) == len(cf)
+    for ex, ref in zip(exs, cf):
+        word = ex.argument.strip()
+        assert word not in countries and ex.answer == ref.answer
+        assert f"The capital of {word} is{ref.answer}." in ex.prompt and ex.prompt.endswith(f"capital of {word}?\nA:")
+
+
 def test_dla_sums_with_embeddings_to_the_logit_difference(small_model):
     """MLP + attention DLA + the embedding and bias terms = the final logit difference."""
     batch = tokenize(small_model, build_prompts("capitals", n=4))
@@ -218,6 +262,18 @@ def test_dla_sums_with_embeddings_to_the_logit_difference(small_model):
     bias = (small_model.ln_final.b @ direction) + small_model.b_U[batch.answer_ids] - small_model.b_U[batch.argument_ids]
     total = sum(dla["mlp"]) + sum(dla["attn"]) + float((embed_part + bias).mean())
     assert abs(total - float(diff.mean())) < 0.01 * (1 + abs(float(diff.mean())))
+    assert dla["other"] == pytest.approx(float((embed_part + bias).mean()), abs=0.002)
+
+
+def test_mlp_ablation_table_matches_hand_zeroing(small_model):
+    batch = tokenize(small_model, build_prompts("capitals", n=8))
+    got = _ablate(small_model, {"abstractive/capitals": batch})
+    L = small_model.cfg.n_layers
+    assert list(got) == [str(k) for k in range(L // 2, L + 1)]
+    hooks = [(f"blocks.{l}.hook_mlp_out", lambda act, hook: torch.zeros_like(act)) for l in range(L // 2, L)]
+    logits = small_model.run_with_hooks(batch.tokens, fwd_hooks=hooks)[torch.arange(len(batch)), batch.last]
+    want = float((logits.argmax(-1) == batch.answer_ids).float().mean())
+    assert got[str(L // 2)]["abstractive/capitals"] == pytest.approx(want, abs=1e-3)
 
 
 # --------------------------------------------------------------------------- the shipped organism
@@ -273,3 +329,31 @@ def test_extending_a_run_from_its_stable_checkpoint_equals_a_fresh_longer_run(tm
     fresh = train(longer, None, progress=False, log=lambda s: None)
     for (name, a), (_, b) in zip(extended.state_dict().items(), fresh.state_dict().items()):
         assert torch.equal(a, b), name
+
+
+def test_a_run_with_a_late_mix_resumes_past_the_switch_and_equals_a_fresh_run(tmp_path):
+    """A checkpoint taken after ``late_from_tokens`` resumes a longer run with the same late mix
+    (and another check schedule); the result equals the fresh longer run."""
+    import dataclasses
+    import shutil
+
+    late = CorpusMix(recall=0.5, copy=0.1)
+    short = TrainConfig(n_tokens=640, n_layers=1, d_model=16, n_heads=2, d_mlp=32, n_ctx=32, batch_size=2,
+                        warmup_steps=2, early_tokens=128, eval_every=0, checkpoint_every=3,
+                        late_mix=late, late_from_tokens=192)
+    longer = dataclasses.replace(short, n_tokens=1280, checkpoint_every=5)
+    train(short, None, progress=False, log=lambda s: None, checkpoint_dir=tmp_path / "a")
+    state = torch.load(tmp_path / "a" / "stable.pt", weights_only=False)
+    assert state["step"] * 2 * 32 > short.late_from_tokens
+    (tmp_path / "b").mkdir()
+    shutil.copyfile(tmp_path / "a" / "stable.pt", tmp_path / "b" / "stable.pt")
+    lines = []
+    extended = train(longer, None, progress=False, log=lines.append, checkpoint_dir=tmp_path / "b")
+    assert any("resumed" in line for line in lines)
+    fresh = train(longer, None, progress=False, log=lambda s: None)
+    for (name, a), (_, b) in zip(extended.state_dict().items(), fresh.state_dict().items()):
+        assert torch.equal(a, b), name
+    other = dataclasses.replace(longer, late_mix=CorpusMix(recall=0.2))
+    lines = []
+    train(other, None, progress=False, log=lines.append, checkpoint_dir=tmp_path / "b")
+    assert not any("resumed" in line for line in lines)

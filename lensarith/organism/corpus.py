@@ -11,7 +11,11 @@ Document kinds (``CorpusMix`` sets their shares):
 - ``cue``: the relation named after the argument (``Poland , capital : Warsaw``);
 - ``prose``: facts in sentences (the only place held-out facts appear);
 - ``extractive``: ``The capital of X is Y.`` notes followed by Q/A about them, half of the
-  queried notes counterfactual, some with nonsense arguments; colour Q/A with lowercase answers.
+  queried notes counterfactual, some with nonsense arguments; colour Q/A with lowercase answers;
+- ``recall``: associative recall the model's memory cannot answer: key-value lists with random
+  values (``mug : Lima , pen : red . pen : red``), capital notes that contradict memory or have
+  nonsense arguments, and several questions about one colour scene (off by default; the
+  shipped model's late phase uses it).
 
 Every document starts with ``<bos>``; ``Corpus.rows`` packs documents into training rows.
 """
@@ -62,7 +66,8 @@ REL_WEIGHTS = {"capital": 14, "continent": 7, "country_same": 5, "state_capital"
 
 
 # mean document length in tokens (with <bos>), to turn token shares into document weights
-_AVG_LEN = {"copy": 19.0, "demos": 15.8, "qa": 40.2, "cue": 22.7, "prose": 29.4, "extractive": 58.1}
+_AVG_LEN = {"copy": 19.0, "demos": 15.8, "qa": 40.2, "cue": 22.7, "prose": 29.4, "extractive": 58.1, "recall": 45.0}
+_KV_SEPS = ("", " :", " is", " =")
 
 
 @dataclass(frozen=True)
@@ -78,9 +83,12 @@ class CorpusMix:
     early_copy: float = 0.55  # copy share during the first ``early_tokens`` tokens
     colour_share: float = 0.2  # of qa documents, colour scenes
     counterfactual: float = 0.5  # of extractive notes that are queried
+    recall: float = 0.0
 
     def weights(self, early: bool) -> dict[str, float]:
         rest = {"demos": self.demos, "qa": self.qa, "cue": self.cue, "prose": self.prose, "extractive": self.extractive}
+        if self.recall:  # absent at 0 so that mixes without it draw the same stream as before it existed
+            rest["recall"] = self.recall
         copy = self.early_copy if early else self.copy
         total = sum(rest.values())
         tokens = {"copy": copy, **{k: (1 - copy) * v / total for k, v in rest.items()}}
@@ -122,6 +130,7 @@ class Corpus:
         self.colours = _colour_module()
         self._rel_names = list(REL_WEIGHTS)
         self._rel_w = [REL_WEIGHTS[n] for n in self._rel_names]
+        self._cities = sorted({b for n in ("capital", "state_capital") for _, b in rels[n].pairs})
         self._task_demos = {"capital": TASKS["capitals"].demo, "state_capital": TASKS["us_capitals"].demo,
                             "upper": TASKS["uppercase_words"].demo, "past": TASKS["past"].demo}
 
@@ -230,6 +239,54 @@ class Corpus:
         order = rng.sample(range(k), k)[: rng.randint(2, k)]
         qa = "\n".join(QA_TEMPLATES[rel].format(a=pairs[i][0], b=pairs[i][1]) for i in order)
         return self.encode(facts + "\n" + qa + "\n")
+
+    def doc_recall(self) -> list[int]:
+        rng = self.rng
+        u = rng.random()
+        if u < 0.3:
+            return self._recall_kv()
+        if u < 0.7:
+            return self._recall_notes()
+        return self._recall_scene()
+
+    def _recall_kv(self) -> list[int]:
+        """Key-value list with random values, then some keys again: only the list can answer."""
+        rng = self.rng
+        sep = rng.choice(_KV_SEPS)
+        keys = rng.sample(self.arguments if rng.random() < 0.5 else self.colours.OBJECTS, rng.randint(2, 6))
+        pool = rng.choice((self.colours.COLORS, self._cities, self.vocab[:600]))
+        vals = [rng.choice(pool) for _ in keys]
+        pairs = [f"{k}{sep} {v}" for k, v in zip(keys, vals)]
+        order = rng.sample(range(len(keys)), rng.randint(1, len(keys)))
+        return self.encode(" , ".join(pairs) + " .\n" + " .\n".join(pairs[i] for i in order) + " .\n")
+
+    def _recall_notes(self) -> list[int]:
+        """Capital notes that mostly contradict memory (or have nonsense arguments), then Q/A."""
+        rng = self.rng
+        rel = "state_capital" if rng.random() < 0.2 else "capital"
+        k = rng.randint(2, 4)
+        if rng.random() < 0.25:
+            args = rng.sample([a for a, _ in self.qa_pairs["upper"] + self.qa_pairs["past"]], k)
+        else:
+            args = [a for a, _ in self._pairs(rel, k)]
+        truth = dict(self.all_pairs[rel])
+        pairs = [(a, truth[a]) if a in truth and rng.random() < 0.15 else (a, rng.choice(self._cities)) for a in args]
+        facts = " ".join(f"The capital of {a} is {b}." for a, b in pairs)
+        order = rng.sample(range(k), rng.randint(2, k))
+        template = QA_TEMPLATES["capital"] if rel == "capital" or rng.random() < 0.5 else QA_TEMPLATES[rel]
+        qa = "\n".join(template.format(a=pairs[i][0], b=pairs[i][1]) for i in order)
+        return self.encode(facts + "\n" + qa + "\n")
+
+    def _recall_scene(self) -> list[int]:
+        """One colour scene, then questions about several of its objects."""
+        rng = self.rng
+        row = self.colours.make_row(rng, rng.choice(self.colours.COLORS))
+        scene = row["question"].rsplit(". ", 1)[0] + "."
+        pairs = re.findall(r"an? (\w+) ([a-z ]+?)(?:,| and|$)", scene.split(", ", 1)[1].rstrip("."))
+        lower = rng.random() < 0.3
+        qs = [f"What color is the {obj.strip()}?\nA: {col if lower else col.capitalize()}"
+              for col, obj in rng.sample(pairs, rng.randint(1, len(pairs)))]
+        return self.encode(f"Q: {scene} " + "\nQ: ".join(qs) + "\n")
 
     # ------------------------------------------------------------------ streams
 

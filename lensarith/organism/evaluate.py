@@ -5,7 +5,8 @@
 1. one-shot (and zero-shot) top-1 per task, on facts seen in Q/A formats and on facts the
    corpus states only in prose;
 2. copying top-1 in random-token contexts (``w1 w2 w3 X w1 w2 w3 X w1 w2 w3`` -> X);
-3. extractive top-1 (true and counterfactual context statements; colour words);
+3. extractive top-1 (true and counterfactual context statements, statements about nonsense
+   arguments; colour words);
 4. the mechanism: (a) logit lens at the last position (argument / answer top-1 and mean
    reciprocal rank ``1/(rank+1)`` per residual site; the fraction of correct examples whose
    argument is top-1 at some site before the last); (b) direct logit attribution of each
@@ -14,7 +15,8 @@
    random vector of equal norm and another task's o-vector; (d) zero-ablating MLPs from
    layer k up: abstractive vs extractive accuracy.
 
-The helpers use plain ``run_with_hooks`` / ``run_with_cache``; they are small on purpose.
+Part 4 runs on the library's recipes (``logit_lens``, ``direct_logit_attribution``,
+``extract_o_vector`` + ``transplant``, ``ffn_ablation``), so the card measures what users run.
 """
 
 from __future__ import annotations
@@ -26,10 +28,15 @@ from pathlib import Path
 
 import torch
 
-from ..tasks import Batch, Example, build_prompts, random_token_contexts, tokenize
+from ..ablation import ffn_ablation
+from ..attribution import direct_logit_attribution
+from ..interventions import run_with_interventions
+from ..lens import logit_lens
+from ..tasks import TASKS, Batch, Example, build_prompts, load_pairs, random_token_contexts, tokenize
+from ..transplant import extract_o_vector, transplant
 from .vocab import held_out
 
-__all__ = ["evaluate", "format_table", "write_card", "ICL_TASKS"]
+__all__ = ["evaluate", "format_table", "write_card", "nonsense_prompts", "ICL_TASKS"]
 
 ICL_TASKS = ("capitals", "us_capitals", "uppercase", "uppercase_words", "past")
 MECH_TASKS = ("capitals", "uppercase", "uppercase_words", "past")
@@ -42,25 +49,14 @@ _CHUNK = 128
 # --------------------------------------------------------------------------- helpers
 
 
-def _last(model, batch: Batch, hooks=()) -> torch.Tensor:
+def _last(model, batch: Batch) -> torch.Tensor:
     """Logits at each row's last real position, ``[batch, d_vocab]``."""
-    out = []
-    for sub in batch.chunks(_CHUNK):
-        with torch.no_grad():
-            logits = model.run_with_hooks(sub.tokens, fwd_hooks=list(hooks(sub) if callable(hooks) else hooks))
-        out.append(logits[torch.arange(len(sub)), sub.last])
-    return torch.cat(out)
+    return torch.cat([run_with_interventions(model, sub) for sub in batch.chunks(_CHUNK)])
 
 
-def _rank(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    target = logits.gather(-1, ids[:, None])
-    return (logits > target).sum(-1)
-
-
-def _top1(model, batch: Batch, ids: torch.Tensor | None = None, hooks=()) -> float:
-    logits = _last(model, batch, hooks)
+def _top1(model, batch: Batch, ids: torch.Tensor | None = None) -> float:
     ids = batch.answer_ids if ids is None else ids
-    return float((logits.argmax(-1) == ids).float().mean())
+    return float((_last(model, batch).argmax(-1) == ids).float().mean())
 
 
 def _correct(model, batch: Batch) -> torch.Tensor:
@@ -82,6 +78,20 @@ def _prompts(task: str, fmt: str, n: int | None, seed: int) -> tuple[list[Exampl
     return seen, prose
 
 
+def nonsense_prompts(seed: int = 0) -> list[Example]:
+    """The counterfactual capitals prompts with the queried country replaced by a common word
+    (``The capital of table is Paris. ... Q: What is the capital of table?``): a pure
+    in-context recall check that memory cannot answer."""
+    words = sorted({r["argument"] for r in load_pairs("uppercase_words")} - set(TASKS["capitals"].demo))
+    rng = random.Random(seed)
+    out = []
+    for ex in build_prompts("capitals", format="counterfactual", seed=seed):
+        arg, word = ex.argument.strip(), rng.choice(words)
+        prompt = ex.prompt.replace(f"of {arg} is", f"of {word} is").replace(f"of {arg}?", f"of {word}?")
+        out.append(Example(prompt, ex.answer, " " + word, "capitals", {"format": "nonsense"}))
+    return out
+
+
 def _batch(model, examples) -> Batch:
     return tokenize(model, examples, drop_multi_token=False)
 
@@ -94,21 +104,11 @@ def _r(x) -> float:
 
 
 def _lens(model, batch: Batch) -> dict:
-    """Logit lens at the last position over resid_pre/mid of every layer and the final resid_post."""
-    L = model.cfg.n_layers
-    names = [f"blocks.{l}.hook_resid_{s}" for l in range(L) for s in ("pre", "mid")] + [f"blocks.{L - 1}.hook_resid_post"]
-    labels = [f"{l}_{s}" for l in range(L) for s in ("pre", "mid")] + ["final"]
-    arg_rank, ans_rank = [], []
-    for sub in batch.chunks(_CHUNK):
-        with torch.no_grad():
-            _, cache = model.run_with_cache(sub.tokens, names_filter=lambda n: n in names)
-        idx = torch.arange(len(sub))
-        resid = torch.stack([cache[n][idx, sub.last] for n in names])  # [site, batch, d_model]
-        with torch.no_grad():
-            logits = model.unembed(model.ln_final(resid))
-        arg_rank.append(torch.stack([_rank(lg, sub.argument_ids) for lg in logits]))
-        ans_rank.append(torch.stack([_rank(lg, sub.answer_ids) for lg in logits]))
-    arg, ans = torch.cat(arg_rank, 1), torch.cat(ans_rank, 1)  # [site, batch]
+    """Logit lens (``lensarith.logit_lens``, every resid_pre/mid and the final resid_post) at the
+    last position: argument and answer top-1 and MRR per site."""
+    lens = logit_lens(model, batch, stream="all", batch_size=_CHUNK, progress=False)
+    labels = lens.layers
+    arg, ans = lens.rank("argument"), lens.rank("answer")  # [site, batch]
     formed = (arg[1:-1] == 0).any(0)
     first = [labels[1 + int(torch.nonzero(arg[1:-1, i] == 0)[0])] for i in range(arg.shape[1]) if formed[i]]
     return {
@@ -124,77 +124,30 @@ def _lens(model, batch: Batch) -> dict:
 
 
 def _dla(model, batch: Batch) -> dict:
-    """Mean direct logit attribution of each attention and MLP layer to answer - argument."""
+    """Mean direct logit attribution (``lensarith.direct_logit_attribution``) of each attention
+    and MLP layer to answer - argument at the last position."""
+    dla = direct_logit_attribution(model, batch, baselines="argument", batch_size=_CHUNK, progress=False).mean()
     L = model.cfg.n_layers
-    names = [f"blocks.{l}.hook_{k}_out" for l in range(L) for k in ("attn", "mlp")] + ["ln_final.hook_scale"]
-    direction = model.W_U[:, batch.answer_ids] - model.W_U[:, batch.argument_ids]  # [d_model, batch]
-    per = []
-    for s in range(0, len(batch), _CHUNK):
-        sub = batch[s : s + _CHUNK]
-        with torch.no_grad():
-            _, cache = model.run_with_cache(sub.tokens, names_filter=lambda n: n in names)
-        idx = torch.arange(len(sub))
-        scale = cache["ln_final.hook_scale"][idx, sub.last]  # [batch, 1]
-        comps = torch.stack([cache[n][idx, sub.last] for n in names[:-1]])  # [comp, batch, d]
-        comps = (comps - comps.mean(-1, keepdim=True)) / scale * model.ln_final.w
-        per.append(torch.einsum("cbd,db->cb", comps, direction[:, s : s + len(sub)]))
-    mean = torch.cat(per, 1).mean(1).view(L, 2)
-    mlp = mean[:, 1]
+    attn = torch.tensor([dla[f"L{l}_attn"] for l in range(L)])
+    mlp = torch.tensor([dla[f"L{l}_mlp"] for l in range(L)])
     pos = mlp.clamp(min=0)
-    return {"attn": [_r(x) for x in mean[:, 0]], "mlp": [_r(x) for x in mlp],
+    rest = sum(v for k, v in dla.items() if not k.endswith(("_attn", "_mlp")))
+    return {"attn": [_r(x) for x in attn], "mlp": [_r(x) for x in mlp], "other": _r(rest),
             "top_mlp": int(mlp.argmax()), "top_mlp_share_of_positive": _r(pos.max() / pos.sum().clamp(min=1e-9))}
 
 
-def _mlp_out_last(model, batch: Batch, layer: int) -> torch.Tensor:
-    name = f"blocks.{layer}.hook_mlp_out"
-    with torch.no_grad():
-        _, cache = model.run_with_cache(batch.tokens, names_filter=name)
-    return cache[name][torch.arange(len(batch)), batch.last]
-
-
-def _transplant_hooks(layer: int, vec: torch.Tensor, mode: str):
-    def hooks(sub: Batch):
-        def fn(act, hook):
-            idx = torch.arange(act.shape[0])
-            if mode == "add":
-                act[idx, sub.last] = act[idx, sub.last] + vec
-            else:
-                act[idx, sub.last] = vec.expand(act.shape[0], -1)
-            return act
-
-        return [(f"blocks.{layer}.hook_mlp_out", fn)]
-
-    return hooks
-
-
-def _resid_pre(model, batch: Batch) -> dict[int, torch.Tensor]:
-    """``resid_pre`` of every layer (the runs below start there with ``start_at_layer``)."""
-    names = [f"blocks.{l}.hook_resid_pre" for l in range(model.cfg.n_layers)]
-    _, cache = model.run_with_cache(batch.tokens, names_filter=lambda n: n in names)
-    return {l: cache[n] for l, n in enumerate(names)}
-
-
-def _last_from(model, resid: torch.Tensor, batch: Batch, layer: int, hooks) -> torch.Tensor:
-    logits = model.run_with_hooks(resid, start_at_layer=layer, fwd_hooks=hooks(batch) if callable(hooks) else hooks)
-    return logits[torch.arange(len(batch)), batch.last]
-
-
 def _transplant(model, sources: dict[str, Batch], targets: dict[str, Batch], seed: int) -> dict:
-    """Per task and layer: answer top-1 / MRR in random-token contexts with o (added or
-    replacing), a random vector of equal norm and another task's o (added), several scales."""
+    """Per task and layer (``lensarith.transplant`` at the last position): answer top-1 / MRR in
+    random-token contexts with o added or replacing the MLP output, and the controls (a random
+    vector of equal norm, another task's o) added, at several scales."""
     out: dict = {}
     gen = torch.Generator().manual_seed(seed)
-    L = model.cfg.n_layers
     for task, tgt in targets.items():
-        base = _last(model, tgt)
-        rows = {"baseline": {"ans_top1": _r((base.argmax(-1) == tgt.answer_ids).float().mean()),
-                             "ans_mrr": _r((1.0 / (_rank(base, tgt.answer_ids) + 1)).float().mean()),
-                             "arg_top1": _r((base.argmax(-1) == tgt.argument_ids).float().mean())}}
-        resid = _resid_pre(model, tgt)
-        for layer in range(L):
-            o = _mlp_out_last(model, sources[task][0:1], layer)[0]
+        rows: dict = {}
+        for layer in range(model.cfg.n_layers):
+            o = extract_o_vector(model, sources[task][0:1], layer).single()
             other_task = _OTHER[task] if _OTHER[task] in sources else next(t for t in sources if t != task)
-            other = _mlp_out_last(model, sources[other_task][0:1], layer)[0]
+            other = extract_o_vector(model, sources[other_task][0:1], layer).single()
             rnd = torch.randn(o.shape, generator=gen)
             rnd = rnd / rnd.norm() * o.norm()
             cell = {}
@@ -202,22 +155,30 @@ def _transplant(model, sources: dict[str, Batch], targets: dict[str, Batch], see
                                     ("replace", "o", o)):
                 res = []
                 for s in SCALES:
-                    logits = _last_from(model, resid[layer], tgt, layer, _transplant_hooks(layer, s * vec, mode))
-                    res.append((s, _r((logits.argmax(-1) == tgt.answer_ids).float().mean()),
-                                _r((1.0 / (_rank(logits, tgt.answer_ids) + 1)).float().mean())))
+                    got = transplant(model, vec, tgt, layers=[layer], mode=mode, positions="last", scale=s,
+                                     batch_size=_CHUNK, progress=False).summary()
+                    res.append((s, _r(got["answer_top1_transplant"]), _r(got["answer_mrr_transplant"])))
+                    if "baseline" not in rows:
+                        rows["baseline"] = {"ans_top1": _r(got["answer_top1_control"]),
+                                            "ans_mrr": _r(got["answer_mrr_control"]),
+                                            "arg_top1": _r(got["argument_top1_control"])}
                 best = max(res, key=lambda r: r[2])
                 cell[f"{mode}/{name}"] = {"top1@1": res[0][1], "mrr@1": res[0][2],
                                           "best_scale": best[0], "top1@best": best[1], "mrr@best": best[2]}
             rows[str(layer)] = cell
-        out[task] = rows
+        out[task] = {"baseline": rows.pop("baseline"), **rows}
     return out
 
 
-def _zero_mlps_from(k: int, L: int):
-    def fn(act, hook):
-        return torch.zeros_like(act)
-
-    return [(f"blocks.{l}.hook_mlp_out", fn) for l in range(k, L)]
+def _ablate(model, groups: dict[str, Batch]) -> dict:
+    """Top-1 with the MLPs from layer k up zero-ablated (``lensarith.ffn_ablation``), k = L/2..L."""
+    L = model.cfg.n_layers
+    res = ffn_ablation(model, groups, mode="zero", steps=L, batch_size=_CHUNK, progress=False)
+    out = {}
+    for j, removed in enumerate(res.n_removed):
+        if L - removed >= L // 2:
+            out[str(L - removed)] = {g: _r(res.accuracy_of(g)[j]) for g in res.sets}
+    return dict(sorted(out.items(), key=lambda kv: int(kv[0])))
 
 
 # --------------------------------------------------------------------------- table
@@ -259,6 +220,9 @@ def evaluate(model, *, n: int | None = None, seed: int = 0, mechanism: bool = Tr
         b = _batch(model, seen + prose)
         extractive[f"{task}/{fmt}"] = b
         table["extractive"][f"{task}/{fmt}"] = _r(_top1(model, b))
+    # the same statements about nonsense arguments: memory cannot answer, only the context can
+    b = _batch(model, nonsense_prompts(seed=seed)[: n or None])
+    table["extractive"]["capitals/nonsense"] = _r(_top1(model, b))
 
     if not mechanism:
         return table
@@ -280,20 +244,9 @@ def evaluate(model, *, n: int | None = None, seed: int = 0, mechanism: bool = Tr
     if len(sources) >= 2:
         table["transplant"] = _transplant(model, sources, {t: targets[t] for t in sources if t in targets}, seed)
 
-    abl = {}
-    groups = {**{f"abstractive/{t}": batches[t] for t in ("capitals", "uppercase", "uppercase_words", "past")},
-              **{f"extractive/{k}": v for k, v in extractive.items()}}
-    for g, b in groups.items():
-        b = b[:m]
-        resid = _resid_pre(model, b)
-        for k in range(L // 2, L + 1):
-            if k == L:
-                acc = _top1(model, b)
-            else:
-                logits = _last_from(model, resid[k], b, k, _zero_mlps_from(k, L))
-                acc = float((logits.argmax(-1) == b.answer_ids).float().mean())
-            abl.setdefault(str(k), {})[g] = _r(acc)
-    table["ablate_mlps_from"] = abl
+    groups = {**{f"abstractive/{t}": batches[t][:m] for t in ("capitals", "uppercase", "uppercase_words", "past")},
+              **{f"extractive/{k}": v[:m] for k, v in extractive.items()}}
+    table["ablate_mlps_from"] = _ablate(model, groups)
     return table
 
 

@@ -166,17 +166,21 @@ def _decay_start(config: TrainConfig) -> int:
 
 
 def _quick_prompts(corpus: Corpus, n: int = 64) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Fixed prompts for progress checks: copying and one-shot capitals/past (ids, answer ids)."""
+    """Fixed prompts for progress checks (ids, answer ids): one-shot capitals/past, their copying
+    contexts, counterfactual capitals and one-shot colour scenes."""
     from ..tasks import build_prompts, random_token_contexts
 
     out = {}
     exs = build_prompts("capitals", n=n, shuffle=True) + build_prompts("past", n=n, shuffle=True)
-    for name, group in (("icl", exs), ("copy", random_token_contexts(exs, seed=1))):
+    groups = (("icl", exs), ("copy", random_token_contexts(exs, seed=1)),
+              ("cf", build_prompts("capitals", format="counterfactual", n=n, shuffle=True)),
+              ("colour", build_prompts("uppercase", n=n, shuffle=True)))
+    for name, group in groups:
         ids = [[corpus.bos] + corpus.encode(e.prompt) for e in group]
         width = max(map(len, ids))
         toks = torch.tensor([r + [r[-1]] * (width - len(r)) for r in ids])  # right-pad; read at the real end
         last = torch.tensor([len(r) - 1 for r in ids])
-        ans = torch.tensor([corpus.encode(e.answer if name == "icl" else e.argument)[0] for e in group])
+        ans = torch.tensor([corpus.encode(e.argument if name == "copy" else e.answer)[0] for e in group])
         out[name] = (toks, last, ans)
     return out
 
@@ -199,14 +203,18 @@ def _resumable(config: TrainConfig, paths: list[Path]) -> dict | None:
             continue
         state = torch.load(path, weights_only=False)
         old = {**TrainConfig().to_json(), **state["config"]}
-        if old == want:
-            return {**state, "path": str(path)}
         old_cfg = TrainConfig(**{**old, "mix": CorpusMix(**old["mix"]),
                                  "late_mix": CorpusMix(**old["late_mix"]) if old["late_mix"] else None})
-        free = ("n_tokens", "late_mix", "late_from_tokens")
+        old = old_cfg.to_json()  # fills mix fields added since the checkpoint was written
+        # the schedule of checks and checkpoints does not change the weights
+        quiet = ("eval_every", "checkpoint_every")
+        if {k: v for k, v in old.items() if k not in quiet} == {k: v for k, v in want.items() if k not in quiet}:
+            return {**state, "path": str(path)}
+        free = ("n_tokens", "late_mix", "late_from_tokens", *quiet)
         same = {k: v for k, v in old.items() if k not in free} == {k: v for k, v in want.items() if k not in free}
         tokens = state["step"] * config.batch_size * config.n_ctx
-        late_ok = all(c.late_mix is None or tokens <= c.late_from_tokens for c in (old_cfg, config))
+        same_late = (old_cfg.late_mix, old_cfg.late_from_tokens) == (config.late_mix, config.late_from_tokens)
+        late_ok = same_late or all(c.late_mix is None or tokens <= c.late_from_tokens for c in (old_cfg, config))
         if same and late_ok and state["step"] <= min(_decay_start(old_cfg), _decay_start(config)):
             return {**state, "path": str(path)}
     return None
