@@ -130,6 +130,20 @@ def test_recall_documents_are_answerable_only_from_their_context():
     assert counter > 100 and kv > 100 and scenes > 100
 
 
+def test_value_first_lists_hold_every_queried_pair():
+    corpus = Corpus(6, CorpusMix(recall=1.0, recall_kv=1.0, recall_notes=0.0, recall_reverse=1.0))
+    inv = {i: w for w, i in corpus.ids.items()}
+    for _ in range(200):
+        listed, *queries = [line.strip(" .") for line in " ".join(inv[i] for i in corpus._recall_kv()).split("\n")
+                            if line.strip()]
+        if "D . C" in listed:  # "Washington, D.C." holds the list separator; not parsed here
+            continue
+        items = [set(item.split()) for item in listed.split(" , ")]
+        for q in queries:
+            assert set(q.split()) - {":", "is", "<unk>"} in items, (q, listed)
+            assert q not in listed.split(" , ")  # listed value first, asked key first
+
+
 def test_recall_share_zero_keeps_the_mix_without_recall_documents():
     assert "recall" not in CorpusMix().weights(early=False)
     assert CorpusMix(recall=0.3).weights(early=False)["recall"] > 0
@@ -256,7 +270,7 @@ def test_dla_sums_with_embeddings_to_the_logit_difference(small_model):
     embed = cache["hook_embed"][idx, last] + cache["hook_pos_embed"][idx, last]
     biasless = (embed - embed.mean(-1, keepdim=True)) / scale * small_model.ln_final.w
     direction = small_model.W_U[:, batch.answer_ids] - small_model.W_U[:, batch.argument_ids]
-    embed_part = torch.einsum("bd,db->b", biasless, direction)
+    embed_part = torch.einsum("bd,db->b", biasless, direction).detach()
     logits = small_model(batch.tokens)[idx, last]
     diff = logits.gather(1, batch.answer_ids[:, None])[:, 0] - logits.gather(1, batch.argument_ids[:, None])[:, 0]
     bias = (small_model.ln_final.b @ direction) + small_model.b_U[batch.answer_ids] - small_model.b_U[batch.argument_ids]

@@ -13,7 +13,7 @@ Document kinds (``CorpusMix`` sets their shares):
 - ``extractive``: ``The capital of X is Y.`` notes followed by Q/A about them, half of the
   queried notes counterfactual, some with nonsense arguments; colour Q/A with lowercase answers;
 - ``recall``: associative recall the model's memory cannot answer: key-value lists with random
-  values (``mug : Lima , pen : red . pen : red``), capital notes that contradict memory or have
+  values (``mug : Lima , pen : red . pen : red``; optionally value first, ``red pen``), capital notes that contradict memory or have
   nonsense arguments, and several questions about one colour scene (off by default; the
   shipped model's late phase uses it).
 
@@ -67,6 +67,8 @@ REL_WEIGHTS = {"capital": 14, "continent": 7, "country_same": 5, "state_capital"
 
 # mean document length in tokens (with <bos>), to turn token shares into document weights
 _AVG_LEN = {"copy": 19.0, "demos": 15.8, "qa": 40.2, "cue": 22.7, "prose": 29.4, "extractive": 58.1, "recall": 45.0}
+# "=" is outside the vocabulary: it encodes to <unk>, which then acts as a separator (kept: the
+# shipped model was trained on this stream)
 _KV_SEPS = ("", " :", " is", " =")
 
 
@@ -84,6 +86,9 @@ class CorpusMix:
     colour_share: float = 0.2  # of qa documents, colour scenes
     counterfactual: float = 0.5  # of extractive notes that are queried
     recall: float = 0.0
+    recall_kv: float = 0.3  # of recall documents, key-value lists
+    recall_notes: float = 0.4  # of recall documents, capital notes (the rest: colour scenes)
+    recall_reverse: float = 0.0  # of key-value lists, written value first (``red mug , blue pen``)
 
     def weights(self, early: bool) -> dict[str, float]:
         rest = {"demos": self.demos, "qa": self.qa, "cue": self.cue, "prose": self.prose, "extractive": self.extractive}
@@ -243,9 +248,9 @@ class Corpus:
     def doc_recall(self) -> list[int]:
         rng = self.rng
         u = rng.random()
-        if u < 0.3:
+        if u < self.mix.recall_kv:
             return self._recall_kv()
-        if u < 0.7:
+        if u < self.mix.recall_kv + self.mix.recall_notes:
             return self._recall_notes()
         return self._recall_scene()
 
@@ -258,7 +263,10 @@ class Corpus:
         vals = [rng.choice(pool) for _ in keys]
         pairs = [f"{k}{sep} {v}" for k, v in zip(keys, vals)]
         order = rng.sample(range(len(keys)), rng.randint(1, len(keys)))
-        return self.encode(" , ".join(pairs) + " .\n" + " .\n".join(pairs[i] for i in order) + " .\n")
+        # value first, as adjectives in a scene (``red mug , blue pen .`` then ``pen : blue``)
+        reverse = self.mix.recall_reverse and rng.random() < self.mix.recall_reverse
+        listed = [f"{v} {k}" for k, v in zip(keys, vals)] if reverse else pairs
+        return self.encode(" , ".join(listed) + " .\n" + " .\n".join(pairs[i] for i in order) + " .\n")
 
     def _recall_notes(self) -> list[int]:
         """Capital notes that mostly contradict memory (or have nonsense arguments), then Q/A."""
