@@ -312,6 +312,14 @@ def test_shipped_organism_loads_fast_and_fits():
     assert "## Measured" in (directory / "card.md").read_text()
 
 
+def test_shipped_organism_was_trained_by_the_full_preset():
+    """``python -m lensarith.organism.train --out data/organism`` retrains the shipped weights."""
+    directory = _shipped()
+    stored = json.loads((directory / "lensarith.json").read_text())["organism"]["config"]
+    mixes = {k: CorpusMix(**stored[k]) if stored.get(k) else None for k in ("mix", "late_mix")}
+    assert TrainConfig(**{**stored, **mixes}) == PRESETS["full"]
+
+
 @pytest.mark.slow
 def test_shipped_organism_meets_its_card():
     """Recompute parts 1-3 of the card from the shipped weights; they must match table.json."""

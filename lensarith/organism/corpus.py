@@ -315,7 +315,8 @@ class Corpus:
             out[r] = torch.tensor(row[: n_ctx + 1])
         return out
 
-    def sample_text(self, n_docs: int = 10, early: bool = False) -> list[str]:
-        """Decoded documents, for the card and for eyeballing."""
+    def sample_text(self, n_docs: int = 10, early: bool = False, kind: str | None = None) -> list[str]:
+        """Decoded documents (of one ``kind``, or drawn from the mix), for the card and for eyeballing."""
         inv = {i: w for w, i in self.ids.items()}
-        return [f"[{k}] " + " ".join(inv[i] for i in ids) for k, ids in (self.document(early) for _ in range(n_docs))]
+        docs = ((kind, getattr(self, f"doc_{kind}")()) if kind else self.document(early) for _ in range(n_docs))
+        return [f"[{k}] " + " ".join(inv[i] for i in ids) for k, ids in docs]

@@ -321,10 +321,18 @@ def write_card(model, out_dir, meta: dict, *, notes: str | None = None, n: int |
     cfg_c = model.cfg
     mix = CorpusMix(**cfg["mix"]) if isinstance(cfg.get("mix"), dict) else CorpusMix()
     late = cfg.get("late_mix")
-    late_text = (f" From {cfg['late_from_tokens']:,} tokens on the mix changes to {late} (token shares)."
-                 if late else "")
+    late_text = ""
+    if late:
+        lm = CorpusMix(**late)
+        late_text = (f" From {cfg['late_from_tokens']:,} tokens on: copy {lm.copy:.2f}, demos {lm.demos:.2f}, "
+                     f"Q/A {lm.qa:.2f} (colour scenes {lm.colour_share:.0%}), cue {lm.cue:.2f}, prose {lm.prose:.2f}, "
+                     f"extractive {lm.extractive:.2f} ({lm.counterfactual:.0%} counterfactual), recall {lm.recall:.2f} "
+                     f"(key-value lists {lm.recall_kv:.0%}, {lm.recall_reverse:.0%} of them value first; capital notes "
+                     f"{lm.recall_notes:.0%}; colour scenes with several questions {1 - lm.recall_kv - lm.recall_notes:.0%}).")
     n_params = sum(p.numel() for n_, p in model.named_parameters() if n_ != "unembed.W_U")
     samples = Corpus(cfg["seed"] + 99, mix).sample_text(6)
+    if late and CorpusMix(**late).recall:
+        samples += Corpus(cfg["seed"] + 99, CorpusMix(**late)).sample_text(4, kind="recall")
     text = f"""# The lensarith organism
 
 A small GPT-2-architecture model trained on CPU on a synthetic corpus so that the paper's
