@@ -262,6 +262,7 @@ def test_nonsense_prompts_state_the_answer_about_a_word_that_is_no_country():
         assert f"The capital of {word} is{ref.answer}." in ex.prompt and ex.prompt.endswith(f"capital of {word}?\nA:")
 
 
+@torch.no_grad()
 def test_dla_sums_with_embeddings_to_the_logit_difference(small_model):
     """MLP + attention DLA + the embedding and bias terms = the final logit difference."""
     batch = tokenize(small_model, build_prompts("capitals", n=4))
@@ -272,7 +273,7 @@ def test_dla_sums_with_embeddings_to_the_logit_difference(small_model):
     embed = cache["hook_embed"][idx, last] + cache["hook_pos_embed"][idx, last]
     biasless = (embed - embed.mean(-1, keepdim=True)) / scale * small_model.ln_final.w
     direction = small_model.W_U[:, batch.answer_ids] - small_model.W_U[:, batch.argument_ids]
-    embed_part = torch.einsum("bd,db->b", biasless, direction).detach()
+    embed_part = torch.einsum("bd,db->b", biasless, direction)
     logits = small_model(batch.tokens)[idx, last]
     diff = logits.gather(1, batch.answer_ids[:, None])[:, 0] - logits.gather(1, batch.argument_ids[:, None])[:, 0]
     bias = (small_model.ln_final.b @ direction) + small_model.b_U[batch.answer_ids] - small_model.b_U[batch.argument_ids]
