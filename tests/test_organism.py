@@ -313,12 +313,28 @@ def test_shipped_organism_loads_fast_and_fits():
     assert "## Measured" in (directory / "card.md").read_text()
 
 
+def test_a_further_mix_change_resumes_from_a_checkpoint_before_it(tmp_path):
+    """A run that adds a mix switch after its base run's stable checkpoint continues that checkpoint and
+    equals the fresh run; the mix schedule is read step by step."""
+    import dataclasses
+
+    base = TrainConfig(**_TINY, late_mix=CorpusMix(recall=0.5, copy=0.1), late_from_tokens=192)
+    later = dataclasses.replace(base, n_tokens=1280, mix_changes=((512, CorpusMix(recall=0.9, copy=0.05)),))
+    assert later.mix_at(0) == base.mix and later.mix_at(192) == base.late_mix
+    assert later.mix_at(511) == base.late_mix and later.mix_at(512).recall == 0.9
+    assert TrainConfig.from_json(json.loads(json.dumps(later.to_json()))) == later
+    _resume_equals_fresh(base, later, tmp_path)  # base's stable checkpoint: step 8 = 512 tokens
+    early = dataclasses.replace(later, mix_changes=((448, CorpusMix(recall=0.9)),))  # before the checkpoint
+    lines = []
+    train(early, None, progress=False, log=lines.append, checkpoint_dir=tmp_path / "a")
+    assert not any("resumed" in line for line in lines)
+
+
 def test_shipped_organism_was_trained_by_the_full_preset():
     """``python -m lensarith.organism.train --out data/organism`` retrains the shipped weights."""
     directory = _shipped()
     stored = json.loads((directory / "lensarith.json").read_text())["organism"]["config"]
-    mixes = {k: CorpusMix(**stored[k]) if stored.get(k) else None for k in ("mix", "late_mix")}
-    assert TrainConfig(**{**stored, **mixes}) == PRESETS["full"]
+    assert TrainConfig.from_json(stored) == PRESETS["full"]
 
 
 @pytest.mark.slow
@@ -373,6 +389,8 @@ def test_a_run_with_a_late_mix_resumes_past_the_switch_and_equals_a_fresh_run(tm
     assert 8 * 2 * 32 > short.late_from_tokens  # the stable checkpoint (step 8 of 10) lies past the switch
     longer = dataclasses.replace(short, n_tokens=1280, checkpoint_every=5)
     _resume_equals_fresh(short, longer, tmp_path)
+    json.dumps(longer.to_json())  # serialisable
+    assert TrainConfig.from_json(json.loads(json.dumps(longer.to_json()))) == longer
     other = dataclasses.replace(longer, late_mix=CorpusMix(recall=0.2))
     lines = []
     train(other, None, progress=False, log=lines.append, checkpoint_dir=tmp_path / "b")

@@ -308,6 +308,13 @@ def format_table(table: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def _mix_text(m) -> str:
+    return (f"copy {m.copy:.2f}, demos {m.demos:.2f}, Q/A {m.qa:.2f} (colour scenes {m.colour_share:.0%}), cue {m.cue:.2f}, "
+            f"prose {m.prose:.2f}, extractive {m.extractive:.2f} ({m.counterfactual:.0%} counterfactual), recall "
+            f"{m.recall:.2f} (key-value lists {m.recall_kv:.0%}, {m.recall_reverse:.0%} of them value first; capital "
+            f"notes {m.recall_notes:.0%}; colour scenes with several questions {1 - m.recall_kv - m.recall_notes:.0%})")
+
+
 def write_card(model, out_dir, meta: dict, *, notes: str | None = None, n: int | None = None,
                table: dict | None = None) -> dict:
     """Evaluate ``model`` (unless ``table`` is given) and write ``table.json`` and ``card.md`` into ``out_dir``."""
@@ -321,18 +328,13 @@ def write_card(model, out_dir, meta: dict, *, notes: str | None = None, n: int |
     cfg_c = model.cfg
     mix = CorpusMix(**cfg["mix"]) if isinstance(cfg.get("mix"), dict) else CorpusMix()
     late = cfg.get("late_mix")
-    late_text = ""
-    if late:
-        lm = CorpusMix(**late)
-        late_text = (f" From {cfg['late_from_tokens']:,} tokens on: copy {lm.copy:.2f}, demos {lm.demos:.2f}, "
-                     f"Q/A {lm.qa:.2f} (colour scenes {lm.colour_share:.0%}), cue {lm.cue:.2f}, prose {lm.prose:.2f}, "
-                     f"extractive {lm.extractive:.2f} ({lm.counterfactual:.0%} counterfactual), recall {lm.recall:.2f} "
-                     f"(key-value lists {lm.recall_kv:.0%}, {lm.recall_reverse:.0%} of them value first; capital notes "
-                     f"{lm.recall_notes:.0%}; colour scenes with several questions {1 - lm.recall_kv - lm.recall_notes:.0%}).")
+    changes = ([(cfg["late_from_tokens"], late)] if late else []) + [tuple(c) for c in cfg.get("mix_changes", ())]
+    late_text = "".join(f" From {start:,} tokens on: {_mix_text(CorpusMix(**m))}." for start, m in changes)
     n_params = sum(p.numel() for n_, p in model.named_parameters() if n_ != "unembed.W_U")
     samples = Corpus(cfg["seed"] + 99, mix).sample_text(6)
-    if late and CorpusMix(**late).recall:
-        samples += Corpus(cfg["seed"] + 99, CorpusMix(**late)).sample_text(4, kind="recall")
+    recall = [CorpusMix(**m) for _, m in changes if CorpusMix(**m).recall]
+    if recall:
+        samples += Corpus(cfg["seed"] + 99, recall[-1]).sample_text(4, kind="recall")
     text = f"""# The lensarith organism
 
 A small GPT-2-architecture model trained on CPU on a synthetic corpus so that the paper's

@@ -48,6 +48,7 @@ class TrainConfig:
         checkpoint_every: steps between checkpoints in ``checkpoint_dir`` (0: never).
         mix: the corpus's token shares.
         late_mix, late_from_tokens: another mix used from ``late_from_tokens`` on (None: never).
+        mix_changes: further ``(from_tokens, mix)`` switches after ``late_mix``, in token order.
     """
 
     seed: int = 0
@@ -71,6 +72,7 @@ class TrainConfig:
     mix: CorpusMix = field(default_factory=CorpusMix)
     late_mix: CorpusMix | None = None
     late_from_tokens: int = 0
+    mix_changes: tuple[tuple[int, CorpusMix], ...] = ()
 
     def __post_init__(self):
         for name in ("n_tokens", "n_layers", "d_model", "n_heads", "d_mlp", "n_ctx", "batch_size", "threads"):
@@ -85,8 +87,26 @@ class TrainConfig:
     def n_steps(self) -> int:
         return max(1, self.n_tokens // (self.batch_size * self.n_ctx))
 
+    def mix_at(self, tokens: int) -> CorpusMix:
+        """The mix of the step that starts after ``tokens`` training tokens."""
+        mix = self.late_mix if self.late_mix is not None and tokens >= self.late_from_tokens else self.mix
+        for start, later in self.mix_changes:
+            if tokens >= start:
+                mix = later
+        return mix
+
+    def _switches(self) -> list[int]:
+        return ([self.late_from_tokens] if self.late_mix is not None else []) + [t for t, _ in self.mix_changes]
+
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> TrainConfig:
+        """The config of ``to_json`` output (fields added since it was written take their defaults)."""
+        mix = lambda d: CorpusMix(**d) if d else None  # noqa: E731
+        return cls(**{**data, "mix": mix(data.get("mix")) or CorpusMix(), "late_mix": mix(data.get("late_mix")),
+                      "mix_changes": tuple((int(t), mix(m)) for t, m in data.get("mix_changes", ()))})
 
 
 # The shipped model: the first 5,193,728 tokens (run r2's constant-learning-rate phase) on the
@@ -209,19 +229,18 @@ def _resumable(config: TrainConfig, paths: list[Path]) -> dict | None:
         if not path.is_file():
             continue
         state = torch.load(path, weights_only=False)
-        old = {**TrainConfig().to_json(), **state["config"]}
-        old_cfg = TrainConfig(**{**old, "mix": CorpusMix(**old["mix"]),
-                                 "late_mix": CorpusMix(**old["late_mix"]) if old["late_mix"] else None})
-        old = old_cfg.to_json()  # fills mix fields added since the checkpoint was written
+        old_cfg = TrainConfig.from_json(state["config"])
+        old = old_cfg.to_json()
         # the schedule of checks and checkpoints does not change the weights
         quiet = ("eval_every", "checkpoint_every")
         if {k: v for k, v in old.items() if k not in quiet} == {k: v for k, v in want.items() if k not in quiet}:
             return {**state, "path": str(path)}
-        free = ("n_tokens", "late_mix", "late_from_tokens", *quiet)
+        free = ("n_tokens", "late_mix", "late_from_tokens", "mix_changes", *quiet)
         same = {k: v for k, v in old.items() if k not in free} == {k: v for k, v in want.items() if k not in free}
+        # the steps done (tokens < ``tokens``) drew the same mixes under both configs
         tokens = state["step"] * config.batch_size * config.n_ctx
-        same_late = (old_cfg.late_mix, old_cfg.late_from_tokens) == (config.late_mix, config.late_from_tokens)
-        late_ok = same_late or all(c.late_mix is None or tokens <= c.late_from_tokens for c in (old_cfg, config))
+        points = {0} | {t for t in old_cfg._switches() + config._switches() if t < tokens}
+        late_ok = all(old_cfg.mix_at(t) == config.mix_at(t) for t in points)
         if same and late_ok and state["step"] <= min(_decay_start(old_cfg), _decay_start(config)):
             return {**state, "path": str(path)}
     return None
@@ -282,8 +301,7 @@ def train(
     for step in range(start, config.n_steps):
         corpus.rng.seed(config.seed * 1_000_003 + step)
         early = step * rows_per_step * config.n_ctx < config.early_tokens
-        late = config.late_mix is not None and step * rows_per_step * config.n_ctx >= config.late_from_tokens
-        corpus.mix = config.late_mix if late else config.mix
+        corpus.mix = config.mix_at(step * rows_per_step * config.n_ctx)
         rows = corpus.rows(rows_per_step, config.n_ctx, early=early)
         for g in opt.param_groups:
             g["lr"] = _lr(config, step)
