@@ -25,7 +25,6 @@ from __future__ import annotations
 import importlib.util
 import random
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -33,7 +32,7 @@ import torch
 
 from ..models import SPECIAL_TOKENS, data_dir
 from ..tasks import FILLER_WORDS, TASKS
-from .vocab import WORD_PATTERN, Relation, held_out, relations, vocabulary
+from .vocab import WORD_PATTERN, held_out, relations, vocabulary
 
 __all__ = ["CorpusMix", "Corpus", "QA_TEMPLATES", "CUES"]
 
