@@ -154,6 +154,55 @@ def test_recall_share_zero_keeps_the_mix_without_recall_documents():
     assert kinds.count("recall") > 60 and "recall" not in [Corpus(0).document()[0] for _ in range(400)]
 
 
+def test_bind_documents_ask_every_object_of_each_scene():
+    corpus = Corpus(7, CorpusMix(bind=0.5, bind_simple=0.5))
+    simple = 0
+    for doc in _docs(corpus, "bind", 300):
+        scenes = doc.split("Q : On the ")[1:]
+        assert 1 <= len(scenes) <= 2, doc
+        for block in scenes:
+            scene, *qs = block.split(" What color is the ")
+            described = re.findall(r"an? (\w+) ([a-z ]+?) (?:,|and|\.)", scene)
+            asked = {}
+            for q in qs:
+                obj, ans = re.match(r"(.+?) \? \n A : (\w+)", q).groups()
+                asked[obj] = ans.lower()
+            assert asked == {o.strip(): c for c, o in described}, (asked, scene)  # every object, its own colour
+            simple += len(asked) <= 3 and all(" " not in o for o in asked)
+    assert simple > 150
+    for kind in ("bind", "objects"):  # off by default: the default stream is unchanged
+        assert kind not in CorpusMix().weights(early=False)
+        assert kind not in [Corpus(0).document()[0] for _ in range(400)]
+
+
+def test_object_documents_answer_from_their_own_context():
+    corpus = Corpus(8, CorpusMix(objects=0.5))
+    objects, colours = set(corpus.colours.OBJECTS), set(corpus.colours.COLORS)
+    seen = set()
+    for doc in _docs(corpus, "objects", 400):
+        if doc.startswith("Q : On the "):  # object first: "a mug that is red"
+            described = dict(re.findall(r"an? ([a-z ]+?) that is (\w+)", doc.split(" What color")[0]))
+            answers = re.findall(r"What color is the (.+?) \? \n A : (\w+)", doc)
+            assert answers and all(described[o] == a.lower() for o, a in answers), doc
+            seen.add("scene")
+        elif doc.startswith("The capital of"):
+            notes = dict(re.findall(r"The capital of (\w+) is (.+?) \.", doc))
+            answers = re.findall(r"capital of (\w+) \? \n A : (.+?) \n", doc)
+            assert set(notes) <= objects and len(answers) >= 2 and all(notes[a] == b for a, b in answers), doc
+            seen.add("notes")
+        elif doc.startswith("Q : "):
+            for verb, w, ans in re.findall(r"Q : (Repeat|Capitalize) the word (\w+) \. \n A : (\w+)", doc):
+                assert w in objects | colours and ans == (w.capitalize() if verb == "Capitalize" else w), doc
+            seen.add("words")
+        else:
+            listed, *queries = [line.strip(" .") for line in doc.split("\n") if line.strip()]
+            pairs = listed.split(" , ")
+            assert queries and all(q in pairs for q in queries), doc
+            assert all(p.split(" : ")[1] in colours for p in pairs), doc
+            seen.add("list")
+    assert seen == {"scene", "notes", "words", "list"}
+
+
 def test_held_out_facts_only_in_prose():
     corpus = Corpus(2)
     hold = held_out()

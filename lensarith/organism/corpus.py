@@ -15,7 +15,14 @@ Document kinds (``CorpusMix`` sets their shares):
 - ``recall``: associative recall the model's memory cannot answer: key-value lists with random
   values (``mug : Lima , pen : red . pen : red``; optionally value first, ``red pen``), capital notes that contradict memory or have
   nonsense arguments, and several questions about one colour scene (off by default; the
-  shipped model's late phase uses it).
+  shipped model's late phase uses it);
+- ``bind``: colour scenes in the task's format with every object asked about, a share of them
+  simple (two or three objects with one-word names), to teach attribute binding: the colour
+  comes before its object, so it must be read from the object's position (off by default);
+- ``objects``: the scenes' objects and colours in roles that need their identity (off by default):
+  ``Repeat the word mug`` / ``Capitalize the word mug``, capital notes about objects, key-first lists
+  (``mug : red , pen : blue .`` then ``pen : blue``) and scenes written object first
+  (``a mug that is red and a pen that is blue``).
 
 Every document starts with ``<bos>``; ``Corpus.rows`` packs documents into training rows.
 """
@@ -65,7 +72,8 @@ REL_WEIGHTS = {"capital": 14, "continent": 7, "country_same": 5, "state_capital"
 
 
 # mean document length in tokens (with <bos>), to turn token shares into document weights
-_AVG_LEN = {"copy": 19.0, "demos": 15.8, "qa": 40.2, "cue": 22.7, "prose": 29.4, "extractive": 58.1, "recall": 45.0}
+_AVG_LEN = {"copy": 19.0, "demos": 15.8, "qa": 40.2, "cue": 22.7, "prose": 29.4, "extractive": 58.1, "recall": 45.0,
+            "bind": 72.6, "objects": 43.5}
 # "=" is outside the vocabulary: it encodes to <unk>, which then acts as a separator (kept: the
 # shipped model was trained on this stream)
 _KV_SEPS = ("", " :", " is", " =")
@@ -88,11 +96,16 @@ class CorpusMix:
     recall_kv: float = 0.3  # of recall documents, key-value lists
     recall_notes: float = 0.4  # of recall documents, capital notes (the rest: colour scenes)
     recall_reverse: float = 0.0  # of key-value lists, written value first (``red mug , blue pen``)
+    bind: float = 0.0
+    bind_simple: float = 0.5  # of bind documents, scenes of 2-3 objects with one-word names
+    objects: float = 0.0
 
     def weights(self, early: bool) -> dict[str, float]:
         rest = {"demos": self.demos, "qa": self.qa, "cue": self.cue, "prose": self.prose, "extractive": self.extractive}
-        if self.recall:  # absent at 0 so that mixes without it draw the same stream as before it existed
-            rest["recall"] = self.recall
+        # absent at 0 so that mixes without them draw the same stream as before they existed
+        for kind in ("recall", "bind", "objects"):
+            if getattr(self, kind):
+                rest[kind] = getattr(self, kind)
         copy = self.early_copy if early else self.copy
         total = sum(rest.values())
         tokens = {"copy": copy, **{k: (1 - copy) * v / total for k, v in rest.items()}}
@@ -134,6 +147,7 @@ class Corpus:
         self.colours = _colour_module()
         self._rel_names = list(REL_WEIGHTS)
         self._rel_w = [REL_WEIGHTS[n] for n in self._rel_names]
+        self._one_word_objects = [o for o in self.colours.OBJECTS if " " not in o]
         self._cities = sorted({b for n in ("capital", "state_capital") for _, b in rels[n].pairs})
         self._task_demos = {"capital": TASKS["capitals"].demo, "state_capital": TASKS["us_capitals"].demo,
                             "upper": TASKS["uppercase_words"].demo, "past": TASKS["past"].demo}
@@ -294,6 +308,50 @@ class Corpus:
         qs = [f"What color is the {obj.strip()}?\nA: {col if lower else col.capitalize()}"
               for col, obj in rng.sample(pairs, rng.randint(1, len(pairs)))]
         return self.encode(f"Q: {scene} " + "\nQ: ".join(qs) + "\n")
+
+    def doc_bind(self) -> list[int]:
+        """One or two colour scenes, each followed by a question about every object in it."""
+        rng = self.rng
+        cm = self.colours
+        parts = []
+        for _ in range(rng.choices([1, 2], [2, 1])[0]):
+            simple = rng.random() < self.mix.bind_simple
+            n = rng.randint(2, 3) if simple else rng.randint(2, 4)
+            objects = rng.sample(self._one_word_objects if simple else cm.OBJECTS, n)
+            colours = rng.sample(cm.COLORS, n)
+            scene = cm.join([cm.describe(c, o) for c, o in zip(colours, objects)])
+            lower = rng.random() < 0.3
+            qs = [f"What color is the {objects[i]}?\nA: {colours[i] if lower else colours[i].capitalize()}"
+                  for i in rng.sample(range(n), n)]
+            parts.append(f"Q: On the {rng.choice(cm.SURFACES)}, {rng.choice(cm.VERBS)} {scene}. " + "\nQ: ".join(qs))
+        return self.encode("\n".join(parts) + "\n")
+
+    def doc_objects(self) -> list[int]:
+        """Scene objects and colours where their identity matters (four sub-kinds, equally likely)."""
+        rng = self.rng
+        cm = self.colours
+        kind = rng.randrange(4)
+        k = rng.randint(2, 4)
+        if kind == 0:  # repeat or capitalise an object or colour word
+            words = rng.sample(self._one_word_objects + cm.COLORS, k)
+            names = [rng.choice(("word_same", "upper")) for _ in words]
+            text = "\n".join(QA_TEMPLATES[n].format(a=w, b=w.capitalize() if n == "upper" else w)
+                             for n, w in zip(names, words))
+        elif kind == 1:  # capital notes with objects as (nonsense) arguments
+            pairs = [(o, rng.choice(self._cities)) for o in rng.sample(self._one_word_objects, k)]
+            facts = " ".join(f"The capital of {a} is {b}." for a, b in pairs)
+            text = facts + "\n" + "\n".join(QA_TEMPLATES["capital"].format(a=pairs[i][0], b=pairs[i][1])
+                                             for i in rng.sample(range(k), rng.randint(2, k)))
+        elif kind == 2:  # key-first list of object colours
+            pairs = [f"{o} : {c}" for o, c in zip(rng.sample(cm.OBJECTS, k), rng.sample(cm.COLORS, k))]
+            text = " , ".join(pairs) + " .\n" + " .\n".join(rng.sample(pairs, rng.randint(1, k))) + " ."
+        else:  # a scene written object first
+            objects, colours = rng.sample(cm.OBJECTS, k), rng.sample(cm.COLORS, k)
+            scene = cm.join([f"a {o} that is {c}" for o, c in zip(objects, colours)])
+            qs = [f"What color is the {objects[i]}?\nA: {colours[i].capitalize()}"
+                  for i in rng.sample(range(k), rng.randint(1, k))]
+            text = f"Q: On the {rng.choice(cm.SURFACES)}, I see {scene}. " + "\nQ: ".join(qs)
+        return self.encode(text + "\n")
 
     # ------------------------------------------------------------------ streams
 
