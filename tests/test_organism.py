@@ -12,7 +12,8 @@ import torch
 
 from lensarith.models import data_dir, load_model, word_tokenizer
 from lensarith.organism.corpus import QA_TEMPLATES, Corpus, CorpusMix
-from lensarith.organism.evaluate import _ablate, _dla, _lens, _transplant, evaluate, format_table, nonsense_prompts
+from lensarith.organism.evaluate import (BINDING, _ablate, _dla, _lens, _transplant, binding_prompts, evaluate, format_table,
+                                        nonsense_prompts)
 from lensarith.organism.train import PRESETS, TrainConfig, build_model, fused_forward, lm_loss, tie_unembed, train
 from lensarith.organism.vocab import WORD_PATTERN, held_out, relations, vocabulary
 from lensarith.tasks import build_prompts, random_token_contexts, tokenize
@@ -205,6 +206,21 @@ def test_object_documents_answer_from_their_own_context():
     assert seen == {"scene", "notes", "words", "list"}
 
 
+def test_binding_prompts_ask_the_colour_of_one_listed_object():
+    for _, layout, k, one_word in BINDING:
+        examples = binding_prompts(layout, k, one_word=one_word, n=50, seed=3)
+        assert len(examples) == 50 and len({e.prompt for e in examples}) > 45
+        for e in examples:
+            obj, colour = e.argument.strip(), e.answer.strip().lower()
+            context = e.prompt.rsplit("\n", 1)[0] if layout == "list" else e.prompt.split(". What color")[0]
+            pair = {"list": f"{obj} : {colour}", "object_first": f"{obj} that is {colour}",
+                    "colour_first": f"{colour} {obj}"}[layout]
+            assert pair in context and context.count(" that is " if layout == "object_first" else ",") >= 1, e.prompt
+            assert e.prompt.endswith(f"{obj} :" if layout == "list" else f"the {obj}?\nA:")
+            if one_word:
+                assert all(" " not in o for o in re.findall(r"an? \w+ (\w+)", context))
+
+
 def test_held_out_facts_only_in_prose():
     corpus = Corpus(2)
     hold = held_out()
@@ -395,7 +411,7 @@ def test_shipped_organism_meets_its_card():
     card = json.loads((directory / "table.json").read_text())
     model = load_model("organism", device="cpu")
     table = evaluate(model, mechanism=False)
-    for part in ("icl", "copy", "extractive", "zero_shot"):
+    for part in ("icl", "copy", "extractive", "zero_shot", "binding"):
         for key, value in card[part].items():
             if isinstance(value, dict):
                 for k, v in value.items():

@@ -6,7 +6,8 @@
    corpus states only in prose;
 2. copying top-1 in random-token contexts (``w1 w2 w3 X w1 w2 w3 X w1 w2 w3`` -> X);
 3. extractive top-1 (true and counterfactual context statements, statements about nonsense
-   arguments; colour words);
+   arguments; colour words); binding diagnostics: fresh colour prompts laid out object first
+   (``mug : red``, ``a mug that is red``) and colour first (``a red mug``, the task's layout);
 4. the mechanism: (a) logit lens at the last position (argument / answer top-1 and mean
    reciprocal rank ``1/(rank+1)`` per residual site; the fraction of correct examples whose
    argument is top-1 at some site before the last); (b) direct logit attribution of each
@@ -34,9 +35,10 @@ from ..interventions import run_with_interventions
 from ..lens import logit_lens
 from ..tasks import TASKS, Batch, Example, build_prompts, load_pairs, random_token_contexts, tokenize
 from ..transplant import extract_o_vector, transplant
+from .corpus import _colour_module
 from .vocab import held_out
 
-__all__ = ["evaluate", "format_table", "write_card", "nonsense_prompts", "ICL_TASKS"]
+__all__ = ["evaluate", "format_table", "write_card", "nonsense_prompts", "binding_prompts", "ICL_TASKS"]
 
 ICL_TASKS = ("capitals", "us_capitals", "uppercase", "uppercase_words", "past")
 MECH_TASKS = ("capitals", "uppercase", "uppercase_words", "past")
@@ -89,6 +91,38 @@ def nonsense_prompts(seed: int = 0) -> list[Example]:
         arg, word = ex.argument.strip(), rng.choice(words)
         prompt = ex.prompt.replace(f"of {arg} is", f"of {word} is").replace(f"of {arg}?", f"of {word}?")
         out.append(Example(prompt, ex.answer, " " + word, "capitals", {"format": "nonsense"}))
+    return out
+
+
+# binding diagnostics: (label, layout, objects per prompt, one-word objects only)
+BINDING = (("list, object first", "list", 3, False), ("scene, object first", "object_first", 3, False),
+           ("scene, colour first (2 one-word objects)", "colour_first", 2, True),
+           ("scene, colour first (3 one-word objects)", "colour_first", 3, True),
+           ("scene, colour first (4 objects)", "colour_first", 4, False))
+
+
+def binding_prompts(layout: str, k: int, *, one_word: bool = False, n: int = 200, seed: int = 0) -> list[Example]:
+    """Fresh colour-binding prompts whose answer is the colour of one of ``k`` objects.
+
+    ``layout``: ``"list"`` (``mug : red , pen : blue .\npen :`` -> ``blue``), ``"object_first"``
+    (``a mug that is red and a pen that is blue. What color is the pen?`` -> ``Blue``) or
+    ``"colour_first"`` (the task's own layout, ``a red mug and a blue pen``). Chance is ``1/k``.
+    """
+    cm = _colour_module()
+    pool = [o for o in cm.OBJECTS if " " not in o] if one_word else list(cm.OBJECTS)
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        objects, colours, i = rng.sample(pool, k), rng.sample(cm.COLORS, k), rng.randrange(k)
+        if layout == "list":
+            prompt = " , ".join(f"{o} : {c}" for o, c in zip(objects, colours)) + f" .\n{objects[i]} :"
+            answer = " " + colours[i]
+        else:
+            items = [f"a {o} that is {c}" if layout == "object_first" else cm.describe(c, o)
+                     for o, c in zip(objects, colours)]
+            prompt = f"Q: On the {rng.choice(cm.SURFACES)}, I see {cm.join(items)}. What color is the {objects[i]}?\nA:"
+            answer = " " + colours[i].capitalize()
+        out.append(Example(prompt, answer, " " + objects[i], "uppercase", {"format": f"binding/{layout}"}))
     return out
 
 
@@ -223,6 +257,8 @@ def evaluate(model, *, n: int | None = None, seed: int = 0, mechanism: bool = Tr
     # the same statements about nonsense arguments: memory cannot answer, only the context can
     b = _batch(model, nonsense_prompts(seed=seed)[: n or None])
     table["extractive"]["capitals/nonsense"] = _r(_top1(model, b))
+    table["binding"] = {label: {"top1": _r(_top1(model, _batch(model, binding_prompts(lay, k, one_word=one, seed=seed)))),
+                                "chance": _r(1 / k)} for label, lay, k, one in BINDING}
 
     if not mechanism:
         return table
@@ -261,6 +297,10 @@ def format_table(table: dict) -> str:
     out += [f"| {t} | {v:.3f} |" for t, v in table["copy"].items()]
     out += ["", "### 3. Extractive (top-1)", "", "| prompts | top-1 |", "|---|---|"]
     out += [f"| {t} | {v:.3f} |" for t, v in table["extractive"].items()]
+    if "binding" in table:
+        out += ["", "### 3b. Binding diagnostics: which colour belongs to which object (fresh prompts, top-1)", "",
+                "| layout | top-1 | chance |", "|---|---|---|"]
+        out += [f"| {t} | {r['top1']:.3f} | {r['chance']:.2f} |" for t, r in table["binding"].items()]
     if "lens" not in table:
         return "\n".join(out) + "\n"
     out += ["", "### 4a. Logit lens at the last position (correct one-shot examples)", ""]
@@ -312,7 +352,9 @@ def _mix_text(m) -> str:
     return (f"copy {m.copy:.2f}, demos {m.demos:.2f}, Q/A {m.qa:.2f} (colour scenes {m.colour_share:.0%}), cue {m.cue:.2f}, "
             f"prose {m.prose:.2f}, extractive {m.extractive:.2f} ({m.counterfactual:.0%} counterfactual), recall "
             f"{m.recall:.2f} (key-value lists {m.recall_kv:.0%}, {m.recall_reverse:.0%} of them value first; capital "
-            f"notes {m.recall_notes:.0%}; colour scenes with several questions {1 - m.recall_kv - m.recall_notes:.0%})")
+            f"notes {m.recall_notes:.0%}; colour scenes with several questions {1 - m.recall_kv - m.recall_notes:.0%})"
+            + (f", binding scenes {m.bind:.2f} ({m.bind_simple:.0%} simple)" if m.bind else "")
+            + (f", object-identity documents {m.objects:.2f}" if m.objects else ""))
 
 
 def write_card(model, out_dir, meta: dict, *, notes: str | None = None, n: int | None = None,
