@@ -374,9 +374,10 @@ def write_card(model, out_dir, meta: dict, *, notes: str | None = None, n: int |
     late_text = "".join(f" From {start:,} tokens on: {_mix_text(CorpusMix(**m))}." for start, m in changes)
     n_params = sum(p.numel() for n_, p in model.named_parameters() if n_ != "unembed.W_U")
     samples = Corpus(cfg["seed"] + 99, mix).sample_text(6)
-    recall = [CorpusMix(**m) for _, m in changes if CorpusMix(**m).recall]
-    if recall:
-        samples += Corpus(cfg["seed"] + 99, recall[-1]).sample_text(4, kind="recall")
+    for kind, count in (("recall", 4), ("bind", 1), ("objects", 3)):  # the later kinds, where a mix uses them
+        used = [CorpusMix(**m) for _, m in changes if getattr(CorpusMix(**m), kind)]
+        if used:
+            samples += Corpus(cfg["seed"] + 99, used[-1]).sample_text(count, kind=kind)
     text = f"""# The lensarith organism
 
 A small GPT-2-architecture model trained on CPU on a synthetic corpus so that the paper's

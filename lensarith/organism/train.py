@@ -26,7 +26,7 @@ from ..models import HookedTransformer, HookedTransformerConfig, save_model, wor
 from .corpus import Corpus, CorpusMix
 from .vocab import vocabulary
 
-__all__ = ["TrainConfig", "PRESETS", "RECALL_MIX", "build_model", "fused_forward", "tie_unembed", "train", "lm_loss"]
+__all__ = ["TrainConfig", "PRESETS", "RECALL_MIX", "BIND_MIX", "build_model", "fused_forward", "tie_unembed", "train", "lm_loss"]
 
 
 @dataclass(frozen=True)
@@ -110,13 +110,19 @@ class TrainConfig:
 
 
 # The shipped model: the first 5,193,728 tokens (run r2's constant-learning-rate phase) on the
-# default mix, then a mix with associative-recall documents (see data/organism/attempts.md).
+# default mix, then a mix with associative-recall documents, then BIND_MIX.
 RECALL_MIX = CorpusMix(copy=0.12, demos=0.14, qa=0.18, cue=0.08, prose=0.08, extractive=0.06, recall=0.34,
                        colour_share=0.3, counterfactual=0.6)
 
+# From 7,675,904 tokens (run r4's constant-learning-rate phase) on, binding scenes and object-identity
+# documents are added: colour-scene binding appears (see data/organism/attempts.md).
+BIND_MIX = dataclasses.replace(RECALL_MIX, bind=0.6, bind_simple=0.6, objects=0.6)
+
 PRESETS: dict[str, TrainConfig] = {
-    "full": TrainConfig(n_tokens=9_600_000, late_mix=RECALL_MIX, late_from_tokens=5_193_728,
-                        eval_every=100, checkpoint_every=100),
+    "full": TrainConfig(n_tokens=13_500_000, late_mix=RECALL_MIX, late_from_tokens=5_193_728,
+                        mix_changes=((7_675_904, BIND_MIX),), eval_every=100, checkpoint_every=100),
+    "r4": TrainConfig(n_tokens=9_600_000, late_mix=RECALL_MIX, late_from_tokens=5_193_728,
+                      eval_every=100, checkpoint_every=100),  # the model shipped before, without binding documents
     "r2": TrainConfig(),  # the model shipped before: 6.5M tokens on the default mix
     "smoke": TrainConfig(n_tokens=48_000, n_layers=2, d_model=64, n_heads=4, d_mlp=256, n_ctx=128,
                          batch_size=8, lr=5e-3, warmup_steps=5, early_tokens=16_000, eval_every=0,
