@@ -18,7 +18,7 @@ Document kinds (``CorpusMix`` sets their shares):
   shipped model's late phase uses it);
 - ``bind``: colour scenes in the task's format with every object asked about, a share of them
   simple (two or three objects with one-word names), to teach attribute binding: the colour
-  comes before its object, so it must be read from the object's position (off by default);
+  comes before its object, so a colour's position cannot see which object it belongs to (off by default);
 - ``objects``: the scenes' objects and colours in roles that need their identity (off by default):
   ``Repeat the word mug`` / ``Capitalize the word mug``, capital notes about objects, key-first lists
   (``mug : red , pen : blue .`` then ``pen : blue``) and scenes written object first
@@ -121,6 +121,11 @@ def _colour_module():
     return mod
 
 
+def one_word_objects() -> list[str]:
+    """The colour task's objects whose names are one word (``mug``, not ``stress ball``)."""
+    return [o for o in _colour_module().OBJECTS if " " not in o]
+
+
 class Corpus:
     """A seeded document generator over the organism's vocabulary.
 
@@ -147,7 +152,7 @@ class Corpus:
         self.colours = _colour_module()
         self._rel_names = list(REL_WEIGHTS)
         self._rel_w = [REL_WEIGHTS[n] for n in self._rel_names]
-        self._one_word_objects = [o for o in self.colours.OBJECTS if " " not in o]
+        self._one_word_objects = one_word_objects()
         self._cities = sorted({b for n in ("capital", "state_capital") for _, b in rels[n].pairs})
         self._task_demos = {"capital": TASKS["capitals"].demo, "state_capital": TASKS["us_capitals"].demo,
                             "upper": TASKS["uppercase_words"].demo, "past": TASKS["past"].demo}

@@ -35,7 +35,7 @@ from ..interventions import run_with_interventions
 from ..lens import logit_lens
 from ..tasks import TASKS, Batch, Example, build_prompts, load_pairs, random_token_contexts, tokenize
 from ..transplant import extract_o_vector, transplant
-from .corpus import _colour_module
+from .corpus import _colour_module, one_word_objects
 from .vocab import held_out
 
 __all__ = ["evaluate", "format_table", "write_card", "nonsense_prompts", "binding_prompts", "ICL_TASKS"]
@@ -109,7 +109,7 @@ def binding_prompts(layout: str, k: int, *, one_word: bool = False, n: int = 200
     ``"colour_first"`` (the task's own layout, ``a red mug and a blue pen``). Chance is ``1/k``.
     """
     cm = _colour_module()
-    pool = [o for o in cm.OBJECTS if " " not in o] if one_word else list(cm.OBJECTS)
+    pool = one_word_objects() if one_word else list(cm.OBJECTS)
     rng = random.Random(seed)
     out = []
     for _ in range(n):

@@ -123,7 +123,7 @@ PRESETS: dict[str, TrainConfig] = {
                         mix_changes=((7_675_904, BIND_MIX),), eval_every=100, checkpoint_every=100),
     "r4": TrainConfig(n_tokens=9_600_000, late_mix=RECALL_MIX, late_from_tokens=5_193_728,
                       eval_every=100, checkpoint_every=100),  # the model shipped before, without binding documents
-    "r2": TrainConfig(),  # the model shipped before: 6.5M tokens on the default mix
+    "r2": TrainConfig(),  # the model shipped before r4: 6.5M tokens on the default mix
     "smoke": TrainConfig(n_tokens=48_000, n_layers=2, d_model=64, n_heads=4, d_mlp=256, n_ctx=128,
                          batch_size=8, lr=5e-3, warmup_steps=5, early_tokens=16_000, eval_every=0,
                          checkpoint_every=0),
