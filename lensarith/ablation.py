@@ -4,9 +4,9 @@ The paper's contrast: when the answer is in the context (extractive prompts) the
 FFNs are not needed, so removing them hurts extractive accuracy far less than abstractive
 accuracy (answers recalled from pretraining memory).
 
-Speed: each chunk runs once clean, caching ``resid_pre`` at the layers where ablated
-ranges begin; each ablated run starts there (``start_at_layer``), so removing the top k
-of n MLPs costs k/n of a forward.
+Speed: every step is a group of the same chunked forward (``lensarith.core.run``): the
+clean run caches ``resid_pre`` where ablated ranges begin and each ablated run starts
+there, so removing the top k of n MLPs costs k/n of a forward.
 """
 
 from __future__ import annotations
@@ -17,14 +17,10 @@ from typing import Any
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from ._errors import LensarithError
-from .interventions import Ablate, Capture, compile_hooks
-from .recipes import register_recipe
-from .result import Result, provenance
-from .sites import Site
-from .tasks import Batch, Example, build_prompts, tokenize
+from .core import Ablate, Batch, Group, Result, Site, provenance, readout, register_recipe, run, tokenize
+from .tasks import Example, build_prompts
 
 __all__ = ["ffn_ablation", "AblationResult", "removal_counts"]
 
@@ -123,30 +119,25 @@ def _mlp_means(model, sets: dict[str, Batch], batch_size: int) -> Tensor:
     """Mean MLP output per layer over every real position of every prompt ``[layer, d_model]``."""
     n = model.cfg.n_layers
     sites = [Site("mlp_out", layer) for layer in range(n)]
+
+    def sums(out, chunk: Batch) -> dict[str, Tensor]:
+        mask = (torch.arange(chunk.tokens.shape[1])[None] < chunk.lengths[:, None]).to(model.cfg.device)
+        per_row = torch.stack([(out.captured[s] * mask[..., None]).sum(1) for s in sites], 1)  # [row, layer, d]
+        return {"sum": per_row.double().cpu(), "count": chunk.lengths.clone()}
+
     total = torch.zeros(n, model.cfg.d_model, dtype=torch.float64)
     count = 0
-    with torch.no_grad():
-        for batch in sets.values():
-            for chunk in batch.chunks(batch_size):
-                cap = Capture(sites)
-                with model.hooks(fwd_hooks=cap.hooks(chunk)):
-                    model(chunk.tokens.to(model.cfg.device), stop_at_layer=n)
-                mask = (torch.arange(chunk.tokens.shape[1])[None] < chunk.lengths[:, None]).to(model.cfg.device)
-                for layer, site in enumerate(sites):
-                    total[layer] += (cap.captured[site] * mask[..., None]).sum((0, 1)).double().cpu()
-                count += int(chunk.lengths.sum())
+    for batch in sets.values():
+        got = run(model, batch, capture=sites, keep=sums, batch_size=batch_size).kept
+        total += got["sum"].sum(0)
+        count += int(got["count"].sum())
     return (total / count).to(model.cfg.dtype)
 
 
-def _scores(model, resid: Tensor, chunk: Batch) -> tuple[Tensor, Tensor]:
-    """Top-1 correctness and answer rank at each row's last token."""
-    rows = torch.arange(len(chunk), device=resid.device)
-    x = resid[rows, chunk.last.to(resid.device)][:, None]
-    if model.cfg.normalization_type is not None:
-        x = model.ln_final(x)
-    logits = model.unembed(x)[:, 0].float()
-    ans = chunk.answer_ids.to(logits.device)
-    rank = (logits > logits.gather(1, ans[:, None])).sum(-1)
+def _scores(model, final: Tensor, answers: Tensor) -> tuple[Tensor, Tensor]:
+    """Top-1 correctness and answer rank ``[step, row]`` from read residuals ``[step, row, d_model]``."""
+    logits = readout.logits(model, final).float()
+    rank = readout.rank(logits, answers.to(logits.device).expand(final.shape[0], -1), where="the ablated runs' logits")
     return (rank == 0).cpu(), rank.cpu()
 
 
@@ -192,46 +183,23 @@ def ffn_ablation(
     counts = removal_counts(L, steps)
     sets = _prompt_sets(model, prompts, n)
     means = _mlp_means(model, sets, batch_size) if mode == "mean" else None
-    starts = sorted({L - k for k in counts if k > 0})
-    # start_at_layer cannot rebuild shortformer positional embeddings: run those from the tokens
-    resume = model.cfg.positional_embedding_type != "shortformer"
-    device = model.cfg.device
 
     def ablations(k: int) -> list[Ablate]:
         return [Ablate(Site("mlp_out", layer), mode, None if means is None else means[layer]) for layer in range(L - k, L)]
 
+    # one group per step: step k starts at layer L - k from the clean run's residual
+    groups = [Group(ablations(k), start_layer=L - k if k else None) for k in counts]
+
+    def score(out, chunk: Batch) -> dict[str, Tensor]:
+        ok, rank = _scores(model, out.final, chunk.answer_ids)
+        return {"correct": ok, "rank": rank}
+
     correct: dict[str, Tensor] = {}
     ranks: dict[str, Tensor] = {}
-    total_chunks = sum(len(range(0, len(b), batch_size)) for b in sets.values())
-    bar = tqdm(total=total_chunks, desc="ffn ablation", disable=not (total_chunks > 4 if progress is None else progress), leave=False)
-    with torch.no_grad():
-        for name, batch in sets.items():
-            c_parts, r_parts = [], []
-            for chunk in batch.chunks(batch_size):
-                tokens = chunk.tokens.to(device)
-                cap = Capture([Site("resid_pre", s) for s in starts] if resume else [])
-                with model.hooks(fwd_hooks=cap.hooks(chunk)):
-                    clean = model(tokens, stop_at_layer=L)
-                c_row, r_row = [], []
-                for k in counts:
-                    if k == 0:
-                        resid = clean
-                    else:
-                        hooks = compile_hooks(model, ablations(k), chunk)
-                        with model.hooks(fwd_hooks=hooks):
-                            if resume:
-                                resid = model(cap.captured[Site("resid_pre", L - k)], start_at_layer=L - k, stop_at_layer=L)
-                            else:
-                                resid = model(tokens, stop_at_layer=L)
-                    ok, rank = _scores(model, resid, chunk)
-                    c_row.append(ok)
-                    r_row.append(rank)
-                c_parts.append(torch.stack(c_row))
-                r_parts.append(torch.stack(r_row))
-                bar.update(1)
-            correct[name] = torch.cat(c_parts, dim=-1)
-            ranks[name] = torch.cat(r_parts, dim=-1)
-    bar.close()
+    for name, batch in sets.items():
+        got = run(model, batch, groups=groups, read="last", keep=score, batch_size=batch_size, progress=progress,
+                  desc=f"ffn ablation ({name})").kept
+        correct[name], ranks[name] = got["correct"], got["rank"]
     names = list(sets)
     acc = torch.stack([correct[s].float().mean(-1) for s in names])
     mrr = torch.stack([(1.0 / (ranks[s].float() + 1.0)).mean(-1) for s in names])

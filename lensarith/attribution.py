@@ -14,14 +14,10 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from ._errors import LensarithError
+from .core import Result, Site, as_batch, provenance, readout, register_recipe, resolve_ids
 from .decompose import components
-from .recipes import register_recipe
-from .result import Result, provenance
-from .sites import Site
-from .tasks import Batch, as_batch, token_ids
 
-__all__ = ["direct_logit_attribution", "DLAResult", "final_ln_linear"]
+__all__ = ["direct_logit_attribution", "DLAResult"]
 
 
 class DLAResult(Result):
@@ -50,39 +46,6 @@ class DLAResult(Result):
         means = self.attributions.mean(-1)
         order = means.abs().argsort(descending=True)[:k]
         return [(self.component_labels[i], float(means[i])) for i in order]
-
-
-def final_ln_linear(model, stack: Float[Tensor, "component batch d_model"],
-                    resid: Float[Tensor, "batch d_model"]) -> tuple[Tensor, Tensor]:
-    """Apply the final norm to a stack with the scale frozen from ``resid``.
-
-    Returns ``(normed_stack, bias)``: ``normed_stack.sum(0) + bias == ln_final(resid)``.
-    """
-    cfg = model.cfg
-    norm = cfg.normalization_type
-    if norm is None:
-        return stack, torch.zeros_like(resid)
-    eps = cfg.eps
-    if norm in ("LN", "LNPre"):
-        centred = stack - stack.mean(-1, keepdim=True)
-        r = resid - resid.mean(-1, keepdim=True)
-    elif norm in ("RMS", "RMSPre"):
-        centred, r = stack, resid
-    else:
-        raise LensarithError(f"unsupported final normalization {norm!r}")
-    scale = (r.pow(2).mean(-1, keepdim=True) + eps).sqrt()
-    normed = centred / scale
-    bias = torch.zeros_like(resid)
-    if norm in ("LN", "RMS"):
-        normed = normed * model.ln_final.w
-        if norm == "LN":
-            bias = bias + model.ln_final.b
-    return normed, bias
-
-
-def _directions(model, ids: Tensor) -> tuple[Tensor, Tensor]:
-    """Unembedding columns ``[batch, d_model]`` and biases ``[batch]`` of per-row ids."""
-    return model.W_U[:, ids].T, model.b_U[ids]
 
 
 @register_recipe("direct_logit_attribution")
@@ -118,22 +81,23 @@ def direct_logit_attribution(
     """
     batch = as_batch(model, prompts)
     batch.positions(position)
-    ans = _resolve_ids(model, batch, "answer" if answers is None else answers, "answers")
-    base = None if baselines is None else _resolve_ids(model, batch, baselines, "baselines")
+    dev = model.cfg.device
+    ans = resolve_ids(model, batch, "answer" if answers is None else answers, "answers").to(dev)
+    base = None if baselines is None else resolve_ids(model, batch, baselines, "baselines").to(dev)
     n = model.cfg.n_layers
     read = Site("resid_post", n - 1, position)
     stack, labels, resid = components(model, batch, n_attn=n, n_mlp=n, granularity=granularity, position=position,
                                       batch_size=batch_size, read=read, progress=progress)
     with torch.no_grad():
-        normed, bias = final_ln_linear(model, stack, resid)
-        direction, b_u = _directions(model, ans)
+        normed, bias = readout.frozen_final_norm(model, stack, resid)
+        direction, b_u = readout.directions(model, ans)
         if base is not None:
-            d_base, b_base = _directions(model, base)
+            d_base, b_base = readout.directions(model, base)
             direction, b_u = direction - d_base, b_u - b_base
         attrs = (normed * direction).sum(-1)
         final_bias = (bias * direction).sum(-1) + b_u
         attrs = torch.cat([attrs, final_bias[None]])
-        logits = model.unembed(model.ln_final(resid[:, None]))[:, 0]
+        logits = readout.unembed(model, readout.final_norm(model, resid), capped=False)  # DLA is linear before a soft cap
         rows = torch.arange(len(batch))
         total = logits[rows, ans] - (logits[rows, base] if base is not None else 0.0)
     meta = provenance(model, recipe="direct_logit_attribution", granularity=granularity, position=position,
@@ -143,17 +107,3 @@ def direct_logit_attribution(
                      {"attributions": ("component", "batch"), "total": ("batch",), "answer_ids": ("batch",),
                       **({"baseline_ids": ("batch",)} if base is not None else {})},
                      {"component": labels + ["final_bias"]}, meta)
-
-
-def _resolve_ids(model, batch: Batch, spec, name: str) -> Int[Tensor, " batch"]:
-    if isinstance(spec, str) and spec in ("answer", "argument"):
-        ids = batch.answer_ids if spec == "answer" else batch.argument_ids
-        if ids is None or bool((ids < 0).any()):
-            raise LensarithError(f"{name}={spec!r}: the prompts carry no {spec}s; pass one token per prompt")
-        return ids.to(model.cfg.device)
-    if isinstance(spec, (str, int)):
-        spec = [spec] * len(batch)
-    ids = token_ids(model, spec, name=name)
-    if ids.shape != (len(batch),):
-        raise LensarithError(f"{name} needs one token per prompt ({len(batch)}), got {tuple(ids.shape)}")
-    return ids.to(model.cfg.device)

@@ -105,7 +105,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def cmd_lens(args: argparse.Namespace) -> int:
     import lensarith as la
-    from lensarith.result import atomic_write_text
+    from lensarith._io import atomic_write_text
     from lensarith.viz import circuits, plots
     from lensarith.viz.report import Report
 
@@ -150,7 +150,7 @@ def cmd_lens(args: argparse.Namespace) -> int:
 def cmd_patch(args: argparse.Namespace) -> int:
     import lensarith as la
     from lensarith.patching import activation_patch, pair_examples
-    from lensarith.result import atomic_write_text
+    from lensarith._io import atomic_write_text
     from lensarith.viz import circuits, plots
     from lensarith.viz.heatmap import heatmap
     from lensarith.viz.report import Report
@@ -188,8 +188,8 @@ def cmd_patch(args: argparse.Namespace) -> int:
 
 
 def cmd_transplant(args: argparse.Namespace) -> int:
-    from lensarith.result import atomic_write_text
-    from lensarith.transplant import TransplantConfig, transplant_experiment
+    from lensarith._io import atomic_write_text
+    from lensarith.vectors import TransplantConfig, transplant_experiment
     from lensarith.viz import plots
     from lensarith.viz.report import Report
 
@@ -232,7 +232,7 @@ def cmd_transplant(args: argparse.Namespace) -> int:
 
 def cmd_ablate(args: argparse.Namespace) -> int:
     from lensarith.ablation import ffn_ablation
-    from lensarith.result import atomic_write_text
+    from lensarith._io import atomic_write_text
     from lensarith.viz import plots
     from lensarith.viz.report import Report
 
@@ -293,7 +293,7 @@ def cmd_organism_train(args: argparse.Namespace) -> int:
 
 
 def cmd_organism_eval(args: argparse.Namespace) -> int:
-    from lensarith.result import atomic_write_text
+    from lensarith._io import atomic_write_text
 
     evaluate_mod = _organism("evaluate")
     model = _model(args.model)

@@ -13,11 +13,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from ._errors import LensarithError
-from ._run import collect
-from .recipes import register_recipe
-from .result import Result, provenance
-from .sites import Site
-from .tasks import Batch, as_batch
+from .core import Batch, Result, Site, as_batch, check_layer, collect, provenance, register_recipe
 
 __all__ = ["decompose_resid", "DecompositionResult", "Granularity"]
 
@@ -150,9 +146,7 @@ def decompose_resid(
     n = model.cfg.n_layers
     if layer is None:
         layer, stream = n - 1, "resid_post"
-    if not isinstance(layer, int) or not -n <= layer < n:
-        raise LensarithError(f"layer={layer!r} is out of range for a model with {n} layers: valid is {-n}..{n - 1} or None")
-    layer %= n
+    layer = check_layer(model, layer)
     n_attn, n_mlp = _n_blocks(stream, layer)
     read = Site(stream, layer, position)
     stack, labels, resid = components(model, batch, n_attn=n_attn, n_mlp=n_mlp, granularity=granularity,

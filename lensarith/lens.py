@@ -9,11 +9,8 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from ._errors import LensarithError
-from ._run import collect
-from .recipes import register_recipe
-from .result import Result, provenance
-from .sites import Site
-from .tasks import as_batch, token_ids
+from .core import Result, Site, as_batch, collect, provenance, readout, register_recipe, token_ids
+from .models import config_hash
 
 __all__ = ["logit_lens", "LensResult", "stream_sites"]
 
@@ -50,8 +47,6 @@ class LensResult(Result):
 
     def attach(self, model) -> LensResult:
         """Give the result the model's unembedding (needed after ``load``)."""
-        from .models import config_hash
-
         if self.meta.get("config_hash") not in (None, config_hash(model)):
             raise LensarithError("this lens result was computed on a different model architecture (config hash differs)")
         self._model = model
@@ -70,7 +65,7 @@ class LensResult(Result):
         if model is None:
             raise LensarithError("this lens result has no model attached: call result.attach(model) after loading")
         with torch.no_grad():
-            return model.unembed(x.to(model.cfg.device)[:, None])[:, 0].float().cpu()
+            return readout.unembed(model, x.to(model.cfg.device)).float().cpu()
 
     def _ids(self, ids) -> Int[Tensor, " batch"]:
         if isinstance(ids, str):
@@ -96,16 +91,12 @@ class LensResult(Result):
     def rank(self, ids="answer") -> Int[Tensor, "layer batch"]:
         """Rank of each prompt's token per layer (0 = top-1): how many tokens score higher."""
         idx = self._ids(ids)
-        rows = torch.arange(len(idx))
-        out = []
-        for x in self.normed:
-            logits = self._unembed(x)
-            out.append((logits > logits[rows, idx][:, None]).sum(-1))
-        return torch.stack(out)
+        return torch.stack([readout.rank(self._unembed(x), idx, where=f"the logit lens at {layer}")
+                            for layer, x in zip(self.layers, self.normed)])
 
     def reciprocal_rank(self, ids="answer") -> Float[Tensor, "layer batch"]:
         """The paper's metric, ``1 / (rank + 1)``."""
-        return 1.0 / (self.rank(ids).float() + 1.0)
+        return readout.reciprocal_rank(self.rank(ids))
 
     def probs(self, ids="answer") -> Float[Tensor, "layer batch"]:
         idx = self._ids(ids)
@@ -150,8 +141,9 @@ def logit_lens(
         ``accuracy`` per layer.
 
     Example:
-        >>> lens = logit_lens(model, build_prompts("capitals", n=8))  # doctest: +SKIP
-        >>> lens.reciprocal_rank("answer").mean(-1)  # doctest: +SKIP
+        >>> lens = logit_lens(model, build_prompts("capitals", n=8))
+        >>> lens.layers, lens.reciprocal_rank("answer").shape
+        (['0_post', '1_post'], torch.Size([2, 8]))
     """
     batch = as_batch(model, prompts)
     batch.positions(position)  # validates
@@ -159,7 +151,7 @@ def logit_lens(
     got = collect(model, batch, sites, batch_size=batch_size, progress=progress, desc="logit lens")
     stack = torch.stack([got[s.resolve(model.cfg)] for s in sites])
     with torch.no_grad():
-        normed = model.ln_final(stack) if model.cfg.normalization_type is not None else stack
+        normed = readout.final_norm(model, stack)
     tensors = {"normed": normed.float().cpu()}
     axes = {"normed": ("layer", "batch", "d_model")}
     for key, ids in (("answer_ids", batch.answer_ids), ("argument_ids", batch.argument_ids)):

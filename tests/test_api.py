@@ -40,7 +40,7 @@ def test_register_and_run_a_user_recipe(model, prompts):
     with pytest.raises(la.LensarithError, match="already registered"):
         la.register_recipe("mlp_norms_test")(lambda m, p: None)
     with pytest.raises(la.LensarithError, match="no recipe named 'nope'"):
-        la.get_recipe("nope")
+        la.core.get_recipe("nope")
 
 
 def test_result_axes_are_checked():

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from lensarith import cli
-from lensarith.result import Result, atomic_write_text
+from lensarith._io import atomic_write_text
+from lensarith.core import Result
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,7 +70,7 @@ def test_missing_organism_is_one_line(tmp_path, monkeypatch, capsys):
 
 
 def test_gpt2_medium_fails_fast_offline(tmp_path, monkeypatch, capsys):
-    from lensarith.models import _hub_cached
+    from lensarith.models._load import _hub_cached
 
     if _hub_cached("gpt2-medium"):
         pytest.skip("gpt2-medium is in the local Hugging Face cache")

@@ -65,7 +65,7 @@ def test_batched_equals_one_by_one(model, prompts):
 def test_save_load(model, prompts, tmp_path):
     dec = la.decompose_resid(model, prompts, granularity="head")
     loaded = la.Result.load(dec.save(tmp_path / "dec"))
-    assert isinstance(loaded, la.DecompositionResult)
+    assert isinstance(loaded, la.decompose.DecompositionResult)
     assert loaded.component_labels == dec.component_labels
     assert torch.equal(loaded.components, dec.components)
 

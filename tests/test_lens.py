@@ -73,7 +73,7 @@ def test_save_load_attach(model, prompts, tmp_path):
     lens = la.logit_lens(model, prompts)
     lens.save(tmp_path / "lens")
     loaded = la.Result.load(tmp_path / "lens")
-    assert isinstance(loaded, la.LensResult)
+    assert isinstance(loaded, la.lens.LensResult)
     with pytest.raises(la.LensarithError, match="attach"):
         loaded.rank("answer")
     loaded.attach(model)

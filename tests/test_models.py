@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import lensarith as la
-from lensarith.models import _cfg_from_json, _cfg_to_json
+from lensarith.models import cfg_from_json as _cfg_from_json
+from lensarith.models import cfg_to_json as _cfg_to_json
 
 
 def test_word_tokenizer_end_to_end(model):
@@ -42,7 +43,7 @@ def test_config_dtype_roundtrip(model):
 
 
 def test_hub_name_fails_fast_offline(monkeypatch):
-    monkeypatch.setattr("lensarith.models._hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr("lensarith.models._load._hub_reachable", lambda timeout=3.0: False)
     start = time.perf_counter()
     with pytest.raises(la.ModelNotAvailableError, match=r"cannot load 'gpt2-medium'.*organism"):
         la.load_model("gpt2-medium")

@@ -10,13 +10,15 @@ import time
 import pytest
 import torch
 
-from lensarith.models import data_dir, load_model, word_tokenizer
+from lensarith._paths import data_dir
+from lensarith.models import load_model, word_tokenizer
 from lensarith.organism.corpus import QA_TEMPLATES, Corpus, CorpusMix
 from lensarith.organism.evaluate import (BINDING, _ablate, _dla, _lens, _transplant, binding_prompts, evaluate, format_table,
                                         nonsense_prompts)
 from lensarith.organism.train import PRESETS, TrainConfig, build_model, fused_forward, lm_loss, tie_unembed, train
 from lensarith.organism.vocab import WORD_PATTERN, held_out, relations, vocabulary
-from lensarith.tasks import build_prompts, random_token_contexts, tokenize
+from lensarith.core import tokenize
+from lensarith.tasks import build_prompts, random_token_contexts
 
 FORMATS = {
     "capitals": ("one_shot", "extractive", "counterfactual", "zero_shot"),

@@ -8,7 +8,7 @@ import transformer_lens.patching as tlp
 from conftest import hooks_left
 
 import lensarith as la
-from lensarith.metrics import AnswerProb, LogitDiff, Recovery, ReciprocalRank
+from lensarith.patching import AnswerProb, LogitDiff, Metric, Recovery, ReciprocalRank
 from lensarith.patching import (
     AttributionPatchResult,
     PatchConfig,
@@ -325,7 +325,7 @@ def test_bad_arguments(model, pairs):
     with pytest.raises(la.LensarithError, match="engine='fast' does not support this model.*hooks already"):
         with model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", lambda act, hook: None)]):
             activation_patch(model, pairs, config=PatchConfig(engine="fast"))
-    assert isinstance(ReciprocalRank(), la.metrics.Metric)
+    assert isinstance(ReciprocalRank(), Metric)
 
 
 def test_metric_with_wrong_shape(model, pairs):

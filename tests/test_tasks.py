@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import lensarith as la
-from lensarith.tasks import token_ids
+from lensarith.core import token_ids
 
 
 @pytest.mark.parametrize("task,minimum", [("capitals", 240), ("us_capitals", 50), ("uppercase", 200),

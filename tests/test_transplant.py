@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import lensarith as la
-from lensarith.transplant import (
+from lensarith.vectors import (
     OVector,
     SearchConfig,
     TransplantConfig,
@@ -24,8 +24,8 @@ from lensarith.transplant import (
     transplant_interventions,
 )
 
-# the module, not the function: ``lensarith.transplant`` is the function ``transplant`` on the package
-tp = importlib.import_module("lensarith.transplant")
+# the readout every recipe ranks through
+tp = importlib.import_module("lensarith.core.readout")
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +190,7 @@ def test_model_is_unchanged_also_after_an_exception(model, capitals, monkeypatch
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(tp, "_rank", boom)
+    monkeypatch.setattr(tp, "rank", boom)
     with pytest.raises(RuntimeError, match="boom"):
         transplant(model, o, capitals[1:4])
     assert _same_state(model, before) and _no_hooks(model)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import lensarith as la
-from lensarith.viz import circuits, plots
+from lensarith.viz import _bundle, circuits, plots
 from lensarith.viz.report import Report, html_table
 
 EXTERNAL = ("http://", "https://", "//cdn", "unpkg")
@@ -43,7 +43,7 @@ def test_bundle_is_inlinable_and_url_free():
     assert_self_contained(js)
     # the namespace strings React needs keep their runtime value: "http:\/\/x" is "http://x" in JS
     assert '"http:\\/\\/www.w3.org/2000/svg"' in js
-    original = circuits._bundle_path().read_text(encoding="utf-8")
+    original = _bundle._bundle_path().read_text(encoding="utf-8")
     assert original.count("://") + original.count(":\\/\\/") == js.count(":\\/\\/")
 
 

@@ -37,7 +37,8 @@ from functools import lru_cache
 
 import torch
 
-from ..models import SPECIAL_TOKENS, data_dir
+from .._paths import data_dir
+from ..models import SPECIAL_TOKENS
 from ..tasks import FILLER_WORDS, TASKS
 from .vocab import WORD_PATTERN, held_out, relations, vocabulary
 

@@ -31,10 +31,10 @@ import torch
 
 from ..ablation import ffn_ablation
 from ..attribution import direct_logit_attribution
-from ..interventions import run_with_interventions
+from ..core import Batch, run_with_interventions, tokenize
 from ..lens import logit_lens
-from ..tasks import TASKS, Batch, Example, build_prompts, load_pairs, random_token_contexts, tokenize
-from ..transplant import extract_o_vector, transplant
+from ..tasks import TASKS, Example, build_prompts, load_pairs, random_token_contexts
+from ..vectors import extract_o_vector, transplant
 from .corpus import _colour_module, one_word_objects
 from .vocab import held_out
 
@@ -171,7 +171,7 @@ def _dla(model, batch: Batch) -> dict:
 
 
 def _transplant(model, sources: dict[str, Batch], targets: dict[str, Batch], seed: int) -> dict:
-    """Per task and layer (``lensarith.transplant`` at the last position): answer top-1 / MRR in
+    """Per task and layer (``lensarith.vectors.transplant`` at the last position): answer top-1 / MRR in
     random-token contexts with o added or replacing the MLP output, and the controls (a random
     vector of equal norm, another task's o) added, at several scales."""
     out: dict = {}

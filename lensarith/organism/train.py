@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..models import HookedTransformer, HookedTransformerConfig, save_model, word_tokenizer
+from ..models import new_hooked_transformer, save_model, word_tokenizer
 from .corpus import Corpus, CorpusMix
 from .vocab import vocabulary
 
@@ -130,26 +130,28 @@ PRESETS: dict[str, TrainConfig] = {
 }
 
 
-def build_model(config: TrainConfig, tokenizer_dir: str | os.PathLike[str] | None = None) -> HookedTransformer:
+def build_model(config: TrainConfig, tokenizer_dir: str | os.PathLike[str] | None = None):
     """A freshly initialised HookedTransformer with the organism's word-level tokenizer."""
+    from transformer_lens import HookedTransformerConfig
+
     tokenizer = word_tokenizer(vocabulary(), tokenizer_dir)
     cfg = HookedTransformerConfig(
         n_layers=config.n_layers, d_model=config.d_model, n_heads=config.n_heads,
         d_head=config.d_model // config.n_heads, d_mlp=config.d_mlp, d_vocab=len(tokenizer),
         n_ctx=config.n_ctx, act_fn="gelu_new", normalization_type="LN", seed=config.seed, device="cpu",
     )
-    model = HookedTransformer(cfg, tokenizer=tokenizer, default_padding_side="right")
+    model = new_hooked_transformer(cfg, tokenizer)
     tie_unembed(model)
     return model
 
 
 @torch.no_grad()
-def tie_unembed(model: HookedTransformer) -> None:
+def tie_unembed(model) -> None:
     """Copy ``W_E.T`` into ``W_U`` (HookedTransformer stores them as separate tensors)."""
     model.unembed.W_U.copy_(model.embed.W_E.T)
 
 
-def fused_forward(model: HookedTransformer, tokens: torch.Tensor, *, tied: bool = True) -> torch.Tensor:
+def fused_forward(model, tokens: torch.Tensor, *, tied: bool = True) -> torch.Tensor:
     """Logits ``[batch, pos, d_vocab]`` of the model's forward, computed with fused kernels.
 
     Args:
@@ -177,7 +179,7 @@ def fused_forward(model: HookedTransformer, tokens: torch.Tensor, *, tied: bool 
     return x @ w_u + model.unembed.b_U
 
 
-def lm_loss(model: HookedTransformer, rows: torch.Tensor, bos: int) -> torch.Tensor:
+def lm_loss(model, rows: torch.Tensor, bos: int) -> torch.Tensor:
     """Next-token cross-entropy on ``rows`` ``[batch, n_ctx + 1]``, not scoring ``<bos>`` targets."""
     logits = fused_forward(model, rows[:, :-1])
     targets = rows[:, 1:].masked_fill(rows[:, 1:] == bos, -100)
@@ -219,7 +221,7 @@ def _quick_prompts(corpus: Corpus, n: int = 64) -> dict[str, tuple[torch.Tensor,
 
 
 @torch.no_grad()
-def _quick_eval(model: HookedTransformer, prompts) -> dict[str, float]:
+def _quick_eval(model, prompts) -> dict[str, float]:
     res = {}
     for name, (toks, last, ans) in prompts.items():
         logits = fused_forward(model, toks)[torch.arange(len(toks)), last]
@@ -259,7 +261,7 @@ def train(
     log: Callable[[str], None] = print,
     progress: bool = True,
     checkpoint_dir: str | os.PathLike[str] | None = None,
-) -> HookedTransformer:
+):
     """Train the organism and save it to ``out_dir`` with ``lensarith.save_model``.
 
     Args:

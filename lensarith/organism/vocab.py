@@ -20,11 +20,10 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ..tasks import FILLER_WORDS, default_vocab, load_pairs
+from ..tasks import FILLER_WORDS, WORD_PATTERN, default_vocab, load_pairs
 
 __all__ = ["Relation", "relations", "held_out", "vocabulary", "CONTINENT", "plural", "ing_form", "WORD_PATTERN"]
 
-WORD_PATTERN = r"\n|[A-Za-z0-9\u00C0-\u024F'_-]+|[^\sA-Za-z0-9\u00C0-\u024F]"
 HELD_OUT_FRACTION = 0.10
 HOLDOUT_SEED = 1234
 # demonstration arguments of lensarith.tasks are never held out

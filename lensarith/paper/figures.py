@@ -14,8 +14,11 @@ import torch
 from torch import Tensor
 
 from .._errors import LensarithError
+from ..attribution import direct_logit_attribution
+from ..core import Batch, Site, as_batch, collect, readout, token_ids, tokenize
 from ..lens import LensResult, logit_lens
-from ..tasks import Batch, Example, build_prompts, tokenize
+from ..tasks import Example, build_prompts
+from ..viz.circuits import display_tokens
 
 __all__ = [
     "PAPER",
@@ -176,45 +179,37 @@ def dla_by_position(model, example: Example | str, *, answer: str | None = None,
     Returns:
         ``(tokens, values)``, one value per token of the prompt.
     """
-    from ..attribution import final_ln_linear
-    from ..tasks import token_ids
-
     if isinstance(example, str):
         example = Example(example, answer or "", baseline or "")
     ans = answer or example.answer
     base = baseline if baseline is not None else example.argument
     if not ans:
         raise LensarithError("dla_by_position needs an answer token (Example.answer or answer=)")
-    ids = model.to_tokens(example.prompt)[0]
+    batch = as_batch(model, [example.prompt])
+    ids = batch.tokens[0]
     L = model.cfg.n_layers
-    names = {f"blocks.{l}.attn.hook_pattern" for l in range(L)} | {f"blocks.{l}.attn.hook_v" for l in range(L)}
-    names.add(f"blocks.{L - 1}.hook_resid_post")
+    sites = [Site(kind, layer) for layer in range(L) for kind in ("pattern", "v")]
+    read = Site("resid_post", L - 1, "last")
+    got = collect(model, batch, sites + [read])
     with torch.no_grad():
-        _, cache = model.run_with_cache(ids[None].to(model.cfg.device), names_filter=lambda n: n in names)
         total = None
-        for l in range(L):
-            pat = cache[f"blocks.{l}.attn.hook_pattern"][0, :, -1]  # [head, src]
-            v = cache[f"blocks.{l}.attn.hook_v"][0]  # [src, head_kv, d_head]
+        for layer in range(L):
+            pat = got[Site("pattern", layer)][0, :, -1]  # [head, src]
+            v = got[Site("v", layer)][0]  # [src, head_kv, d_head]
             if v.shape[1] != pat.shape[0]:
                 v = v.repeat_interleave(pat.shape[0] // v.shape[1], dim=1)
-            per = torch.einsum("hs,shd,hdm->sm", pat, v, model.blocks[l].attn.W_O)
+            per = torch.einsum("hs,shd,hdm->sm", pat, v, model.blocks[layer].attn.W_O)
             total = per if total is None else total + per
-        resid = cache[f"blocks.{L - 1}.hook_resid_post"][0, -1][None]
-        normed, _ = final_ln_linear(model, total[:, None, :], resid)
-        a = token_ids(model, [ans], name="answer")
-        direction = model.W_U[:, a[0]]
+        normed, _ = readout.frozen_final_norm(model, total[:, None, :], got[read])
+        direction = readout.directions(model, token_ids(model, [ans], name="answer"))[0][0]
         if base:
-            direction = direction - model.W_U[:, token_ids(model, [base], name="baseline")[0]]
+            direction = direction - readout.directions(model, token_ids(model, [base], name="baseline"))[0][0]
         values = (normed[:, 0] @ direction).float().cpu().tolist()
-    from ..viz.circuits import display_tokens
-
     return display_tokens(model, ids), values
 
 
 def top_heads(model, batch: Batch, *, k: int = 2, batch_size: int = 32) -> list[tuple[int, int, float]]:
     """The ``k`` heads with the largest mean direct logit attribution to answer - argument."""
-    from ..attribution import direct_logit_attribution
-
     dla = direct_logit_attribution(model, batch, "answer", "argument", granularity="head", batch_size=batch_size,
                                    progress=False)
     means = dla.attributions.mean(-1)

@@ -2,7 +2,7 @@
 
 For GPT2-Medium the paper's layers are used (o-vectors from MLP 19 for capitals and
 uppercasing, 18 for past tense; MLPs 18-23 replaced). Any other model gets its layers from
-``lensarith.transplant.find_layers`` (a transplant sweep over layers on the task's prompts).
+``lensarith.vectors.find_layers`` (a transplant sweep over layers on the task's prompts).
 
 Outputs (every file written atomically) under ``out``:
 
@@ -26,8 +26,9 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from .._errors import LensarithError
-from ..result import atomic_write_text
-from ..tasks import Example, build_prompts, tokenize
+from .._io import atomic_write_text
+from ..core import tokenize
+from ..tasks import Example, build_prompts
 from .figures import (
     PAPER,
     PAPER_LAYERS,
@@ -106,7 +107,7 @@ def choose_layers(model, task: str, source: Example, search_examples: list[Examp
     if is_gpt2_medium(model):
         return {"method": "paper", "application": PAPER_LAYERS["application"][task],
                 "replace": list(PAPER_LAYERS["replace"])}, None
-    from ..transplant import SearchConfig, find_layers
+    from ..vectors import SearchConfig, find_layers
 
     found = find_layers(model, [source] + search_examples, source=0,
                         config=SearchConfig(n_prompts=config.n_search, n_contexts=config.n_search, seed=config.seed,
@@ -143,7 +144,7 @@ def _pick_source(model, task: str, batch, correct, preferred: Example | None, pr
 
 
 def _contexts(set_name: str, n: int | None, seed: int, exclude: str) -> list[Example]:
-    from ..transplant import transplant_contexts
+    from ..vectors import transplant_contexts
 
     seen, examples = set(), []
     for e in build_prompts(set_name):
@@ -315,7 +316,7 @@ def reproduce(
             found.save(results / f"layers-{task}")
     report.add_section("Layers",
                        "GPT2-Medium uses the paper's layers (o from MLP 19 / 19 / 18, MLPs 18-23 replaced); other models "
-                       "use lensarith.transplant.find_layers (each layer's o transplanted into random-token contexts; "
+                       "use lensarith.vectors.find_layers (each layer's o transplanted into random-token contexts; "
                        "the layer lifting the answer most, then the best start of the replaced range).")
     report.add_table([{"task": t, "method": i["method"], "o from MLP": i["application"],
                        "replaced MLPs": f"{i['replace'][0]}-{i['replace'][-1]}", "source prompt": i["source"][-60:],
@@ -325,7 +326,7 @@ def reproduce(
                                for t, i in summary["layers"].items()))
 
     # ---- o-vectors
-    from ..transplant import extract_o_vector, transplant
+    from ..vectors import extract_o_vector, transplant
 
     ovecs = {}
     for task in TASKS:

@@ -19,18 +19,16 @@ carries a static HTML fallback (tokens and values as text), shown where scripts 
 from __future__ import annotations
 
 import html as _html
-import importlib.util
 import json
 import math
-import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from .._errors import LensarithError
+from ._bundle import bundle_js, bundle_script, find_urls
 
 __all__ = [
     "Widget",
@@ -43,51 +41,10 @@ __all__ = [
     "patch_tokens",
     "find_urls",
     "display_tokens",
+    "bundle_script",
 ]
 
-_URL_PATTERN = re.compile(r"https?://|//cdn|unpkg", re.IGNORECASE)
 _NOTEBOOK_BUNDLE_SENT = False
-
-
-# --------------------------------------------------------------------------- the bundle
-
-
-def _bundle_path() -> Path:
-    spec = importlib.util.find_spec("circuitsvis")
-    if spec is None or not spec.submodule_search_locations:
-        raise LensarithError("circuitsvis is not installed: pip install circuitsvis (it ships the JavaScript bundle)")
-    for base in spec.submodule_search_locations:
-        path = Path(base) / "dist" / "cdn" / "iife.js"
-        if path.is_file():
-            return path
-    raise LensarithError("the installed circuitsvis has no dist/cdn/iife.js bundle; reinstall circuitsvis>=1.43")
-
-
-@lru_cache(maxsize=1)
-def bundle_js() -> str:
-    """circuitsvis's browser bundle (defines ``window.CircuitsVis``), safe to inline.
-
-    Changes that keep the code's meaning: ``://`` inside string literals becomes ``:\\/\\/``
-    (the same string at run time; the bundle only holds URLs as namespace names and error
-    texts), ``</script`` becomes ``<\\/script``, and the ``sourceMappingURL`` comment (a
-    fetch by developer tools) is dropped.
-    """
-    text = _bundle_path().read_text(encoding="utf-8")
-    text = re.sub(r"^//# sourceMappingURL=.*$", "", text, flags=re.MULTILINE)
-    text = text.replace("://", ":\\/\\/").replace("</script", "<\\/script").replace("<!--", "<\\!--")
-    if find_urls(text):
-        raise LensarithError(f"could not make the circuitsvis bundle URL-free: {find_urls(text)[:3]}")
-    return text
-
-
-def bundle_script() -> str:
-    """The bundle as one ``<script>`` element."""
-    return f"<script>{bundle_js()}</script>"
-
-
-def find_urls(text: str) -> list[str]:
-    """External references in ``text`` (``http://``, ``https://``, ``//cdn``, ``unpkg``), with context."""
-    return [text[max(0, m.start() - 30): m.end() + 30] for m in _URL_PATTERN.finditer(text)]
 
 
 def init_notebook() -> Widget:
@@ -272,9 +229,11 @@ def logit_lens_table(lens, example: int = 0, *, k: int = 5, layers: Sequence[int
     if model is None:
         raise LensarithError("the lens result has no model attached: call result.attach(model) first")
     idx = list(range(len(lens.layers))) if layers is None else list(layers)
+    from ..core import readout
+
     with torch.no_grad():
         x = lens.normed[idx, example]
-        logits = model.unembed(x.to(model.cfg.device)[:, None])[:, 0].float().cpu()
+        logits = readout.unembed(model, x.to(model.cfg.device)).float().cpu()
     probs = logits.softmax(-1)
     top = probs.topk(k, dim=-1)
     toks = [[model.tokenizer.decode([int(i)]) if model.tokenizer is not None else str(int(i)) for i in row]
@@ -360,8 +319,8 @@ def attention_patterns(model, prompt, heads: Sequence[tuple[int, int]], *, title
     """
     import torch
 
-    from ..models import check_layer
-    from ..tasks import Example, as_batch
+    from ..core import Site, as_batch, check_layer, collect
+    from ..tasks import Example
 
     if isinstance(prompt, Example):
         prompt = prompt.prompt
@@ -378,11 +337,10 @@ def attention_patterns(model, prompt, heads: Sequence[tuple[int, int]], *, title
         checked.append((layer, head))
     batch = as_batch(model, prompt if not isinstance(prompt, str) else [prompt])
     tokens = batch.tokens[:1, : int(batch.lengths[0])].to(model.cfg.device)
-    names = sorted({f"blocks.{layer}.attn.hook_pattern" for layer, _ in checked})
-    with torch.no_grad():
-        _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names,
-                                        stop_at_layer=max(layer for layer, _ in checked) + 1)
-    pats = torch.stack([cache[f"blocks.{layer}.attn.hook_pattern"][0, head] for layer, head in checked]).float().cpu()
+    one = batch.take(torch.tensor([0]))
+    sites = {layer: Site("pattern", layer) for layer, _ in checked}
+    got = collect(model, one, list(sites.values()), stop_at_layer=max(sites) + 1)
+    pats = torch.stack([got[sites[layer]][0, head] for layer, head in checked]).float().cpu()
     strs = display_tokens(model, tokens[0])
     labels = [f"L{layer}H{head}" for layer, head in checked]
     rows = []

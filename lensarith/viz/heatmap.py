@@ -12,7 +12,8 @@ import os
 import torch
 
 from .._errors import LensarithError
-from ..result import Result, atomic_write_bytes
+from .._io import atomic_write_bytes
+from ..core import Result
 
 __all__ = ["heatmap"]
 

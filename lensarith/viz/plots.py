@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import LensarithError
-from ..result import atomic_write_bytes
+from .._io import atomic_write_bytes
 
 __all__ = [
     "save_png",

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import LensarithError
-from ..result import atomic_write_text
-from .circuits import Widget, bundle_script, find_urls
+from .._io import atomic_write_text
+from ._bundle import bundle_script, find_urls
 
 __all__ = ["Report", "html_table"]
 
@@ -102,9 +102,9 @@ class Report:
                            f"src='data:image/png;base64,{b64}'/>{cap}</figure>")
         return self
 
-    def add_widget(self, widget: Widget) -> Report:
-        """A circuitsvis widget (or a static one); the bundle is inlined once for all."""
-        if not isinstance(widget, Widget):
+    def add_widget(self, widget) -> Report:
+        """A ``lensarith.viz.circuits.Widget`` (circuitsvis or static); the bundle is inlined once for all."""
+        if not (hasattr(widget, "needs_bundle") and callable(getattr(widget, "html", None))):
             raise LensarithError(f"add_widget needs a lensarith.viz.circuits.Widget, got {type(widget).__name__}")
         self._needs_bundle |= widget.needs_bundle
         self._parts.append(widget.html())

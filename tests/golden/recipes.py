@@ -49,9 +49,9 @@ def one_model(model, norm: str) -> dict[str, torch.Tensor]:
     """Every recipe on one model; keys ``<norm>/<recipe>/<tensor>``."""
     import lensarith as la
     from lensarith.patching import PatchConfig, activation_patch, attribution_patch, pair_examples
-    from lensarith.transplant import (SearchConfig, TransplantConfig, decode_o_vector, extract_o_vector, find_layers,
-                                      o_vector_analogy, o_vector_consistency, transplant, transplant_contexts,
-                                      transplant_experiment)
+    from lensarith.vectors import (SearchConfig, TransplantConfig, decode_o_vector, extract_o_vector, find_layers,
+                                   o_vector_analogy, o_vector_consistency, transplant, transplant_contexts,
+                                   transplant_experiment)
     from lensarith.ablation import ffn_ablation
 
     g: dict[str, torch.Tensor] = {}

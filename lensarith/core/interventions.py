@@ -13,14 +13,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
-from jaxtyping import Float
 from torch import Tensor
 
-from ._errors import LensarithError
+from .._errors import LensarithError
+from .batch import Batch
 from .sites import Site
-from .tasks import Batch
 
-__all__ = ["Intervention", "Replace", "Add", "Ablate", "Patch", "Capture", "compile_hooks", "intervene", "run_with_interventions"]
+__all__ = ["Intervention", "Replace", "Add", "Ablate", "Patch", "Hook", "Capture", "compile_hooks", "intervene"]
 
 HookFn = Callable[..., Tensor | None]
 
@@ -147,6 +146,21 @@ class Patch(Intervention):
         return site.hook_name, hook
 
 
+@dataclass(frozen=True)
+class Hook(Intervention):
+    """A raw TransformerLens hook function at a site, ``fn(act, hook) -> new act | None``.
+
+    For engines that patch many rows at once (``lensarith.patching``); recipes use the
+    typed interventions above.
+    """
+
+    site: Site
+    fn: HookFn
+
+    def hook(self, batch: Batch | None) -> tuple[str, HookFn]:
+        return self.site.hook_name, self.fn
+
+
 @dataclass
 class Capture:
     """Record the slices of some sites during a forward (only what a readout needs).
@@ -163,7 +177,9 @@ class Capture:
         out = []
         for site in self.sites:
             def hook(act: Tensor, hook, site: Site = site) -> None:
-                value = act[_index(site, _positions(site, batch, act), act)]
+                idx = _index(site, _positions(site, batch, act), act)
+                # the whole activation is kept as itself: a view of it would not be in the graph
+                value = act if idx == (slice(None),) else act[idx]
                 self.captured[site] = value.detach() if self.detach else value
             out.append((site.hook_name, hook))
         return out
@@ -174,7 +190,7 @@ def compile_hooks(model, interventions: Sequence[Intervention], batch: Batch | N
     hooks = []
     for item in interventions:
         if not isinstance(item, Intervention):
-            raise LensarithError(f"interventions must be lensarith interventions (Replace, Add, Ablate, Patch), got {type(item).__name__}")
+            raise LensarithError(f"interventions must be lensarith interventions (Replace, Add, Ablate, Patch, Hook), got {type(item).__name__}")
         site = item.site.resolve(model.cfg)
         if site.hook_name not in model.hook_dict:
             raise LensarithError(f"hook {site.hook_name!r} does not exist on this model")
@@ -192,20 +208,11 @@ def intervene(model, interventions: Sequence[Intervention] = (), batch: Batch | 
     are kept.
 
     Example:
-        >>> with intervene(model, [Ablate(Site("mlp_out", 1))], batch):  # doctest: +SKIP
-        ...     logits = model(batch.tokens)
+        >>> with intervene(model, [Ablate(Site("mlp_out", 1))]):
+        ...     n_hooks = len(model.blocks[1].hook_mlp_out._forward_hooks)
+        >>> n_hooks, len(model.blocks[1].hook_mlp_out._forward_hooks)
+        (1, 0)
     """
     hooks = compile_hooks(model, interventions, batch) + list(extra_hooks)
     with model.hooks(fwd_hooks=hooks):
         yield model
-
-
-def run_with_interventions(model, batch: Batch, interventions: Sequence[Intervention] = (), *,
-                           positions: Tensor | None = None) -> Float[Tensor, "batch d_vocab"]:
-    """Run the model with interventions and return the logits at per-row ``positions``
-    (default: each row's last real token)."""
-    pos = batch.last if positions is None else positions
-    with torch.no_grad(), intervene(model, interventions, batch):
-        resid = model(batch.tokens.to(model.cfg.device), stop_at_layer=model.cfg.n_layers)
-        picked = resid[torch.arange(len(batch), device=resid.device), pos.to(resid.device)]
-        return model.unembed(model.ln_final(picked[:, None]))[:, 0]

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field, replace
 from jaxtyping import Int
 from torch import Tensor
 
-from ._errors import LensarithError
-from .metrics import TokenSpec
-from .tasks import Batch, Example, as_batch, token_ids, tokenize
+from .._errors import LensarithError
+from ..core import Batch, as_batch, resolve_ids, tokenize
+from ..tasks import Example
+from ._metrics import TokenSpec
 
-__all__ = ["PromptPairs", "make_pairs", "pair_examples"]
+__all__ = ["PromptPairs", "make_pairs", "pair_examples", "as_pairs"]
 
 _PAIR_TOKENS = ("clean", "corrupted", "clean_argument", "corrupted_argument")
 
@@ -98,23 +99,15 @@ class PromptPairs:
                     "or give token ids or strings, one per pair"
                 )
             return ids.long().cpu()
-        if isinstance(spec, (str, int)):
-            spec = [spec] * n
-        ids = token_ids(model, spec, name=name)
-        if ids.shape != (n,):
-            raise LensarithError(f"{name} needs one token per pair ({n}), got {tuple(ids.shape)}")
-        return ids.cpu()
+        return resolve_ids(model, self.clean, spec, name).cpu()
 
 
 def _with_answers(model, batch: Batch, answers, name: str) -> Batch:
     if answers is None:
         return batch
-    if isinstance(answers, (str, int)):
-        answers = [answers] * len(batch)
-    ids = token_ids(model, answers, name=name)
-    if ids.shape != (len(batch),):
-        raise LensarithError(f"{name} needs one token per prompt ({len(batch)}), got {tuple(ids.shape)}")
-    return replace(batch, answer_ids=ids)
+    if isinstance(answers, str) and answers in ("answer", "argument"):
+        raise LensarithError(f"{name}={answers!r}: give the answer tokens themselves (strings or ids), one per prompt")
+    return replace(batch, answer_ids=resolve_ids(model, batch, answers, name))
 
 
 def make_pairs(model, clean, corrupted, *, answers=None, corrupted_answers=None) -> PromptPairs:
@@ -215,7 +208,8 @@ def pair_examples(model, examples: Sequence[Example], corrupted: Sequence[Exampl
     return PromptPairs(tokenize(model, [c for c, _ in pairs]), tokenize(model, [k for _, k in pairs]), report)
 
 
-def _as_pairs(model, clean, corrupted) -> PromptPairs:
+def as_pairs(model, clean, corrupted) -> PromptPairs:
+    """``PromptPairs`` from pairs, or from clean and corrupted prompts."""
     if isinstance(clean, PromptPairs):
         if corrupted is not None:
             raise LensarithError("clean is already PromptPairs; leave corrupted=None")

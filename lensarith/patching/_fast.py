@@ -1,12 +1,8 @@
-"""The execution engines of ``lensarith.patching`` (private): shared forwards, scoring, and two engines.
+"""The fast engine: exact patching that recomputes only the layers and positions a patch reaches.
 
-- ``_FastEngine`` puts many sites on the batch axis and recomputes only the layers and
-  positions a patch reaches (see ``lensarith.patching`` for the scheme).
-- ``_HookEngine`` runs a patching hook on a batch of sites per forward, started at the
-  patched layer; it works for every TransformerLens architecture.
-
-Both take a ``_Grid`` of jobs ``(layer, head, pos)`` and return, for a chunk of jobs, the
-final residual at each example's read position; ``_score`` turns residuals into metric values.
+It puts many sites on the batch axis (see ``lensarith.patching`` for the scheme) and,
+for a chunk of jobs ``(layer, head, pos)`` of a ``Grid``, returns the final residual at
+each example's read position. ``fast_unsupported`` says why a model cannot use it.
 """
 
 from __future__ import annotations
@@ -20,15 +16,12 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from ._errors import LensarithError
-from .interventions import intervene
-from .metrics import BoundMetric
-from .sites import Site
+from ..core import Site
+from ..core.run import has_hooks
+from ._grid import HEAD_SITES, Grid
+from ._grid import hook as _hook
+from ._runs import Run
 
-# --------------------------------------------------------------------------- sites and the grid
-
-POSITION_SITES = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")
-HEAD_SITES = ("z", "result")
 # Fused kernels for TransformerLens's MLP activations (same functions; gelu_new is the tanh form).
 _ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
@@ -40,81 +33,10 @@ _ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
 }
 
 
-@dataclass(frozen=True)
-class _Grid:
-    """The sites of a sweep: ``jobs[i] = (layer, head, pos)`` in row-major grid order."""
-
-    site: str
-    axes: tuple[str, ...]
-    shape: tuple[int, ...]
-    layers: list[int]
-    heads: list[int] | None
-    positions: list[int] | None
-    jobs: list[tuple[int, int | None, int | None]]
-
-    @property
-    def all_positions(self) -> bool:
-        return self.positions is None
-
-
-# --------------------------------------------------------------------------- shared forwards
-
-
-@dataclass
-class _Run:
-    """Activations of one unpatched run: hook name -> ``[batch, pos, ...]``; final residual at the read."""
-
-    acts: dict[str, Tensor]
-    final: Tensor
-
-
-def _has_hooks(model) -> bool:
-    """Whether any hook (TransformerLens's or a plain PyTorch one) is attached to the model."""
-    return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in model.modules())
-
-
-def _forward(model, tokens: Tensor, names: Sequence[str], read: Tensor, *, grad: bool = False) -> _Run:
-    acts: dict[str, Tensor] = {}
-
-    def keep(act: Tensor, hook) -> None:
-        acts[hook.name] = act if grad else act.detach()
-
-    hooks = [(name, keep) for name in dict.fromkeys(names)]
-    if grad:
-        def leaf(act: Tensor, hook) -> Tensor:
-            return act if act.requires_grad else act.detach().requires_grad_(True)
-        hooks.insert(0, ("blocks.0.hook_resid_pre", leaf))
-    with torch.set_grad_enabled(grad), intervene(model, extra_hooks=hooks):
-        out = model(tokens, stop_at_layer=model.cfg.n_layers)
-    rows = torch.arange(out.shape[0], device=out.device)
-    return _Run(acts, out[rows, read.to(out.device)])
-
-
-def _hook(site: str, layer: int) -> str:
-    return Site(site, layer).hook_name
-
-
-def _score(model, bound: BoundMetric, resid: Float[Tensor, "variant batch d_model"], max_logits: int
-           ) -> Float[Tensor, "variant batch"]:
-    """Final norm, unembedding (only the metric's columns when it names them) and the metric."""
-    from transformer_lens.utilities.activation_functions import apply_softcap
-
-    cap = getattr(model.cfg, "output_logits_soft_cap", None)
-    x = model.ln_final(resid) if model.cfg.normalization_type is not None else resid
-    if bound.columns is not None:
-        cols = bound.columns.to(resid.device)
-        w = model.W_U[:, cols]  # [d_model, batch, k]
-        logits = torch.einsum("vbd,dbk->vbk", x, w) + model.b_U[cols]
-        return bound.score(apply_softcap(logits, cap))
-    step = max(1, max_logits // (x.shape[1] * model.cfg.d_vocab))
-    outs = [bound.score(apply_softcap(model.unembed(x[i : i + step]), cap)) for i in range(0, x.shape[0], step)]
-    return torch.cat(outs)
-
-
 # --------------------------------------------------------------------------- the fast engine
 
 
-def _fast_unsupported(model) -> str | None:
+def fast_unsupported(model) -> str | None:
     """Why the fast engine cannot run this model, or None."""
     from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
 
@@ -133,7 +55,7 @@ def _fast_unsupported(model) -> str | None:
         (getattr(cfg, "n_devices", 1) > 1, "several devices"),
         (any(type(b.attn).__name__ != "Attention" or getattr(b.attn, "attn_type", "global") != "global"
              for b in model.blocks), "non-standard attention layers"),
-        (_has_hooks(model), "hooks already on the model"),
+        (has_hooks(model), "hooks already on the model"),
     ]
     found = [why for bad, why in reasons if bad]
     return ", ".join(found) if found else None
@@ -159,10 +81,10 @@ class _Group:
     x: Tensor
 
 
-class _FastEngine:
+class FastEngine:
     """Exact patching that recomputes only the layers and positions a patch reaches."""
 
-    def __init__(self, model, grid: _Grid, base: _Run, src: _Run, read: Tensor, width: int) -> None:
+    def __init__(self, model, grid: Grid, base: Run, src: Run, read: Tensor, width: int) -> None:
         self.model, self.grid, self.base, self.src = model, grid, base, src
         self.read = read.to(model.cfg.device)
         self.width = width
@@ -171,16 +93,16 @@ class _FastEngine:
         self._w: dict[int, dict[str, Tensor]] = {}
 
     @staticmethod
-    def hook_names(model, grid: _Grid) -> tuple[list[str], list[str]]:
-        """Hooks to record in the base run and in the source run."""
+    def sites(model, grid: Grid) -> tuple[list[Site], list[Site]]:
+        """Sites to record in the base run and in the source run."""
         n, site = model.cfg.n_layers, grid.site
         lo = min(grid.layers)
-        base = [_hook("resid_pre", layer) for layer in range(lo, n)]
-        base += [f"blocks.{layer}.attn.hook_{kv}" for layer in range(lo, n) for kv in ("k", "v")]
+        base = [Site("resid_pre", layer) for layer in range(lo, n)]
+        base += [Site(kv, layer) for layer in range(lo, n) for kv in ("k", "v")]
         extra = {"mlp_out": ["resid_mid"], "z": ["z"], "result": ["z"]}.get(site, [])
-        base += [_hook(k, layer) for layer in grid.layers for k in extra]
+        base += [Site(k, layer) for layer in grid.layers for k in extra]
         src_site = "z" if site in HEAD_SITES else site
-        return base, [_hook(src_site, layer) for layer in grid.layers]
+        return base, [Site(src_site, layer) for layer in grid.layers]
 
     def weights(self, layer: int) -> dict[str, Tensor]:
         if layer not in self._w:
@@ -407,61 +329,3 @@ class _FastEngine:
 
 def _offsets(sizes: Sequence[int]) -> list[int]:
     return list(itertools.accumulate([0, *sizes[:-1]]))
-
-
-# --------------------------------------------------------------------------- the hooks engine
-
-
-class _HookEngine:
-    """Patching hooks on a batch of sites per forward, started at the patched layer."""
-
-    def __init__(self, model, grid: _Grid, base_tokens: Tensor, base: _Run, src: _Run, read: Tensor) -> None:
-        self.model, self.grid, self.base, self.src = model, grid, base, src
-        self.tokens, self.read = base_tokens, read.to(model.cfg.device)
-        cfg = model.cfg
-        # A cached residual can seed the run unless the model's own hooks would apply twice.
-        self.from_resid = cfg.positional_embedding_type != "shortformer" and not _has_hooks(model)
-
-    @staticmethod
-    def hook_names(model, grid: _Grid) -> tuple[list[str], list[str]]:
-        base = [_hook("resid_pre", layer) for layer in grid.layers]
-        return base, [_hook(grid.site, layer) for layer in grid.layers]
-
-    def tokens_per_job(self, n_batch: int) -> int:
-        return n_batch * self.tokens.shape[1]
-
-    def run(self, ids: Sequence[int]) -> Float[Tensor, "job batch d_model"]:
-        model, grid = self.model, self.grid
-        layer = grid.jobs[ids[0]][0]
-        if any(grid.jobs[i][0] != layer for i in ids):
-            raise LensarithError("internal: a hooks-engine chunk must hold one layer")  # pragma: no cover
-        B, J = self.tokens.shape[0], len(ids)
-        dev = self.read.device
-        heads = torch.tensor([grid.jobs[i][1] if grid.jobs[i][1] is not None else 0 for i in ids], device=dev)
-        pos = torch.tensor([grid.jobs[i][2] if grid.jobs[i][2] is not None else 0 for i in ids], device=dev)
-        rows = torch.arange(J * B, device=dev)
-        job_of, ex_of = rows // B, rows % B
-        source = self.src.acts[_hook(grid.site, layer)]
-        per_head, all_pos = grid.site in HEAD_SITES, grid.all_positions
-
-        def patch(act: Tensor, hook) -> Tensor:
-            if act.shape[0] != J * B:
-                raise LensarithError(f"patching hook at {hook.name}: expected {J * B} rows, got {tuple(act.shape)}")
-            act = act.clone()
-            src = source.to(act.dtype)
-            if per_head and all_pos:
-                act[rows, :, heads[job_of]] = src[ex_of, :, heads[job_of]]
-            elif per_head:
-                act[rows, pos[job_of], heads[job_of]] = src[ex_of, pos[job_of], heads[job_of]]
-            else:
-                act[rows, pos[job_of]] = src[ex_of, pos[job_of]]
-            return act
-
-        hooks = [(_hook(grid.site, layer), patch)]
-        with torch.no_grad(), intervene(model, extra_hooks=hooks):
-            if self.from_resid:
-                x = self.base.acts[_hook("resid_pre", layer)].repeat(J, 1, 1)
-                out = model(x, start_at_layer=layer, stop_at_layer=model.cfg.n_layers)
-            else:
-                out = model(self.tokens.repeat(J, 1), stop_at_layer=model.cfg.n_layers)
-        return out[rows, self.read.repeat(J)].view(J, B, -1)

@@ -2,8 +2,7 @@
 
 ``find_layers`` (configured by ``SearchConfig``, returning ``LayerSearchResult``) picks the
 source prompt, sweeps each eligible layer's o-vector through random-token contexts (or ranks
-MLPs by direct logit attribution) and then the start of the range to replace. Re-exported by
-``lensarith.transplant``.
+MLPs by direct logit attribution) and then the start of the range to replace.
 """
 
 from __future__ import annotations
@@ -16,23 +15,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._errors import LensarithError
-from ._run import collect
-from .interventions import Intervention, intervene
-from .result import Result, provenance
-from .sites import Site
-from .tasks import Batch, Example, build_prompts, tokenize
-from .transplant import (
-    POSITIONS,
-    _check_choice,
-    _context_batch,
-    _evaluate,
-    _logits_last,
-    transplant_contexts,
-    transplant_interventions,
-)
+from .._errors import LensarithError, check_choice
+from ..attribution import direct_logit_attribution
+from ..core import Batch, Intervention, Result, Site, collect, provenance, readout, run, tokenize
+from ..tasks import Example, build_prompts
+from ._apply import POSITIONS, context_batch, evaluate, transplant_contexts, transplant_interventions
 
-__all__ = ["SearchConfig", "LayerSearchResult", "find_layers"]
+__all__ = ["SearchConfig", "LayerSearchResult", "find_layers", "task_batch", "pick_source"]
 
 
 # --------------------------------------------------------------------------- layer search
@@ -73,9 +62,9 @@ class SearchConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_choice(self.method, ("sweep", "dla"), "SearchConfig method")
-        _check_choice(self.apply_mode, ("add", "replace"), "SearchConfig apply_mode")
-        _check_choice(self.positions, POSITIONS, "SearchConfig positions")
+        check_choice(self.method, ("sweep", "dla"), "SearchConfig method")
+        check_choice(self.apply_mode, ("add", "replace"), "SearchConfig apply_mode")
+        check_choice(self.positions, POSITIONS, "SearchConfig positions")
         if self.screen is not None and (not isinstance(self.screen, int) or self.screen < 1):
             raise LensarithError(f"SearchConfig screen must be None or a positive int, got {self.screen!r}")
         for name in ("n_prompts", "n_contexts"):
@@ -123,7 +112,7 @@ class LayerSearchResult(Result):
         return rows
 
 
-def _task_batch(model, task, *, n: int | None, seed: int, name: str = "task") -> Batch:
+def task_batch(model, task, *, n: int | None, seed: int, name: str = "task") -> Batch:
     if isinstance(task, str):
         examples = build_prompts(task, n=None, seed=seed)
     elif isinstance(task, Batch):
@@ -149,16 +138,14 @@ def _choose_source(correct: Tensor, source: int | None) -> int:
     return source % n
 
 
-def _pick_source(model, batch: Batch, source: int | None, batch_size: int) -> tuple[int, Tensor]:
+def pick_source(model, batch: Batch, source: int | None, batch_size: int) -> tuple[int, Tensor]:
     """The source prompt's row (first correct one by default) and the correctness mask."""
-    got = _evaluate(model, batch, [[]], batch_size=batch_size, readout="final", desc="task prompts")
+    got = evaluate(model, batch, [[]], batch_size=batch_size, readout_layers="final", desc="task prompts")
     correct = got["rank_answer"][0, -1] == 0
     return _choose_source(correct, source), correct
 
 
 def _mlp_dla(model, batch: Batch, batch_size: int) -> Tensor:
-    from .attribution import direct_logit_attribution
-
     dla = direct_logit_attribution(model, batch, "answer", "argument", granularity="layer", batch_size=batch_size)
     idx = [dla.component_labels.index(f"L{layer}_mlp") for layer in range(model.cfg.n_layers)]
     return dla.attributions[idx].mean(-1)
@@ -168,33 +155,24 @@ def _gradient_screen(model, batch: Batch, o_layers: Tensor, cfg: SearchConfig, b
     """First-order estimate, per layer l, of the change in log p(answer) from the sweep's edit."""
     n = model.cfg.n_layers
     sites = [Site("mlp_out", layer) for layer in range(n)]
-    gsum = torch.zeros(n, model.cfg.d_model)
-    gact = torch.zeros(n)
 
-    def leaf(act: Tensor, hook) -> Tensor:
-        return act.detach().requires_grad_(True)
-
-    device = model.cfg.device
-    for chunk in batch.chunks(batch_size):
-        acts: list[Tensor] = []
-
-        def keep(act: Tensor, hook) -> None:  # the activation itself: a slice of it would not be in the graph
-            acts.append(act)
-
-        hooks = [("hook_embed", leaf)] + [(s.hook_name, keep) for s in sites]
-        with torch.enable_grad(), intervene(model, (), chunk, extra_hooks=hooks):
-            resid = model(chunk.tokens.to(device), stop_at_layer=n)
-            rows = torch.arange(len(chunk), device=resid.device)
-            logp = _logits_last(model, resid[rows, chunk.last.to(resid.device)]).log_softmax(-1)
-            metric = logp[rows, chunk.answer_ids.to(resid.device)].sum()
-            grads = torch.autograd.grad(metric, acts)
-        mask = torch.arange(chunk.tokens.shape[1])[None] < chunk.lengths[:, None]
+    def grads(out, chunk: Batch) -> dict[str, Tensor]:
+        rows = torch.arange(len(chunk), device=out.final.device)
+        logp = readout.logits(model, out.final).log_softmax(-1)
+        metric = logp[rows, chunk.answer_ids.to(out.final.device)].sum()
+        acts = [out.captured[s] for s in sites]
+        g_all = torch.autograd.grad(metric, acts)
+        width = chunk.tokens.shape[1]
+        mask = torch.arange(width)[None] < chunk.lengths[:, None]
         if cfg.positions == "last":
-            mask = torch.arange(chunk.tokens.shape[1])[None] == chunk.last[:, None]
-        mask = mask.to(device)[..., None].float()
-        for layer, (g, a) in enumerate(zip(grads, acts)):
-            gsum[layer] += (g * mask).sum((0, 1)).detach().float().cpu()
-            gact[layer] += float((g * a.detach() * mask).sum())
+            mask = torch.arange(width)[None] == chunk.last[:, None]
+        mask = mask.to(model.cfg.device)[..., None].float()
+        gsum = torch.stack([(g * mask).sum(1) for g in g_all], 1)  # [row, layer, d_model]
+        gact = torch.stack([(g * a.detach() * mask).sum((1, 2)) for g, a in zip(g_all, acts)], 1)  # [row, layer]
+        return {"gsum": gsum.detach().float().cpu(), "gact": gact.detach().float().cpu()}
+
+    got = run(model, batch, capture=sites, read="last", grad=True, keep=grads, batch_size=batch_size).kept
+    gsum, gact = got["gsum"].sum(0), got["gact"].sum(0)
     o = o_layers.float()
     if cfg.apply_mode == "add":
         est = cfg.scale * (gsum * o).sum(-1)
@@ -235,8 +213,8 @@ def find_layers(model, task, *, source: int | None = None, contexts=None, config
     if model.cfg.attn_only:
         raise LensarithError("the model is attention-only: it has no MLPs to search")
     n = model.cfg.n_layers
-    prompts = _task_batch(model, task, n=config.n_prompts, seed=config.seed)
-    lens = _evaluate(model, prompts, [[]], batch_size=batch_size, readout="all", desc="task prompts")
+    prompts = task_batch(model, task, n=config.n_prompts, seed=config.seed)
+    lens = evaluate(model, prompts, [[]], batch_size=batch_size, readout_layers="all", desc="task prompts")
     correct = lens["rank_answer"][0, -1] == 0
     src = _choose_source(correct, source)
     use = correct if bool(correct.any()) else torch.ones_like(correct)
@@ -254,8 +232,8 @@ def find_layers(model, task, *, source: int | None = None, contexts=None, config
     if contexts is None:
         others = [e for i, e in enumerate(prompts.examples) if i != src] or list(prompts.examples)
         contexts = transplant_contexts(others, n=config.n_contexts, seed=config.seed)
-    ctx = _context_batch(model, contexts, drop_multi_token=True)
-    dla = _mlp_dla(model, _rows(prompts, use), batch_size)
+    ctx = context_batch(model, contexts, drop_multi_token=True)
+    dla = _mlp_dla(model, prompts.take(use.nonzero().flatten()), batch_size)
     nan = torch.full((n,), float("nan"))
     tensors: dict[str, Tensor] = {"dla": dla.float().cpu(), "argument_mrr": arg_mrr}
     pos = "last" if config.positions == "last" else "all"
@@ -272,7 +250,8 @@ def find_layers(model, task, *, source: int | None = None, contexts=None, config
             candidates = sorted(ranked[: config.screen])
         groups = [[]] + [ivs(o_layers[l], [l] if config.apply_mode == "add" else list(range(l, n)), config.apply_mode)
                          for l in candidates]
-        res = _evaluate(model, ctx, groups, batch_size=batch_size, readout="final", progress=progress, desc="apply sweep")
+        res = evaluate(model, ctx, groups, batch_size=batch_size, readout_layers="final", progress=progress,
+                       desc="apply sweep")
         rr = 1.0 / (res["rank_answer"][:, -1].float() + 1.0)
         gain, top1 = nan.clone(), nan.clone()
         gain[candidates] = rr[1:].mean(-1) - rr[0].mean()
@@ -283,7 +262,8 @@ def find_layers(model, task, *, source: int | None = None, contexts=None, config
         application = eligible[int(dla[eligible].argmax())]
     starts = list(range(application + 1))
     groups = [[]] + [ivs(o_layers[application], list(range(s, n)), "replace") for s in starts]
-    res = _evaluate(model, ctx, groups, batch_size=batch_size, readout="final", progress=progress, desc="range sweep")
+    res = evaluate(model, ctx, groups, batch_size=batch_size, readout_layers="final", progress=progress,
+                   desc="range sweep")
     rr = 1.0 / (res["rank_answer"][:, -1].float() + 1.0)
     start_gain, start_top1 = nan.clone(), nan.clone()
     start_gain[starts] = rr[1:].mean(-1) - rr[0].mean()
@@ -301,13 +281,3 @@ def find_layers(model, task, *, source: int | None = None, contexts=None, config
     )
     axes = {k: ("layer",) for k in tensors}
     return LayerSearchResult(tensors, axes, {"layer": [f"L{layer}" for layer in range(n)]}, meta)
-
-
-def _rows(batch: Batch, keep: Tensor) -> Batch:
-    """The rows of a batch where ``keep`` is true."""
-    idx = keep.nonzero().flatten()
-    lengths = batch.lengths[idx]
-    width = int(lengths.max())
-    pick = lambda t: None if t is None else t[idx]  # noqa: E731
-    examples = None if batch.examples is None else tuple(batch.examples[i] for i in idx.tolist())
-    return Batch(batch.tokens[idx, :width], lengths, pick(batch.answer_ids), pick(batch.argument_ids), examples, batch.report)

@@ -1,8 +1,7 @@
 """The whole o-vector recipe for a task: ``transplant_experiment``, registered as ``"transplant"``.
 
 Source prompt -> o-vector (at a given layer, or one found by ``find_layers``) ->
-transplanted into random-token (or zero-shot) contexts. Re-exported, and so registered,
-by ``lensarith.transplant``.
+transplanted into random-token (or zero-shot) contexts.
 """
 
 from __future__ import annotations
@@ -10,20 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ._errors import LensarithError
-from .models import check_layer
-from .recipes import register_recipe
-from .tasks import build_prompts
-from .transplant import (
-    MODES,
-    POSITIONS,
-    TransplantResult,
-    _check_choice,
-    extract_o_vector,
-    transplant,
-    transplant_contexts,
-)
-from .transplant_search import SearchConfig, _pick_source, _task_batch, find_layers
+from .._errors import LensarithError, check_choice
+from ..core import check_layer, register_recipe
+from ..tasks import build_prompts
+from ._apply import MODES, POSITIONS, TransplantResult, transplant, transplant_contexts
+from ._ovector import extract_o_vector
+from ._search import SearchConfig, find_layers, pick_source, task_batch
 
 __all__ = ["TransplantConfig", "transplant_experiment"]
 
@@ -60,9 +51,9 @@ class TransplantConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_choice(self.mode, MODES, "TransplantConfig mode")
-        _check_choice(self.positions, POSITIONS, "TransplantConfig positions")
-        _check_choice(self.contexts, ("random", "zero_shot"), "TransplantConfig contexts")
+        check_choice(self.mode, MODES, "TransplantConfig mode")
+        check_choice(self.positions, POSITIONS, "TransplantConfig positions")
+        check_choice(self.contexts, ("random", "zero_shot"), "TransplantConfig contexts")
         if self.layers is not None:
             if isinstance(self.layers, int) or not all(isinstance(x, int) for x in self.layers):
                 raise LensarithError(f"TransplantConfig layers must be None or a sequence of ints, got {self.layers!r}")
@@ -93,7 +84,7 @@ def transplant_experiment(model, prompts, config: TransplantConfig = TransplantC
     Example:
         >>> out = run_recipe("transplant", model, "capitals", TransplantConfig(n_contexts=50))  # doctest: +SKIP
     """
-    prompts_batch = _task_batch(model, prompts, n=None, seed=config.seed, name="prompts")
+    prompts_batch = task_batch(model, prompts, n=None, seed=config.seed, name="prompts")
     search_meta = None
     if config.layer is None:
         found = find_layers(model, prompts_batch, source=config.source, config=search or SearchConfig(seed=config.seed),
@@ -107,7 +98,7 @@ def transplant_experiment(model, prompts, config: TransplantConfig = TransplantC
     else:
         layer = check_layer(model, config.layer, name="config.layer")
         default_layers = list(range(layer, model.cfg.n_layers)) if config.mode == "replace" else [layer]
-        src, _ = _pick_source(model, prompts_batch, config.source, batch_size)
+        src, _ = pick_source(model, prompts_batch, config.source, batch_size)
     layers = list(config.layers) if config.layers is not None else default_layers
     source = prompts_batch.examples[src]
     o = extract_o_vector(model, [source], layer, reduce="mean")

@@ -3,7 +3,6 @@
 ``decode_o_vector`` (tokens promoted and demoted through the unembedding),
 ``o_vector_consistency`` (cosine similarity across sources and tasks) and
 ``o_vector_analogy`` (the word2vec test: does o point along answer - argument?).
-Re-exported by ``lensarith.transplant``.
 """
 
 from __future__ import annotations
@@ -16,10 +15,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._errors import LensarithError
-from .result import Result, provenance
-from .transplant import OVector, _as_o, _check_choice
-from .transplant_search import _task_batch
+from .._errors import LensarithError, check_choice
+from ..core import Result, provenance, readout
+from ._ovector import OVector, as_o
+from ._search import task_batch
 
 __all__ = [
     "DecodeResult",
@@ -74,20 +73,14 @@ def decode_o_vector(model, o, *, k: int = 10, through_ln: bool = True) -> Decode
     Returns:
         A ``DecodeResult`` with ``promoted``, ``demoted`` and ``scores``.
     """
-    o = _as_o(model, o)
-    vec = o.single().to(model.cfg.device, model.W_U.dtype)
+    o = as_o(model, o)
+    vec = o.single().to(model.cfg.device, model.cfg.dtype)
     if not isinstance(k, int) or not 1 <= k <= model.cfg.d_vocab:
         raise LensarithError(f"k must be an int in 1..{model.cfg.d_vocab}, got {k!r}")
     with torch.no_grad():
-        if through_ln and model.cfg.normalization_type is not None:
-            norm = model.cfg.normalization_type
-            x = vec - vec.mean() if norm in ("LN", "LNPre") else vec
-            x = x / (x.pow(2).mean() + model.cfg.eps).sqrt()
-            if norm in ("LN", "RMS"):
-                x = x * model.ln_final.w
-        else:
-            x = vec
-        scores = (x @ model.W_U).float().cpu()
+        # the final norm with the vector's own scale; its bias and b_U do not depend on o
+        x = readout.frozen_final_norm(model, vec[None, None], vec[None])[0][0, 0] if through_ln else vec
+        scores = (x @ readout.vocab_vectors(model, "unembed").T).float().cpu()
     up = scores.topk(k).indices
     down = (-scores).topk(k).indices
     labels = {"promoted": [model.to_single_str_token(int(i)) for i in up],
@@ -223,16 +216,16 @@ def o_vector_analogy(model, o, examples, *, space: str = "unembed", n_shuffles: 
     Returns:
         An ``AnalogyResult`` (``summary()``: mean cosine vs the shuffled control).
     """
-    _check_choice(space, ("unembed", "embed"), "space")
+    check_choice(space, ("unembed", "embed"), "space")
     if not isinstance(n_shuffles, int) or n_shuffles < 1:
         raise LensarithError(f"n_shuffles must be a positive int, got {n_shuffles!r}")
-    o = _as_o(model, o)
+    o = as_o(model, o)
     vec = o.single().float().cpu()
-    batch = _task_batch(model, examples, n=None, seed=seed, name="examples")
+    batch = task_batch(model, examples, n=None, seed=seed, name="examples")
     if batch.answer_ids is None or batch.argument_ids is None or bool((batch.argument_ids < 0).any()):
         raise LensarithError("examples need both answers and arguments (Example.answer, Example.argument)")
     with torch.no_grad():
-        table = (model.W_U.T if space == "unembed" else model.W_E).detach().float().cpu()
+        table = readout.vocab_vectors(model, space).detach().float().cpu()
     ans, arg = table[batch.answer_ids], table[batch.argument_ids]
 
     def cos(x: Tensor) -> Tensor:

@@ -1,153 +1,27 @@
-"""Activation patching between clean and corrupted prompts: exact, batched; and attribution patching.
-
-``activation_patch`` moves one activation from a source run into a base run, for every site
-of a sweep (layer x position, layer x head, layer x head x position), and scores the
-patched runs with a metric read at each example's last real token. Denoising patches
-clean activations into the corrupted run; noising patches corrupted activations into the
-clean run.
-
-Two engines compute the same numbers:
-
-- ``"fast"`` (the default where the architecture allows it) puts many sites on the batch
-  axis and recomputes only what a patch can change. A patch at layer ``L`` and position
-  ``p`` leaves every position before ``p`` and every layer before ``L`` as in the base run,
-  so a patched run starts at layer ``L`` from the base run's residual, computes positions
-  ``p..`` only (their attention reads the base run's keys and values for earlier
-  positions), runs the last layer for the read position only (other positions contribute
-  keys and values), and unembeds only the logit columns the metric reads. Sites that
-  start at different layers share forwards: a site joins the batch at its layer.
-  Patches after the attention of layer ``L`` (``attn_out``, ``resid_mid``, ``mlp_out``,
-  ``resid_post``, heads) change only their own positions in that layer, so they enter as
-  a patched residual at layer ``L + 1``.
-- ``"hooks"``: a patching hook on a batch of sites per forward, started at the patched
-  layer; it works for every TransformerLens architecture and honours hooks already on the
-  model (``"auto"`` falls back to it when the fast engine does not apply).
-
-``attribution_patch`` is the gradient approximation (two forwards and one backward for the
-whole sweep): ``metric(patched) ~ metric(base) + (source - base) . d metric / d activation``.
-"""
+"""The sweeps: ``activation_patch`` (both engines) and ``attribution_patch``; their results."""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ._errors import LensarithError
-from ._patch_engine import (
-    HEAD_SITES,
-    POSITION_SITES,
-    _fast_unsupported,
-    _forward,
-    _Grid,
-    _FastEngine,
-    _hook,
-    _HookEngine,
-    _score,
-)
-from .metrics import Metric, resolve_metric
-from .models import check_layer
-from .pairs import PromptPairs, _as_pairs, make_pairs, pair_examples
-from .recipes import register_recipe
-from .result import Result, provenance
-from .sites import Site
+from .._errors import LensarithError
+from ..core import Result, Site, provenance, register_recipe
+from ._fast import FastEngine, fast_unsupported
+from ._grid import PatchConfig, build_grid, grid_labels, hook
+from ._hooks import HookEngine
+from ._metrics import Metric, resolve_metric
+from ._pairs import PromptPairs, as_pairs
+from ._runs import score, unpatched
 
-__all__ = [
-    "PromptPairs",
-    "make_pairs",
-    "pair_examples",
-    "PatchConfig",
-    "PatchResult",
-    "AttributionPatchResult",
-    "activation_patch",
-    "attribution_patch",
-    "PATCH_SITES",
-]
-
-PATCH_SITES: tuple[str, ...] = POSITION_SITES + HEAD_SITES
+__all__ = ["PatchResult", "AttributionPatchResult", "activation_patch", "attribution_patch"]
 
 
-# --------------------------------------------------------------------------- config, grid, result
-
-
-@dataclass(frozen=True)
-class PatchConfig:
-    """Engine and memory settings of a patching sweep.
-
-    Attributes:
-        max_tokens: token positions processed per forward (the memory budget: activations
-            scale with it; a GPT-2-small forward of 8192 positions needs about 0.5 GB).
-        engine: ``"fast"`` (recompute only what a patch changes), ``"hooks"`` (a patching
-            hook per forward; any architecture; honours hooks already on the model) or
-            ``"auto"`` (fast where supported).
-        max_logits: logit elements materialised at once for metrics that need the whole
-            vocabulary (probabilities, ranks, callables).
-    """
-
-    max_tokens: int = 8192
-    engine: Literal["auto", "fast", "hooks"] = "auto"
-    max_logits: int = 1 << 24
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
-            raise LensarithError(f"PatchConfig.max_tokens must be a positive int, got {self.max_tokens!r}")
-        if self.engine not in ("auto", "fast", "hooks"):
-            raise LensarithError(f"PatchConfig.engine must be 'auto', 'fast' or 'hooks', got {self.engine!r}")
-        if not isinstance(self.max_logits, int) or self.max_logits < 1:
-            raise LensarithError(f"PatchConfig.max_logits must be a positive int, got {self.max_logits!r}")
-
-
-def _grid(model, pairs: PromptPairs, site: str, by_position: bool | None, layers, positions) -> _Grid:
-    cfg = model.cfg
-    if site not in PATCH_SITES:
-        raise LensarithError(f"site={site!r} is not patchable; valid sites: {', '.join(PATCH_SITES)}")
-    Site(site, 0).resolve(cfg)  # raises for 'result' without use_attn_result
-    if Site(site, 0).hook_name not in model.hook_dict:
-        raise LensarithError(f"site={site!r} does not exist on this model (attention-only models have no MLP sites)")
-    if site in POSITION_SITES and by_position is False:
-        raise LensarithError(f"site={site!r} is patched by position; by_position=False applies to head sites (z, result)")
-    per_pos = site in POSITION_SITES or bool(by_position)
-    if layers is None:
-        layer_list = list(range(cfg.n_layers))
-    else:
-        layer_list = [check_layer(model, layer, name="layers") for layer in layers]
-        if not layer_list:
-            raise LensarithError("layers is empty: give at least one layer, or None for all")
-    width = pairs.clean.tokens.shape[1]
-    pos_list = None
-    if per_pos:
-        if positions is None:
-            pos_list = list(range(width))
-        else:
-            pos_list = []
-            for p in positions:
-                if not isinstance(p, int) or isinstance(p, bool) or not -width <= p < width:
-                    raise LensarithError(
-                        f"positions: {p!r} is out of range for prompts of {width} tokens; valid is 0..{width - 1} "
-                        f"(or -{width}..-1 from the end)"
-                    )
-                pos_list.append(p % width)
-            if not pos_list:
-                raise LensarithError("positions is empty: give at least one position, or None for all")
-    elif positions is not None:
-        raise LensarithError("positions applies to by-position sweeps; pass by_position=True for heads by position")
-    heads = list(range(cfg.n_heads)) if site in HEAD_SITES else None
-    if site in POSITION_SITES:
-        axes, dims = ("layer", "pos"), [layer_list, pos_list]
-        jobs = [(layer, None, p) for layer, p in itertools.product(layer_list, pos_list)]
-    elif per_pos:
-        axes, dims = ("layer", "head", "pos"), [layer_list, heads, pos_list]
-        jobs = list(itertools.product(layer_list, heads, pos_list))
-    else:
-        axes, dims = ("layer", "head"), [layer_list, heads]
-        jobs = [(layer, h, None) for layer, h in itertools.product(layer_list, heads)]
-    return _Grid(site, axes, tuple(len(d) for d in dims), layer_list, heads, pos_list, jobs)
+# --------------------------------------------------------------------------- results
 
 
 class PatchResult(Result):
@@ -196,7 +70,7 @@ class PatchResult(Result):
 
     def plot(self, path=None, **kwargs):
         """A heatmap of ``values`` (see ``lensarith.viz.heatmap``); writes a PNG to ``path``."""
-        from .viz.heatmap import heatmap
+        from ..viz.heatmap import heatmap
 
         return heatmap(self, path=path, **kwargs)
 
@@ -207,37 +81,19 @@ class AttributionPatchResult(PatchResult):
     kind = "attribution_patch"
 
 
-def _labels(model, pairs: PromptPairs, grid: _Grid) -> dict[str, list]:
-    labels: dict[str, list] = {"layer": [str(layer) for layer in grid.layers]}
-    if grid.heads is not None:
-        labels["head"] = [str(h) for h in grid.heads]
-    if grid.positions is not None:
-        toks = pairs.clean.tokens[0].tolist()
-        try:
-            strs = model.to_str_tokens(torch.tensor(toks)) if model.tokenizer is not None else None
-        except Exception:  # noqa: BLE001 - labels are cosmetic
-            strs = None
-        labels["pos"] = [f"{p}" if strs is None else f"{p} {strs[p]!s}".replace("\n", "\\n") for p in grid.positions]
-    if pairs.clean.examples is not None:
-        labels["batch"] = [e.prompt for e in pairs.clean.examples]
-    return labels
-
-
 # --------------------------------------------------------------------------- the sweeps
 
 
 def _setup(model, clean, corrupted, site, metric, direction, by_position, layers, positions):
-    pairs = _as_pairs(model, clean, corrupted)
+    pairs = as_pairs(model, clean, corrupted)
     if direction not in ("denoise", "noise"):
         raise LensarithError(f"direction must be 'denoise' (clean into corrupted) or 'noise' (corrupted into clean), "
                              f"got {direction!r}")
-    grid = _grid(model, pairs, site, by_position, layers, positions)
+    grid = build_grid(model, pairs, site, by_position, layers, positions)
     metric_ = resolve_metric(metric)
     bound = metric_.bind(model, pairs)
-    dev = model.cfg.device
-    clean_t, corrupt_t = pairs.clean.tokens.to(dev), pairs.corrupted.tokens.to(dev)
-    base_t, src_t = (corrupt_t, clean_t) if direction == "denoise" else (clean_t, corrupt_t)
-    return pairs, grid, metric_, bound, base_t, src_t
+    base_b, src_b = (pairs.corrupted, pairs.clean) if direction == "denoise" else (pairs.clean, pairs.corrupted)
+    return pairs, grid, metric_, bound, base_b, src_b
 
 
 def _chunks(ids: list[int], cost: Callable[[int], int], budget: int, same: Callable[[int], object]) -> list[list[int]]:
@@ -266,7 +122,7 @@ def _result(cls, model, pairs, grid, metric_: Metric, raw, clean_raw, corrupt_ra
     axes = {"values": grid.axes, "per_example": (*grid.axes, "batch"), "clean": ("batch",), "corrupted": ("batch",)}
     info = provenance(model, site=grid.site, metric=metric_.describe(), layers=grid.layers, positions=grid.positions,
                       heads=grid.heads, n_pairs=B, pairs=pairs.report, **meta)
-    return cls(tensors, axes, _labels(model, pairs, grid), info)
+    return cls(tensors, axes, grid_labels(model, pairs, grid), info)
 
 
 @register_recipe("activation_patch")
@@ -323,31 +179,31 @@ def activation_patch(
     cfg = config or PatchConfig()
     if not isinstance(cfg, PatchConfig):
         raise LensarithError(f"config must be a PatchConfig, got {type(cfg).__name__}")
-    pairs, grid, metric_, bound, base_t, src_t = _setup(
+    pairs, grid, metric_, bound, base_b, src_b = _setup(
         model, clean, corrupted, site, metric, direction, by_position, layers, positions)
-    why = _fast_unsupported(model)
+    why = fast_unsupported(model)
     if cfg.engine == "fast" and why is not None:
         raise LensarithError(f"engine='fast' does not support this model ({why}); use engine='hooks' or 'auto'")
     engine_name = "hooks" if cfg.engine == "hooks" or why is not None else "fast"
     read = pairs.read.to(model.cfg.device)
-    B, width = len(pairs), base_t.shape[1]
-    engine_cls = _FastEngine if engine_name == "fast" else _HookEngine
-    base_names, src_names = engine_cls.hook_names(model, grid)
-    base = _forward(model, base_t, base_names, read)
-    src = _forward(model, src_t, src_names, read)
+    B, width = len(pairs), base_b.tokens.shape[1]
+    engine_cls = FastEngine if engine_name == "fast" else HookEngine
+    base_sites, src_sites = engine_cls.sites(model, grid)
+    base = unpatched(model, base_b, base_sites, read)
+    src = unpatched(model, src_b, src_sites, read)
     with torch.no_grad():
-        base_raw = _score(model, bound, base.final[None], cfg.max_logits)[0]
-        src_raw = _score(model, bound, src.final[None], cfg.max_logits)[0]
+        base_raw = score(model, bound, base.final[None], cfg.max_logits)[0]
+        src_raw = score(model, bound, src.final[None], cfg.max_logits)[0]
     clean_raw, corrupt_raw = (src_raw, base_raw) if direction == "denoise" else (base_raw, src_raw)
     metric_.check(clean_raw, corrupt_raw)
 
     ids = list(range(len(grid.jobs)))
     if engine_name == "fast":
-        engine = _FastEngine(model, grid, base, src, read, width)
+        engine = FastEngine(model, grid, base, src, read, width)
         ids.sort(key=lambda i: (engine.start_layer(grid.jobs[i]), grid.jobs[i][2] or 0))
         chunks = _chunks(ids, lambda i: engine.tokens(grid.jobs[i], B), cfg.max_tokens, lambda i: 0)
     else:
-        engine = _HookEngine(model, grid, base_t, base, src, read)
+        engine = HookEngine(model, grid, base_b, base, src, read)
         chunks = _chunks(ids, lambda i: engine.tokens_per_job(B), cfg.max_tokens, lambda i: grid.jobs[i][0])
     raw = torch.empty(len(grid.jobs), B, device=base.final.device)
     show = len(chunks) > 3 if progress is None else progress
@@ -359,10 +215,10 @@ def activation_patch(
                 # A patch after the read position cannot change it (causal attention).
                 late = torch.tensor([grid.jobs[i][2] for i in chunk], device=read.device)[:, None] > read[None]
                 final = torch.where(late[..., None], base.final[None], final)
-            raw[torch.tensor(chunk, device=raw.device)] = _score(model, bound, final, cfg.max_logits)
+            raw[torch.tensor(chunk, device=raw.device)] = score(model, bound, final, cfg.max_logits)
             bar.update(len(chunk))
     meta = {"recipe": "activation_patch", "direction": direction, "engine": engine_name,
-            "hooks": [_hook(grid.site, layer) for layer in grid.layers]}
+            "hooks": [hook(grid.site, layer) for layer in grid.layers]}
     return _result(PatchResult, model, pairs, grid, metric_, raw, clean_raw, corrupt_raw, meta)
 
 
@@ -394,20 +250,21 @@ def attribution_patch(
         >>> att = attribution_patch(model, pairs, site="z", metric="logit_diff")  # [layer, head]  # doctest: +SKIP
     """
     cfg = config or PatchConfig()
-    pairs, grid, metric_, bound, base_t, src_t = _setup(
+    pairs, grid, metric_, bound, base_b, src_b = _setup(
         model, clean, corrupted, site, metric, direction, by_position, layers, positions)
     if not metric_.differentiable:
         raise LensarithError(f"metric={metric_.describe()!r} is piecewise constant, so its gradient is zero; use "
                              "'logit_diff', 'recovery' or 'answer_prob' for attribution_patch")
     read = pairs.read.to(model.cfg.device)
-    names = [_hook(grid.site, layer) for layer in grid.layers]
-    src = _forward(model, src_t, names, read)
-    base = _forward(model, base_t, names, read, grad=True)
-    base_raw = _score(model, bound, base.final[None], cfg.max_logits)[0]
+    sites = [Site(grid.site, layer) for layer in grid.layers]
+    names = [s.hook_name for s in sites]
+    src = unpatched(model, src_b, sites, read)
+    base = unpatched(model, base_b, sites, read, grad=True)
+    base_raw = score(model, bound, base.final[None], cfg.max_logits)[0]
     acts = [base.acts[name] for name in names]
     grads = torch.autograd.grad(base_raw.sum(), acts, allow_unused=True)
     with torch.no_grad():
-        src_raw = _score(model, bound, src.final[None], cfg.max_logits)[0]
+        src_raw = score(model, bound, src.final[None], cfg.max_logits)[0]
         attrs = {}
         for name, act, g in zip(names, acts, grads):
             g = torch.zeros_like(act) if g is None else g
@@ -415,7 +272,7 @@ def attribution_patch(
         B = len(pairs)
         est = torch.empty(len(grid.jobs), B, device=base_raw.device)
         for i, (layer, head, pos) in enumerate(grid.jobs):
-            a = attrs[_hook(grid.site, layer)]
+            a = attrs[hook(grid.site, layer)]
             if head is None:
                 est[i] = a[:, pos]
             elif pos is None:

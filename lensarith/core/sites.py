@@ -6,12 +6,13 @@ which ``TransformerBridge`` also serves.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from ._errors import LensarithError
+from .._errors import LensarithError
 
-__all__ = ["Site", "SiteKind", "hook_name"]
+__all__ = ["Site", "SiteKind", "hook_name", "check_layer", "check_layers"]
 
 SiteKind = Literal[
     "embed", "pos_embed", "resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out",
@@ -109,3 +110,37 @@ class Site:
         if self.kind == "pos_embed" and cfg.positional_embedding_type != "standard":
             raise LensarithError(f"Site kind='pos_embed' needs standard positional embeddings, the model has {cfg.positional_embedding_type!r}")
         return Site(self.kind, layer, self.position, self.head)
+
+
+def check_layer(model, layer: int, *, name: str = "layer", allow_end: bool = False) -> int:
+    """Validate a layer index (negative counts from the end) and return it non-negative."""
+    n = model.cfg.n_layers + (1 if allow_end else 0)
+    if not isinstance(layer, int) or isinstance(layer, bool):
+        raise LensarithError(f"{name} must be an int, got {layer!r}")
+    if not -n <= layer < n:
+        raise LensarithError(f"{name}={layer} is out of range for a model with {model.cfg.n_layers} layers: valid is {-n}..{n - 1}")
+    return layer % n
+
+
+def check_layers(model, layers, *, name: str = "layers") -> list[int]:
+    """An int, range or list of layers, validated, non-negative and without repeats (order kept)."""
+    if isinstance(layers, bool):
+        raise LensarithError(f"{name} must be an int, a range or a list of ints, got {layers!r}")
+    if isinstance(layers, int):
+        layers = [layers]
+    if not isinstance(layers, (Sequence, range)) or isinstance(layers, str):
+        raise LensarithError(f"{name} must be an int, a range or a list of ints, got {layers!r}")
+    if len(layers) == 0:
+        raise LensarithError(f"{name} is empty: give at least one layer (valid 0..{model.cfg.n_layers - 1})")
+    out: list[int] = []
+    for layer in layers:
+        if not isinstance(layer, int) or isinstance(layer, bool):
+            raise LensarithError(f"{name} must hold ints, got {layer!r} in {list(layers)!r}")
+        n = model.cfg.n_layers
+        if not -n <= layer < n:
+            raise LensarithError(
+                f"{name}={list(layers)!r}: layer {layer} is out of range for a model with {n} layers: valid is {-n}..{n - 1}"
+            )
+        if layer % n not in out:
+            out.append(layer % n)
+    return out

@@ -15,8 +15,9 @@ from typing import Any, ClassVar
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from ._errors import LensarithError
-from ._io import atomic_directory, atomic_write_bytes, atomic_write_text  # noqa: F401 (re-exported)
+from .._errors import LensarithError
+from .._io import atomic_directory, atomic_write_bytes, atomic_write_text  # noqa: F401 (re-exported)
+from ..models import config_hash
 
 __all__ = ["Result", "atomic_write_text", "atomic_write_bytes", "provenance"]
 
@@ -25,8 +26,6 @@ _KINDS: dict[str, type[Result]] = {}
 
 def provenance(model, **extra: Any) -> dict[str, Any]:
     """Model name, architecture hash and any extra fields, for ``Result.meta``."""
-    from .models import config_hash
-
     return {"model": getattr(model.cfg, "model_name", "unknown"), "config_hash": config_hash(model),
             "n_layers": model.cfg.n_layers, "d_model": model.cfg.d_model, **extra}
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ._errors import LensarithError
+from .._errors import LensarithError
 
 __all__ = ["register_recipe", "get_recipe", "list_recipes", "run_recipe"]
 

@@ -28,10 +28,11 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from ._errors import LensarithError
+from .._errors import LensarithError
+from ..core import readout
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .patching import PromptPairs
+    from ._pairs import PromptPairs
 
 __all__ = [
     "Metric",
@@ -162,9 +163,7 @@ class ReciprocalRank(Metric):
         ans = pairs.token_ids(model, self.answer, name="ReciprocalRank.answer")
 
         def score(logits: Tensor) -> Tensor:
-            idx = ans.to(logits.device).expand(logits.shape[0], -1)[..., None]
-            target = logits.gather(-1, idx)
-            rank = (logits > target).sum(-1)
+            rank = readout.rank(logits, ans.to(logits.device).expand(logits.shape[0], -1), where="the patched runs' logits")
             return 1.0 / (rank.to(logits.dtype) + 1.0)
 
         return BoundMetric(None, score)

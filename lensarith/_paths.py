@@ -1,0 +1,28 @@
+"""Where lensarith's data lives: the repository's ``data/`` folder, or the copy inside an installed wheel.
+
+``$LENSARITH_DATA`` overrides both (a folder holding ``tasks/`` and ``organism*/``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["data_dir"]
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def data_dir() -> Path:
+    """The folder holding ``tasks/`` and ``organism/``.
+
+    Order: ``$LENSARITH_DATA``; ``data/`` beside the package (a checkout or an editable
+    install); ``lensarith/data`` inside the package (a wheel, which ships the same files).
+    """
+    env = os.environ.get("LENSARITH_DATA")
+    if env:
+        return Path(env)
+    repo = _PACKAGE.parent / "data"
+    if (repo / "tasks").is_dir():
+        return repo
+    return _PACKAGE / "data"

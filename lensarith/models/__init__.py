@@ -1,0 +1,15 @@
+"""Models: load and save (hub names, lensarith's local format, the bundled organism), tiny random
+models and the word-level tokenizer. TransformerLens is imported when a model is touched."""
+
+from ._config import cfg_from_json as cfg_from_json
+from ._config import cfg_to_json as cfg_to_json
+from ._config import config_hash as config_hash
+from ._load import load_model as load_model
+from ._load import new_hooked_transformer as new_hooked_transformer
+from ._load import save_model as save_model
+from ._tiny import tiny_model as tiny_model
+from ._tokenizer import SPECIAL_TOKENS as SPECIAL_TOKENS
+from ._tokenizer import word_tokenizer as word_tokenizer
+
+__all__ = ["load_model", "save_model", "tiny_model", "word_tokenizer", "config_hash", "cfg_to_json", "cfg_from_json",
+           "new_hooked_transformer", "SPECIAL_TOKENS"]

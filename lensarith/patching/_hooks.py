@@ -1,0 +1,72 @@
+"""The hooks engine: a patching hook on a batch of sites per forward, started at the patched layer.
+
+It works for every TransformerLens architecture and honours hooks already on the model;
+``"auto"`` falls back to it when the fast engine does not apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from .._errors import LensarithError
+from ..core import Batch, Hook, Site, run
+from ..core.run import can_resume
+from ._grid import HEAD_SITES, Grid
+from ._runs import Run
+
+__all__ = ["HookEngine"]
+
+
+class HookEngine:
+    """Patching hooks on a batch of sites per forward, started at the patched layer."""
+
+    def __init__(self, model, grid: Grid, base_batch: Batch, base: Run, src: Run, read: Tensor) -> None:
+        self.model, self.grid, self.base, self.src = model, grid, base, src
+        self.batch, self.read = base_batch, read.to(model.cfg.device)
+        # A cached residual can seed the run unless the model's own hooks would apply twice.
+        self.from_resid = can_resume(model)
+
+    @staticmethod
+    def sites(model, grid: Grid) -> tuple[list[Site], list[Site]]:
+        """Sites to record in the base run and in the source run."""
+        return [Site("resid_pre", layer) for layer in grid.layers], [Site(grid.site, layer) for layer in grid.layers]
+
+    def tokens_per_job(self, n_batch: int) -> int:
+        return n_batch * self.batch.tokens.shape[1]
+
+    def run(self, ids: Sequence[int]) -> Float[Tensor, "job batch d_model"]:
+        grid = self.grid
+        layer = grid.jobs[ids[0]][0]
+        if any(grid.jobs[i][0] != layer for i in ids):
+            raise LensarithError("internal: a hooks-engine chunk must hold one layer")  # pragma: no cover
+        B, J = len(self.batch), len(ids)
+        dev = self.read.device
+        heads = torch.tensor([grid.jobs[i][1] if grid.jobs[i][1] is not None else 0 for i in ids], device=dev)
+        pos = torch.tensor([grid.jobs[i][2] if grid.jobs[i][2] is not None else 0 for i in ids], device=dev)
+        rows = torch.arange(J * B, device=dev)
+        job_of, ex_of = rows // B, rows % B
+        site = Site(grid.site, layer)
+        source = self.src.acts[site.hook_name]
+        per_head, all_pos = grid.site in HEAD_SITES, grid.all_positions
+
+        def patch(act: Tensor, hook) -> Tensor:
+            if act.shape[0] != J * B:
+                raise LensarithError(f"patching hook at {hook.name}: expected {J * B} rows, got {tuple(act.shape)}")
+            act = act.clone()
+            src = source.to(act.dtype)
+            if per_head and all_pos:
+                act[rows, :, heads[job_of]] = src[ex_of, :, heads[job_of]]
+            elif per_head:
+                act[rows, pos[job_of], heads[job_of]] = src[ex_of, pos[job_of], heads[job_of]]
+            else:
+                act[rows, pos[job_of]] = src[ex_of, pos[job_of]]
+            return act
+
+        tiled = self.batch.tile(J)
+        start = (layer, self.base.acts[Site("resid_pre", layer).hook_name].repeat(J, 1, 1)) if self.from_resid else None
+        out = run(self.model, tiled, interventions=[Hook(site, patch)], start=start, read=self.read.repeat(J))
+        return out.final.view(J, B, -1)

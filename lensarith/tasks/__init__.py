@@ -1,0 +1,14 @@
+"""Task datasets and the paper's prompts: pure Python, no torch and no TransformerLens."""
+
+from ._datasets import FILLER_WORDS as FILLER_WORDS
+from ._datasets import TASKS as TASKS
+from ._datasets import WORD_PATTERN as WORD_PATTERN
+from ._datasets import Example as Example
+from ._datasets import TaskSpec as TaskSpec
+from ._datasets import build_prompts as build_prompts
+from ._datasets import default_vocab as default_vocab
+from ._datasets import load_pairs as load_pairs
+from ._datasets import random_token_contexts as random_token_contexts
+
+__all__ = ["Example", "TaskSpec", "TASKS", "load_pairs", "build_prompts", "random_token_contexts", "default_vocab",
+           "FILLER_WORDS", "WORD_PATTERN"]
