@@ -78,6 +78,11 @@ def direct_logit_attribution(
         A ``DLAResult``: ``attributions [component, batch]`` (the last component is
         ``final_bias``: LayerNorm bias and unembedding bias) summing to ``total`` — the
         model's actual logit (difference) at that position.
+
+    Example:
+        >>> dla = direct_logit_attribution(model, build_prompts("capitals", n=4), baselines="argument")
+        >>> dla.component_labels, bool((dla.attributions.sum(0) - dla.total).abs().max() < 1e-4)
+        (['embed', 'pos_embed', 'L0_attn', 'L0_mlp', 'L1_attn', 'L1_mlp', 'final_bias'], True)
     """
     batch = as_batch(model, prompts)
     batch.positions(position)

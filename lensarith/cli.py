@@ -33,11 +33,11 @@ class UserError(Exception):
 
 
 def _model(name: str):
-    import lensarith as la
+    from lensarith.models import load_model, tiny_model
 
     if name == "tiny":
-        return la.tiny_model(n_layers=4, d_model=64)
-    return la.load_model(name)
+        return tiny_model(n_layers=4, d_model=64)
+    return load_model(name)
 
 
 def _positive(text: str) -> int:
@@ -104,16 +104,18 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_lens(args: argparse.Namespace) -> int:
-    import lensarith as la
     from lensarith._io import atomic_write_text
+    from lensarith.core import tokenize
+    from lensarith.lens import logit_lens
+    from lensarith.tasks import build_prompts
     from lensarith.viz import circuits, plots
     from lensarith.viz.report import Report
 
     out = _out(args)
     model = _model(args.model)
-    examples = la.build_prompts(args.task, n=args.n)
-    batch = la.tokenize(model, examples, drop_multi_token=True)
-    lens = la.logit_lens(model, batch, stream=args.stream, progress=True)
+    examples = build_prompts(args.task, n=args.n)
+    batch = tokenize(model, examples, drop_multi_token=True)
+    lens = logit_lens(model, batch, stream=args.stream, progress=True)
     answer_rr = lens.reciprocal_rank("answer").mean(-1)
     argument_rr = lens.reciprocal_rank("argument").mean(-1)
     answer_top1, argument_top1 = lens.accuracy("answer"), lens.accuracy("argument")
@@ -148,8 +150,8 @@ def cmd_lens(args: argparse.Namespace) -> int:
 
 
 def cmd_patch(args: argparse.Namespace) -> int:
-    import lensarith as la
     from lensarith.patching import activation_patch, pair_examples
+    from lensarith.tasks import build_prompts
     from lensarith._io import atomic_write_text
     from lensarith.viz import circuits, plots
     from lensarith.viz.heatmap import heatmap
@@ -157,7 +159,7 @@ def cmd_patch(args: argparse.Namespace) -> int:
 
     out = _out(args)
     model = _model(args.model)
-    pairs = pair_examples(model, la.build_prompts(args.task, n=max(4 * args.n, 40)), n=args.n, seed=args.seed)
+    pairs = pair_examples(model, build_prompts(args.task, n=max(4 * args.n, 40)), n=args.n, seed=args.seed)
     res = activation_patch(model, pairs, site=args.site, metric=args.metric, direction=args.direction, progress=True)
     name = f"patch-{args.task}-{args.site}"
     res.save(out / name)

@@ -1,3 +1,4 @@
+import importlib
 import re
 import subprocess
 import sys
@@ -11,19 +12,60 @@ import lensarith as la
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_every_readme_name_is_exported():
+def _readme_tables() -> tuple[list[str], list[tuple[str, str]]]:
     readme = (ROOT / "README.md").read_text()
-    table = readme.split("## Public API", 1)[1].split("\n## ", 1)[0]
-    names = re.findall(r"^\| `(?:la\.)?([A-Za-z_][A-Za-z0-9_]*)", table, flags=re.M)
-    assert len(names) > 20
-    missing = [n for n in names if not hasattr(la, n)]
+    section = readme.split("## Public API", 1)[1].split("\n## ", 1)[0]
+    top, sub = section.split("In the subpackages", 1)
+    names = re.findall(r"^\| `([A-Za-z_][A-Za-z0-9_]*)` \|", top, flags=re.M)
+    rows = re.findall(r"^\| `(lensarith\.[a-z_.]+)` \| (.*) \|$", sub.split("### Layout")[0], flags=re.M)
+    pairs = [(module, name) for module, text in rows for name in re.findall(r"`([A-Za-z_][A-Za-z0-9_]*)`", text)]
+    return names, pairs
+
+
+def test_readme_table_is_the_public_surface_both_ways():
+    names, _ = _readme_tables()
+    assert sorted(names) == sorted(la.__all__), (sorted(set(names) ^ set(la.__all__)))
+    assert len(names) == len(set(names))
+    assert 35 <= len(la.__all__) <= 45
+    for name in la.__all__:
+        assert getattr(la, name) is not None
+
+
+def test_readme_subpackage_names_exist():
+    _, pairs = _readme_tables()
+    assert len(pairs) > 30
+    missing = [f"{module}.{name}" for module, name in pairs if not hasattr(importlib.import_module(module), name)]
     assert not missing, missing
 
 
+def _loaded_after(code: str) -> set[str]:
+    """Top-level modules imported by running ``code`` in a fresh interpreter."""
+    script = code + "\nimport sys; print(','.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    return set(out.strip().splitlines()[-1].split(","))
+
+
+HEAVY = {"torch", "transformers", "transformer_lens", "datasets", "pandas", "circuitsvis", "matplotlib", "plotly"}
+
+
 def test_import_is_light():
-    code = "import sys, lensarith; print(','.join(m for m in ('circuitsvis', 'matplotlib', 'plotly') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    assert out == ""
+    assert not (_loaded_after("import lensarith") & HEAVY)
+
+
+def test_touching_a_recipe_loads_torch_but_not_transformer_lens():
+    loaded = _loaded_after("import lensarith as la\nla.logit_lens; la.activation_patch; la.transplant; la.Site")
+    assert "torch" in loaded
+    assert not (loaded & {"transformers", "transformer_lens", "datasets", "pandas", "circuitsvis", "matplotlib"})
+
+
+def test_cli_help_and_usage_errors_do_not_import_torch():
+    for argv in (["--help"], ["lens", "--task", "nope"], ["patch", "--n", "zero"]):
+        loaded = _loaded_after(f"from lensarith import cli\ntry:\n cli.main({argv!r})\nexcept SystemExit:\n pass")
+        assert not (loaded & HEAVY), (argv, loaded & HEAVY)
+
+
+def test_the_lightness_check_can_fail():
+    assert "torch" in _loaded_after("import lensarith as la\nla.Site")
 
 
 def test_register_and_run_a_user_recipe(model, prompts):

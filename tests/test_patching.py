@@ -263,10 +263,11 @@ def test_result_save_load_and_plot(model, pairs, tmp_path):
     assert type(back) is PatchResult and back.labels == res.labels and back.meta["site"] == "z"
     torch.testing.assert_close(back.per_example, res.per_example)
     assert res.top(3)[0][0].keys() == {"layer", "head"}
-    png = tmp_path / "heads.png"
-    res.plot(png)
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     from lensarith.viz import heatmap
+
+    png = tmp_path / "heads.png"
+    heatmap(res, path=png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     by_pos = activation_patch(model, pairs, site="z", by_position=True, layers=[1])
     fig = heatmap(by_pos, path=tmp_path / "by_pos.png", title="heads by position")

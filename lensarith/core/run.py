@@ -331,8 +331,8 @@ def run_with_interventions(model, batch: Batch, interventions: Sequence[Interven
         >>> batch = tokenize(model, build_prompts("capitals", n=2))
         >>> plain = run_with_interventions(model, batch)
         >>> ablated = run_with_interventions(model, batch, [Ablate(Site("mlp_out", 1))])
-        >>> plain.shape, bool((plain != ablated).any())
-        (torch.Size([2, 1433]), True)
+        >>> plain.shape == (2, model.cfg.d_vocab), bool((plain != ablated).any())
+        (True, True)
     """
     out = run(model, batch, interventions=interventions, read="last" if positions is None else positions)
     with torch.no_grad():

@@ -304,12 +304,10 @@ class FastEngine:
 
     def _attend(self, layer: int, pos: int, q: Tensor, k: Tensor, v: Tensor, last: bool) -> Tensor:
         """Attention of suffix queries over the base run's keys before ``pos`` and the new keys."""
-        from transformer_lens.utilities.activation_functions import apply_softcap
-
         attn = self.model.blocks[layer].attn
         cap = self.model.cfg.attn_scores_soft_cap
         S = k.shape[2]
-        scores = apply_softcap(torch.einsum("jbqhd,jbkhd->jbhqk", q, k) / attn.attn_scale, cap)
+        scores = _score_cap(torch.einsum("jbqhd,jbkhd->jbhqk", q, k) / attn.attn_scale, cap)
         key_pos = torch.arange(S, device=q.device)
         if last:  # one query per row: the read position
             allowed = key_pos[None, :] <= self._read_local(pos)[:, None]  # [B, S]
@@ -320,11 +318,18 @@ class FastEngine:
         if pos:
             k0 = self.base.acts[f"blocks.{layer}.attn.hook_k"][:, :pos]
             v0 = self.base.acts[f"blocks.{layer}.attn.hook_v"][:, :pos]
-            before = apply_softcap(torch.einsum("jbqhd,bkhd->jbhqk", q, k0) / attn.attn_scale, cap)
+            before = _score_cap(torch.einsum("jbqhd,bkhd->jbhqk", q, k0) / attn.attn_scale, cap)
             pattern = torch.cat([before, scores], -1).softmax(-1)
             return (torch.einsum("jbhqk,bkhd->jbqhd", pattern[..., :pos], v0)
                     + torch.einsum("jbhqk,jbkhd->jbqhd", pattern[..., pos:], v))
         return torch.einsum("jbhqk,jbkhd->jbqhd", scores.softmax(-1), v)
+
+
+def _score_cap(scores: Tensor, cap: float | None) -> Tensor:
+    """Attention-score soft cap ``cap * tanh(scores / cap)`` (Gemma-2), identity when off."""
+    if cap is None or cap <= 0:
+        return scores
+    return cap * torch.tanh(scores / cap)
 
 
 def _offsets(sizes: Sequence[int]) -> list[int]:

@@ -129,8 +129,10 @@ def make_pairs(model, clean, corrupted, *, answers=None, corrupted_answers=None)
             (the message gives both lengths).
 
     Example:
-        >>> pairs = make_pairs(model, ["Q: What is the capital of Poland?\\nA:"],  # doctest: +SKIP
+        >>> pairs = make_pairs(model, ["Q: What is the capital of Poland?\\nA:"],
         ...                    ["Q: What is the capital of China?\\nA:"], answers=" Warsaw", corrupted_answers=" Beijing")
+        >>> len(pairs), pairs.clean.tokens.shape == pairs.corrupted.tokens.shape
+        (1, True)
     """
     c = _with_answers(model, as_batch(model, clean), answers, "answers")
     k = _with_answers(model, as_batch(model, corrupted), corrupted_answers, "corrupted_answers")
@@ -161,7 +163,9 @@ def pair_examples(model, examples: Sequence[Example], corrupted: Sequence[Exampl
         ``PromptPairs``; ``report`` counts what was dropped.
 
     Example:
-        >>> pairs = pair_examples(model, build_prompts("capitals", n=40), n=8)  # doctest: +SKIP
+        >>> pairs = pair_examples(model, build_prompts("capitals", n=40), n=8)
+        >>> len(pairs), bool((pairs.clean.answer_ids != pairs.corrupted.answer_ids).all())
+        (8, True)
     """
     for name, exs in (("examples", examples), ("corrupted", corrupted)):
         if exs is not None and (not exs or not all(isinstance(e, Example) for e in exs)):

@@ -68,12 +68,6 @@ class PatchResult(Result):
             out.append((where, float(flat[i])))
         return out
 
-    def plot(self, path=None, **kwargs):
-        """A heatmap of ``values`` (see ``lensarith.viz.heatmap``); writes a PNG to ``path``."""
-        from ..viz.heatmap import heatmap
-
-        return heatmap(self, path=path, **kwargs)
-
 
 class AttributionPatchResult(PatchResult):
     """``PatchResult`` from ``attribution_patch``: a first-order estimate of patching."""
@@ -172,9 +166,11 @@ def activation_patch(
             out of range, a metric returning the wrong shape.
 
     Example:
-        >>> pairs = pair_examples(model, build_prompts("capitals", n=40), n=8)  # doctest: +SKIP
-        >>> res = activation_patch(model, pairs, site="resid_pre", metric="recovery")  # doctest: +SKIP
-        >>> res.values.shape  # [layer, pos]  # doctest: +SKIP
+        >>> from lensarith.patching import pair_examples
+        >>> pairs = pair_examples(model, build_prompts("capitals", n=40), n=4)
+        >>> res = activation_patch(model, pairs, site="resid_pre", metric="recovery")
+        >>> res.grid_axes, res.values.shape[0], res.meta["engine"]
+        (('layer', 'pos'), 2, 'fast')
     """
     cfg = config or PatchConfig()
     if not isinstance(cfg, PatchConfig):
@@ -247,7 +243,10 @@ def attribution_patch(
         An ``AttributionPatchResult`` on the same grid as ``activation_patch`` would give.
 
     Example:
-        >>> att = attribution_patch(model, pairs, site="z", metric="logit_diff")  # [layer, head]  # doctest: +SKIP
+        >>> from lensarith.patching import pair_examples
+        >>> pairs = pair_examples(model, build_prompts("capitals", n=40), n=4)
+        >>> attribution_patch(model, pairs, site="z", metric="logit_diff").values.shape  # [layer, head]
+        torch.Size([2, 4])
     """
     cfg = config or PatchConfig()
     pairs, grid, metric_, bound, base_b, src_b = _setup(

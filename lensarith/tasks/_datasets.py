@@ -151,7 +151,7 @@ def build_prompts(
 
     Example:
         >>> build_prompts("capitals", n=1)[0].prompt.splitlines()[-2:]
-        ['Q: What is the capital of Afghanistan?', 'A:']
+        ['Q: What is the capital of Abkhazia?', 'A:']
     """
     spec = _check_task(task)
     rows = load_pairs(task)

@@ -271,9 +271,12 @@ def transplant(
         ``summary()`` and ``per_example()``.
 
     Example:
-        >>> o = extract_o_vector(model, build_prompts("capitals", n=1), layer=1)  # doctest: +SKIP
-        >>> out = transplant(model, o, transplant_contexts("capitals", n=50), layers=range(1, 2))  # doctest: +SKIP
-        >>> out.summary()["answer_mrr_transplant"]  # doctest: +SKIP
+        >>> from lensarith.vectors import extract_o_vector
+        >>> o = extract_o_vector(model, build_prompts("capitals", n=1), layer=1)
+        >>> ctx = transplant_contexts("capitals", n=20)
+        >>> out = transplant(model, o, ctx, layers=range(1, 2), drop_multi_token=True)
+        >>> out.rank("answer", "transplant").shape[0], 0.0 <= out.summary()["answer_mrr_transplant"] <= 1.0
+        (2, True)
     """
     ivs = transplant_interventions(model, o, layers=layers, mode=mode, positions=positions, scale=scale)
     o = as_o(model, o)

@@ -82,7 +82,10 @@ def transplant_experiment(model, prompts, config: TransplantConfig = TransplantC
         searched, the search table.
 
     Example:
-        >>> out = run_recipe("transplant", model, "capitals", TransplantConfig(n_contexts=50))  # doctest: +SKIP
+        >>> from lensarith.core import run_recipe
+        >>> out = run_recipe("transplant", model, "capitals", config=TransplantConfig(layer=1, n_contexts=10))
+        >>> out.meta["application_layer"], out.summary()["n"]
+        (1, 10)
     """
     prompts_batch = task_batch(model, prompts, n=None, seed=config.seed, name="prompts")
     search_meta = None

@@ -175,9 +175,9 @@ def extract_o_vector(
         prompts, norm, dtype).
 
     Example:
-        >>> o = extract_o_vector(model, build_prompts("capitals", n=1), layer=1)  # doctest: +SKIP
-        >>> o.vector.shape  # doctest: +SKIP
-        torch.Size([1, 32])
+        >>> o = extract_o_vector(model, build_prompts("capitals", n=1), layer=1)
+        >>> o.vector.shape, o.meta["hook"]
+        (torch.Size([1, 32]), 'blocks.1.hook_mlp_out')
     """
     if model.cfg.attn_only:
         raise LensarithError("the model is attention-only: it has no MLP outputs to extract")

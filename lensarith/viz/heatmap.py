@@ -64,7 +64,11 @@ def heatmap(
         The matplotlib ``Figure``.
 
     Example:
-        >>> activation_patch(model, pairs).plot("resid_pre.png")  # doctest: +SKIP
+        >>> from lensarith.patching import activation_patch, pair_examples
+        >>> pairs = pair_examples(model, build_prompts("capitals", format="zero_shot", n=40), n=2)
+        >>> fig = heatmap(activation_patch(model, pairs), path=tmp_path / "resid_pre.png")
+        >>> (tmp_path / "resid_pre.png").stat().st_size > 1000
+        True
     """
     from matplotlib.figure import Figure
 

@@ -55,7 +55,8 @@ class Report:
     """Build a report section by section, then ``save(path)`` (atomic).
 
     Example:
-        >>> r = Report("demo"); r.add_text("hello"); "hello" in r.html()
+        >>> r = Report("demo").add_text("hello")
+        >>> "hello" in r.html()
         True
     """
 
