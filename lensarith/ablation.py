@@ -18,7 +18,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ._errors import LensarithError
+from ._errors import LensarithError, check_choice, check_int
 from .core import Ablate, Batch, Group, Result, Site, provenance, readout, register_recipe, run, tokenize
 from .tasks import Example, build_prompts
 
@@ -32,8 +32,8 @@ def removal_counts(n_layers: int, steps: int = 6) -> list[int]:
         >>> removal_counts(24)
         [0, 4, 8, 12, 16, 20, 24]
     """
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise LensarithError(f"steps must be a positive int (the paper removes one sixth at a time: 6), got {steps!r}")
+    check_int(steps, "steps", minimum=1, hint="(the paper removes one sixth at a time: 6)")
+    check_int(n_layers, "n_layers", minimum=1)
     return sorted({int(i * n_layers / steps + 0.5) for i in range(steps + 1)})
 
 
@@ -65,10 +65,22 @@ class AblationResult(Result):
         """Top-1 accuracy of one set at each step."""
         return self.tensors["accuracy"][self._set(name)]
 
-    def drop(self, name: str) -> float:
-        """Accuracy lost between no ablation and the last step (absolute)."""
+    def drop(self, name: str, removed: int | None = None) -> float:
+        """Accuracy lost between no ablation and the step that removed ``removed`` MLPs
+        (default: the last step, every MLP removed), in absolute accuracy.
+
+        Example:
+            >>> res = ffn_ablation(model, "capitals", n=12, steps=2)
+            >>> res.drop("abstractive", removed=1) == float(res.accuracy_of("abstractive")[0] - res.accuracy_of("abstractive")[1])
+            True
+        """
         acc = self.accuracy_of(name)
-        return float(acc[0] - acc[-1])
+        if removed is None:
+            return float(acc[0] - acc[-1])
+        check_int(removed, "removed", minimum=0)
+        if removed not in self.n_removed:
+            raise LensarithError(f"removed={removed} is not a step of this result; steps removed {self.n_removed} MLPs")
+        return float(acc[0] - acc[self.n_removed.index(removed)])
 
     def table(self) -> list[dict[str, Any]]:
         """One row per step: MLPs removed, their layers, and each set's accuracy and retained share."""
@@ -176,8 +188,10 @@ def ffn_ablation(
         >>> out.sets, out.n_removed
         (['abstractive', 'extractive'], [0, 1, 2])
     """
-    if mode not in ("zero", "mean"):
+    if mode not in ("zero", "mean") or isinstance(mode, bool):
         raise LensarithError(f"mode must be 'zero' or 'mean', got {mode!r}")
+    check_int(n, "n", minimum=1, allow_none=True)
+    check_int(batch_size, "batch_size", minimum=1)
     if model.cfg.attn_only:
         raise LensarithError("the model is attention-only: it has no MLPs to ablate")
     L = model.cfg.n_layers

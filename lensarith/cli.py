@@ -57,22 +57,49 @@ def _layers(text: str) -> list[int]:
     m = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", text)
     try:
         if m:
-            return list(range(int(m.group(1)), int(m.group(2)) + 1))
-        return [int(x) for x in text.split(",") if x.strip()]
+            lo, hi = int(m.group(1)), int(m.group(2))
+            if lo > hi:
+                raise argparse.ArgumentTypeError(f"layers range {text!r} runs backwards; write it low-high, e.g. {hi}-{lo}")
+            return list(range(lo, hi + 1))
+        out = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"layers must look like 18-23 or 18,19,20, got {text!r}") from None
+    if not out:
+        raise argparse.ArgumentTypeError(f"layers is empty: give e.g. 18-23 or 18,19,20, got {text!r}")
+    return out
 
 
 def _out(args) -> Path:
+    """The output folder, checked before any work: it must be (or become) a writable directory."""
+    import tempfile
+
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {str(out)!r} exists and is not a directory")
+    probe = out
+    while not probe.exists():  # nothing is created before the work is done
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"--out {str(out)!r} lies under {str(probe)!r}, which is not a directory")
+    try:
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".lensarith-write-check-"):
+            pass
+    except OSError as exc:
+        raise UserError(f"--out {str(out)!r} is not writable ({exc.strerror or exc} in {str(probe)!r}); pick another") from None
     return out
+
+
+def _staged(out: Path, name: str):
+    """All of one run's outputs, written into a staging folder that replaces ``out/name`` as a whole."""
+    from lensarith._io import atomic_directory
+
+    return atomic_directory(out / name)
 
 
 def _done(out: Path, report: Path | None = None) -> None:
     if report is not None:
         print(f"report: {report.resolve()}")
+        out = report.parent
     print(f"outputs in {out.resolve()}")
 
 
@@ -91,7 +118,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     model = _model(args.model)
     print(f"reproducing Merullo et al. 2023 on {args.model} ({model.cfg.n_layers} layers), n={config.n} per task "
           f"-> {out}", flush=True)
-    summary = reproduce(model, out, config, model_name=args.model, progress=not args.quiet,
+    summary = reproduce(model, out, config, model_name=args.model, progress=False if args.quiet else None,
                         log=lambda s: print(s, flush=True))
     print()
     print(format_summary(summary))
@@ -115,28 +142,30 @@ def cmd_lens(args: argparse.Namespace) -> int:
     model = _model(args.model)
     examples = build_prompts(args.task, n=args.n)
     batch = tokenize(model, examples, drop_multi_token=True)
-    lens = logit_lens(model, batch, stream=args.stream, progress=True)
+    lens = logit_lens(model, batch, stream=args.stream, progress=None)
     answer_rr = lens.reciprocal_rank("answer").mean(-1)
     argument_rr = lens.reciprocal_rank("argument").mean(-1)
     answer_top1, argument_top1 = lens.accuracy("answer"), lens.accuracy("argument")
     _, top = lens.top_tokens(1)
     name = f"lens-{args.task}"
-    lens.save(out / name)
-    rows = [{"layer": layer, "answer_mrr": float(a), "argument_mrr": float(g), "answer_top1": float(t),
-             "argument_top1": float(u), "first_example_top1": top[i][0][0]}
-            for i, (layer, a, g, t, u) in enumerate(zip(lens.layers, answer_rr, argument_rr, answer_top1, argument_top1))]
-    atomic_write_text(out / f"{name}.json", json.dumps({"task": args.task, "model": args.model, "n": len(batch),
-                                                        "report": batch.report, "layers": rows}, indent=1))
-    fig = plots.x_pattern({args.task: {"layers": lens.layers, "argument": argument_rr, "answer": answer_rr, "n": len(batch)}},
-                          title=f"logit lens on {args.model} (mean RR over all prompts)")
-    png = plots.save_png(fig, out / f"{name}.png")
-    report = Report(f"logit lens: {args.task} on {args.model}")
-    report.add_section("Mean reciprocal rank per layer").add_figure(png)
-    report.add_table(rows)
-    report.add_section("Top tokens per layer (first prompts)")
-    for i in range(min(3, len(batch))):
-        report.add_widget(circuits.logit_lens_table(lens, i, k=5))
-    report_path = report.save(out / f"{name}.html")
+    with _staged(out, name) as stage:
+        lens.save(stage / "result")
+        rows = [{"layer": layer, "answer_mrr": float(a), "argument_mrr": float(g), "answer_top1": float(t),
+                 "argument_top1": float(u), "first_example_top1": top[i][0][0]}
+                for i, (layer, a, g, t, u) in enumerate(zip(lens.layers, answer_rr, argument_rr, answer_top1, argument_top1))]
+        atomic_write_text(stage / f"{name}.json", json.dumps({"task": args.task, "model": args.model, "n": len(batch),
+                                                            "report": batch.report, "layers": rows}, indent=1))
+        fig = plots.x_pattern({args.task: {"layers": lens.layers, "argument": argument_rr, "answer": answer_rr, "n": len(batch)}},
+                              title=f"logit lens on {args.model} (mean RR over all prompts)")
+        png = plots.save_png(fig, stage / f"{name}.png")
+        report = Report(f"logit lens: {args.task} on {args.model}")
+        report.add_section("Mean reciprocal rank per layer").add_figure(png)
+        report.add_table(rows)
+        report.add_section("Top tokens per layer (first prompts)")
+        for i in range(min(3, len(batch))):
+            report.add_widget(circuits.logit_lens_table(lens, i, k=5))
+        report_path = report.save(stage / f"{name}.html")
+    report_path = out / name / f"{name}.html"
     print(f"logit lens on {args.model}, task {args.task}, {len(batch)} prompts (first: {examples[0].prompt!r})")
     print(f"{'layer':>8} {'answer MRR':>11} {'arg MRR':>8} {'ans top1':>9} {'arg top1':>9}  top-1 token (first prompt)")
     for r in rows:
@@ -160,25 +189,27 @@ def cmd_patch(args: argparse.Namespace) -> int:
     out = _out(args)
     model = _model(args.model)
     pairs = pair_examples(model, build_prompts(args.task, n=max(4 * args.n, 40)), n=args.n, seed=args.seed)
-    res = activation_patch(model, pairs, site=args.site, metric=args.metric, direction=args.direction, progress=True)
+    res = activation_patch(model, pairs, site=args.site, metric=args.metric, direction=args.direction, progress=None)
     name = f"patch-{args.task}-{args.site}"
-    res.save(out / name)
-    axes = tuple(res.axes["values"])
-    png = plots.save_png(heatmap(res), out / f"{name}.png")
-    top = res.top(10)
-    atomic_write_text(out / f"{name}.json", json.dumps({
-        "task": args.task, "model": args.model, "site": args.site, "metric": args.metric, "direction": args.direction,
-        "pairs": len(pairs), "axes": list(axes), "values": res.values.tolist(), "labels": res.labels,
-        "clean": res.clean.tolist(), "corrupted": res.corrupted.tolist(),
-        "top": [{"where": w, "value": v} for w, v in top]}, indent=1))
-    report = Report(f"activation patching: {args.task} on {args.model}")
-    report.add_section(f"{args.site} ({' x '.join(axes)}), {len(pairs)} pairs").add_figure(png)
-    report.add_text(f"clean prompt e.g. {pairs.clean.examples[0].prompt!r}; corrupted e.g. "
-                    f"{pairs.corrupted.examples[0].prompt!r}", note=True)
-    if axes == ("layer", "pos"):
-        report.add_widget(circuits.patch_tokens(res))
-    report.add_table([{**w, "value": v} for w, v in top], caption="largest effects")
-    report_path = report.save(out / f"{name}.html")
+    with _staged(out, name) as stage:
+        res.save(stage / "result")
+        axes = tuple(res.axes["values"])
+        png = plots.save_png(heatmap(res), stage / f"{name}.png")
+        top = res.top(10)
+        atomic_write_text(stage / f"{name}.json", json.dumps({
+            "task": args.task, "model": args.model, "site": args.site, "metric": args.metric, "direction": args.direction,
+            "pairs": len(pairs), "axes": list(axes), "values": res.values.tolist(), "labels": res.labels,
+            "clean": res.clean.tolist(), "corrupted": res.corrupted.tolist(),
+            "top": [{"where": w, "value": v} for w, v in top]}, indent=1))
+        report = Report(f"activation patching: {args.task} on {args.model}")
+        report.add_section(f"{args.site} ({' x '.join(axes)}), {len(pairs)} pairs").add_figure(png)
+        report.add_text(f"clean prompt e.g. {pairs.clean.examples[0].prompt!r}; corrupted e.g. "
+                        f"{pairs.corrupted.examples[0].prompt!r}", note=True)
+        if axes == ("layer", "pos"):
+            report.add_widget(circuits.patch_tokens(res))
+        report.add_table([{**w, "value": v} for w, v in top], caption="largest effects")
+        report_path = report.save(stage / f"{name}.html")
+    report_path = out / name / f"{name}.html"
     print(f"activation patching on {args.model}: {args.task}, {len(pairs)} pairs, site {args.site}, metric {args.metric}")
     for where, value in top[:5]:
         print(f"  {where}: {value:+.3f}")
@@ -199,27 +230,29 @@ def cmd_transplant(args: argparse.Namespace) -> int:
     model = _model(args.model)
     cfg = TransplantConfig(mode=args.mode, layer=args.layer, layers=tuple(args.layers) if args.layers else None,
                            positions=args.positions, scale=args.scale, n_contexts=args.n, seed=args.seed)
-    res = transplant_experiment(model, args.task, cfg, progress=True)
+    res = transplant_experiment(model, args.task, cfg, progress=None)
     name = f"transplant-{args.task}"
-    res.save(out / name)
-    layers = res.labels["layer"]
-    sets = {args.task: {"layers": layers, "control": res.mrr("answer", "control"),
-                        "transplant": res.mrr("answer", "transplant"), "n": res.summary()["n"]}}
-    png = plots.save_png(plots.transplant_curves(sets, title=f"o from MLP {res.meta['application_layer']}, "
-                                                             f"{args.mode} MLPs {res.meta['layers']}"), out / f"{name}.png")
-    summary = res.summary()
-    atomic_write_text(out / f"{name}.json", json.dumps({
-        "task": args.task, "model": args.model, "summary": summary, "application_layer": res.meta["application_layer"],
-        "layers": res.meta["layers"], "source": res.meta.get("source"), "search": res.meta.get("search"),
-        "mrr": {run: res.mrr("answer", run).tolist() for run in ("control", "transplant")},
-        "per_example": res.per_example()}, indent=1, default=str))
-    report = Report(f"o-vector transplant: {args.task} on {args.model}")
-    report.add_section("MRR of the answer per layer").add_figure(png)
-    report.add_text(f"source prompt {res.meta.get('source')!r}; o from MLP {res.meta['application_layer']}; "
-                    f"{args.mode} at MLPs {res.meta['layers']}", note=True)
-    report.add_table([{"metric": k, "value": v} for k, v in summary.items()])
-    report.add_table(res.per_example()[:30], caption="first contexts")
-    report_path = report.save(out / f"{name}.html")
+    with _staged(out, name) as stage:
+        res.save(stage / "result")
+        layers = res.labels["layer"]
+        sets = {args.task: {"layers": layers, "control": res.mrr("answer", "control"),
+                            "transplant": res.mrr("answer", "transplant"), "n": res.summary()["n"]}}
+        png = plots.save_png(plots.transplant_curves(sets, title=f"o from MLP {res.meta['application_layer']}, "
+                                                                 f"{args.mode} MLPs {res.meta['layers']}"), stage / f"{name}.png")
+        summary = res.summary()
+        atomic_write_text(stage / f"{name}.json", json.dumps({
+            "task": args.task, "model": args.model, "summary": summary, "application_layer": res.meta["application_layer"],
+            "layers": res.meta["layers"], "source": res.meta.get("source"), "search": res.meta.get("search"),
+            "mrr": {run: res.mrr("answer", run).tolist() for run in ("control", "transplant")},
+            "per_example": res.per_example()}, indent=1, default=str))
+        report = Report(f"o-vector transplant: {args.task} on {args.model}")
+        report.add_section("MRR of the answer per layer").add_figure(png)
+        report.add_text(f"source prompt {res.meta.get('source')!r}; o from MLP {res.meta['application_layer']}; "
+                        f"{args.mode} at MLPs {res.meta['layers']}", note=True)
+        report.add_table([{"metric": k, "value": v} for k, v in summary.items()])
+        report.add_table(res.per_example()[:30], caption="first contexts")
+        report_path = report.save(stage / f"{name}.html")
+    report_path = out / name / f"{name}.html"
     print(f"transplant on {args.model}: {args.task}, o from MLP {res.meta['application_layer']}, {args.mode} "
           f"MLPs {res.meta['layers']}, {summary['n']} contexts")
     print(f"  answer MRR {summary['answer_mrr_control']:.3f} -> {summary['answer_mrr_transplant']:.3f}, top-1 "
@@ -240,19 +273,21 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
     out = _out(args)
     model = _model(args.model)
-    res = ffn_ablation(model, args.task, mode=args.mode, steps=args.steps, n=args.n, progress=True)
+    res = ffn_ablation(model, args.task, mode=args.mode, steps=args.steps, n=args.n, progress=None)
     name = f"ablate-{args.task}"
-    res.save(out / name)
-    panel = {"removed": res.n_removed, **{s: res.accuracy_of(s) for s in res.sets}}
-    png = plots.save_png(plots.ablation_curves({args.task: panel}, title=f"{args.mode}-ablating MLPs top down"),
-                         out / f"{name}.png")
-    table = res.table()
-    atomic_write_text(out / f"{name}.json", json.dumps({"task": args.task, "model": args.model, "mode": args.mode,
-                                                        "sizes": res.meta.get("sizes"), "table": table}, indent=1))
-    report = Report(f"MLP ablation: {args.task} on {args.model}")
-    report.add_section("Accuracy as MLPs are removed from the top down").add_figure(png)
-    report.add_table(table)
-    report_path = report.save(out / f"{name}.html")
+    with _staged(out, name) as stage:
+        res.save(stage / "result")
+        panel = {"removed": res.n_removed, **{s: res.accuracy_of(s) for s in res.sets}}
+        png = plots.save_png(plots.ablation_curves({args.task: panel}, title=f"{args.mode}-ablating MLPs top down"),
+                             stage / f"{name}.png")
+        table = res.table()
+        atomic_write_text(stage / f"{name}.json", json.dumps({"task": args.task, "model": args.model, "mode": args.mode,
+                                                            "sizes": res.meta.get("sizes"), "table": table}, indent=1))
+        report = Report(f"MLP ablation: {args.task} on {args.model}")
+        report.add_section("Accuracy as MLPs are removed from the top down").add_figure(png)
+        report.add_table(table)
+        report_path = report.save(stage / f"{name}.html")
+    report_path = out / name / f"{name}.html"
     print(f"{args.mode}-ablation of MLPs on {args.model}: {args.task} ({', '.join(f'{s} n={n}' for s, n in res.meta['sizes'].items())})")
     for row in table:
         print("  removed {:>2} ({}): ".format(row["removed"], row["layers"]) +
@@ -285,7 +320,7 @@ def cmd_organism_train(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, n_tokens=args.n_tokens)
     run_dir = args.run_dir or f"runs/organism-{args.preset}"
     model = train_mod.train(config, args.out, checkpoint_dir=run_dir, log=lambda s: print(s, flush=True),
-                            progress=not args.quiet)
+                            progress=False if args.quiet else None)
     evaluate_mod = _organism("evaluate")
     if hasattr(evaluate_mod, "write_card") and not args.no_card:
         evaluate_mod.write_card(model, args.out, getattr(model, "lensarith_meta", {}), n=args.eval_n)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+import lensarith as la
+
 from lensarith import cli
 from lensarith._io import atomic_write_text
 from lensarith.core import Result
@@ -91,12 +93,14 @@ def test_out_must_be_a_folder(tmp_path, capsys):
 def test_lens_writes_complete_outputs(tmp_path, capsys):
     rc, out, _ = run(["lens", "--model", "tiny", "--n", "4", "--out", str(tmp_path)], capsys)
     assert rc == 0 and "report:" in out
-    names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["lens-capitals", "lens-capitals.html", "lens-capitals.json", "lens-capitals.png"]
-    doc = json.loads((tmp_path / "lens-capitals.json").read_text())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lens-capitals"]
+    run_dir = tmp_path / "lens-capitals"
+    names = sorted(p.name for p in run_dir.iterdir())
+    assert names == ["lens-capitals.html", "lens-capitals.json", "lens-capitals.png", "result"]
+    doc = json.loads((run_dir / "lens-capitals.json").read_text())
     assert doc["n"] >= 1 and len(doc["layers"]) == 4
-    assert Result.load(tmp_path / "lens-capitals").normed.shape[0] == 4
-    html = (tmp_path / "lens-capitals.html").read_text()
+    assert Result.load(run_dir / "result").normed.shape[0] == 4
+    html = (run_dir / "lens-capitals.html").read_text()
     assert "https://" not in html and "http://" not in html and "unpkg" not in html
     assert no_temp_files(tmp_path) == []
 
@@ -109,15 +113,20 @@ def test_lens_writes_complete_outputs(tmp_path, capsys):
 def test_recipe_subcommands(argv, stem, tmp_path, capsys):
     rc, out, err = run(argv + ["--model", "tiny", "--out", str(tmp_path)], capsys)
     assert rc == 0, err
-    for suffix in ("", ".json", ".png", ".html"):
-        assert (tmp_path / f"{stem}{suffix}").exists(), suffix
-    json.loads((tmp_path / f"{stem}.json").read_text())
+    run_dir = tmp_path / stem
+    for name in ("result", f"{stem}.json", f"{stem}.png", f"{stem}.html"):
+        assert (run_dir / name).exists(), name
+    json.loads((run_dir / f"{stem}.json").read_text())
+    la.Result.load(run_dir / "result")
     assert no_temp_files(tmp_path) == []
 
 
 def test_interrupted_run_leaves_no_partial_files(tmp_path, capsys, monkeypatch):
-    """Ctrl-C in the middle: exit 130; every file present is complete, no temporary file is left."""
+    """Ctrl-C in the middle: exit 130; the outputs are the previous run's as a set (here: none,
+    then the first run's), and no temporary file is left."""
     from lensarith.viz import plots
+
+    real = plots.save_png
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
@@ -125,9 +134,14 @@ def test_interrupted_run_leaves_no_partial_files(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(plots, "save_png", interrupt)
     rc, _, err = run(["lens", "--model", "tiny", "--n", "4", "--out", str(tmp_path)], capsys)
     assert rc == 130 and "interrupted" in err and "Traceback" not in err
-    assert no_temp_files(tmp_path) == []
-    assert not (tmp_path / "lens-capitals.html").exists()
-    json.loads((tmp_path / "lens-capitals.json").read_text())  # written before the interrupt: complete
+    assert no_temp_files(tmp_path) == [] and not (tmp_path / "lens-capitals").exists()
+    monkeypatch.setattr(plots, "save_png", real)
+    assert run(["lens", "--model", "tiny", "--n", "4", "--out", str(tmp_path)], capsys)[0] == 0
+    first = (tmp_path / "lens-capitals" / "lens-capitals.json").read_text()
+    monkeypatch.setattr(plots, "save_png", interrupt)
+    assert run(["lens", "--model", "tiny", "--n", "3", "--out", str(tmp_path)], capsys)[0] == 130
+    assert (tmp_path / "lens-capitals" / "lens-capitals.json").read_text() == first  # the first run's set, whole
+    assert (tmp_path / "lens-capitals" / "lens-capitals.png").exists() and no_temp_files(tmp_path) == []
 
 
 def test_atomic_write_leaves_nothing_when_the_rename_is_interrupted(tmp_path, monkeypatch):

@@ -57,12 +57,22 @@ def test_rank_refuses_non_finite_logits():
         readout.rank(logits, torch.tensor([0, 1, 2]))
 
 
-def test_a_nan_o_vector_is_an_error_not_a_perfect_score(model):
+def test_a_nan_vector_is_an_error_not_a_perfect_score(model, batch):
     caps = list(tokenize(model, la.build_prompts("capitals", n=12), drop_multi_token=True).examples)
-    o = la.extract_o_vector(model, caps[:1], layer=1).select(0)
-    bad = la.OVector.from_tensor(torch.full_like(o.vector, float("nan")), model=model, layer=1)
-    with pytest.raises(la.LensarithError, match="non-finite"):
-        la.transplant(model, bad, la.transplant_contexts(caps[1:5]), layers=[1], mode="replace")
+    nan = torch.full((model.cfg.d_model,), float("nan"))
+    with pytest.raises(la.LensarithError, match="vector holds non-finite values"):
+        la.transplant(model, nan, la.transplant_contexts(caps[1:5]), layers=[1], mode="replace")
+    for ivs, where in (([la.Replace(Site("mlp_out", 1, "last"), nan)], r"blocks\.1\.hook_mlp_out \(layer 1\)"),
+                       ([la.Add(Site("resid_pre", 1), nan)], r"blocks\.1\.hook_resid_pre \(layer 1\)")):
+        with pytest.raises(la.LensarithError, match=f"non-finite values .* first appear at {where} for examples"):
+            la.run_with_interventions(model, batch, ivs)
+        with pytest.raises(la.LensarithError, match=f"first appear at {where} in group 1"):
+            run(model, batch, groups=[[], ivs], read="last", batch_size=2)
+    broken = _model("LN", seed=5)
+    with torch.no_grad():
+        broken.blocks[0].mlp.W_in[0, 0] = float("nan")
+    with pytest.raises(la.LensarithError, match=r"first appear at blocks\.0\.hook_mlp_out"):
+        la.logit_lens(broken, la.build_prompts("capitals", n=2))
     assert hooks_left(model) == 0
 
 

@@ -80,7 +80,7 @@ def test_batch_chunks_and_positions(model):
     assert [len(c) for c in chunks] == [3, 3, 2]
     assert all(c.tokens.shape[1] == int(c.lengths.max()) for c in chunks)
     assert torch.equal(batch.positions(-2), batch.lengths - 2)
-    with pytest.raises(la.LensarithError, match="batch_size must be >= 1"):
+    with pytest.raises(la.LensarithError, match="batch_size must be a positive int, got 0"):
         list(batch.chunks(0))
 
 

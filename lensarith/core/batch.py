@@ -7,6 +7,7 @@ real token.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -14,7 +15,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from .._errors import LensarithError
+from .._errors import LensarithError, LensarithWarning, check_int
 from ..tasks import Example
 
 __all__ = ["Batch", "tokenize", "as_batch", "token_ids", "resolve_ids"]
@@ -100,8 +101,7 @@ class Batch:
 
     def chunks(self, size: int) -> Iterator[Batch]:
         """Consecutive sub-batches of at most ``size`` rows, each trimmed to its own width."""
-        if size < 1:
-            raise LensarithError(f"batch_size must be >= 1, got {size!r}")
+        check_int(size, "batch_size", minimum=1)
         for start in range(0, len(self), size):
             yield self[start : start + size]
 
@@ -147,15 +147,28 @@ def tokenize(
     """
     if model.tokenizer is None:
         raise LensarithError("the model has no tokenizer; pass token ids (a tensor) instead of strings")
+    if isinstance(examples, (str, Example)) or not isinstance(examples, Sequence):
+        raise LensarithError(f"examples must be a list of strings or Examples, got {type(examples).__name__}")
     if len(examples) == 0:
         raise LensarithError("examples is empty: give at least one prompt")
+    if not all(isinstance(e, (str, Example)) for e in examples):
+        bad = next(e for e in examples if not isinstance(e, (str, Example)))
+        raise LensarithError(f"examples must be strings or lensarith.Example objects, got a {type(bad).__name__}: {bad!r}")
+    if prepend_bos is not None and not isinstance(prepend_bos, bool):
+        raise LensarithError(f"prepend_bos must be None, True or False, got {prepend_bos!r}")
     exs = [Example(e, "", "") if isinstance(e, str) else e for e in examples]
     unk = model.tokenizer.unk_token_id
     bos = model.cfg.default_prepend_bos if prepend_bos is None else prepend_bos
-    report: dict = {"n_input": len(exs), "multi_token_answer": [], "multi_token_argument": [], "unknown": [], "dropped": []}
+    report: dict = {"n_input": len(exs), "multi_token_answer": [], "multi_token_argument": [], "unknown": [], "dropped": [],
+                    "unknown_in_prompt": []}
     rows, answers, arguments, kept = [], [], [], []
     for i, ex in enumerate(exs):
-        ids = model.to_tokens(ex.prompt, prepend_bos=bos)[0]
+        ids = model.to_tokens(ex.prompt, prepend_bos=bos, truncate=False)[0]
+        if len(ids) > model.cfg.n_ctx:
+            raise LensarithError(
+                f"example {i} ({ex.prompt[:40]!r}...) has {len(ids)} tokens, more than the model's n_ctx={model.cfg.n_ctx}; "
+                "shorten it (lensarith never truncates a prompt: it would end in another word)"
+            )
         ans = _token_ids(model, ex.answer) if ex.answer else []
         arg = _token_ids(model, ex.argument) if ex.argument else []
         bad = [w for w, t in ((ex.answer, ans), (ex.argument, arg)) if t and unk is not None and unk in t
@@ -169,6 +182,8 @@ def tokenize(
                 f"example {i} ({ex.prompt[-40:]!r}): {bad} not in the model's vocabulary; "
                 "pass drop_multi_token=True to drop such examples"
             )
+        if unk is not None and model.tokenizer.unk_token not in ex.prompt and bool((ids == unk).any()):
+            report["unknown_in_prompt"].append(i)
         multi = False
         if len(ans) > 1:
             report["multi_token_answer"].append(i)
@@ -179,12 +194,16 @@ def tokenize(
         if multi and drop_multi_token:
             report["dropped"].append(i)
             continue
-        if len(ids) > model.cfg.n_ctx:
-            raise LensarithError(f"example {i} has {len(ids)} tokens, more than the model's n_ctx={model.cfg.n_ctx}")
         rows.append(ids)
         answers.append(ans[0] if ans else -1)
         arguments.append(arg[0] if arg else -1)
         kept.append(ex)
+    if report["unknown_in_prompt"]:
+        first = report["unknown_in_prompt"][0]
+        warnings.warn(
+            f"{len(report['unknown_in_prompt'])} of {len(exs)} prompts contain words outside the model's vocabulary, "
+            f"read as {model.tokenizer.unk_token!r} (first: example {first}, {exs[first].prompt[:60]!r}); "
+            "batch.report['unknown_in_prompt'] lists them", LensarithWarning, stacklevel=2)
     if not rows:
         raise LensarithError(f"no examples left after dropping {len(report['dropped'])} multi-token or unknown ones")
     lengths = torch.tensor([len(r) for r in rows])
@@ -208,7 +227,7 @@ def as_batch(model, inputs) -> Batch:
     """Coerce prompts (str, list of str or Example), token ids, or a Batch into a Batch."""
     if isinstance(inputs, Batch):
         return inputs
-    if isinstance(inputs, str):
+    if isinstance(inputs, (str, Example)):
         return tokenize(model, [inputs])
     if isinstance(inputs, Tensor):
         if inputs.dtype not in (torch.int64, torch.int32) or inputs.ndim not in (1, 2):
@@ -218,6 +237,8 @@ def as_batch(model, inputs) -> Batch:
             raise LensarithError(f"token ids are empty: shape {tuple(tokens.shape)}")
         if int(tokens.max()) >= model.cfg.d_vocab or int(tokens.min()) < 0:
             raise LensarithError(f"token ids must lie in 0..{model.cfg.d_vocab - 1}, got {int(tokens.min())}..{int(tokens.max())}")
+        if tokens.shape[1] > model.cfg.n_ctx:
+            raise LensarithError(f"token ids have {tokens.shape[1]} positions, more than the model's n_ctx={model.cfg.n_ctx}")
         return Batch(tokens.long(), torch.full((tokens.shape[0],), tokens.shape[1]))
     if isinstance(inputs, Sequence):
         if len(inputs) == 0:
@@ -229,12 +250,22 @@ def as_batch(model, inputs) -> Batch:
 
 
 def token_ids(model, tokens: Sequence[str | int] | Tensor | str | int, *, name: str = "tokens") -> Int[Tensor, " n"]:
-    """Single-token ids for strings (first token of each) or ids; raises on out-of-vocabulary."""
+    """One token id per item: a string must be exactly one token of the model's vocabulary; ids
+    must lie in the vocabulary.
+
+    Raises:
+        LensarithError: a string of several tokens (it would be scored on its first token
+            without a word), an unknown word, a bool, or an id out of range.
+    """
     if isinstance(tokens, (str, int)):
         tokens = [tokens]
     if isinstance(tokens, Tensor):
+        if tokens.is_floating_point() or tokens.dtype == torch.bool:
+            raise LensarithError(f"{name}: token ids must be an integer tensor, got dtype {tokens.dtype}")
         ids = tokens.long().flatten()
     else:
+        if not isinstance(tokens, Sequence):
+            raise LensarithError(f"{name} must be a token string, an id, or a list of them, got {type(tokens).__name__}")
         out = []
         for t in tokens:
             if isinstance(t, str):
@@ -242,9 +273,17 @@ def token_ids(model, tokens: Sequence[str | int] | Tensor | str | int, *, name: 
                 unk = model.tokenizer.unk_token_id if model.tokenizer is not None else None
                 if not got or (unk is not None and unk in got):
                     raise LensarithError(f"{name}: {t!r} is not in the model's vocabulary")
+                if len(got) > 1:
+                    pieces = [model.tokenizer.decode([g]) for g in got] if model.tokenizer is not None else got
+                    raise LensarithError(
+                        f"{name}: {t!r} is {len(got)} tokens {pieces}; give one token per item (a one-token string "
+                        f"or its id; to score the first token as the paper does, pass id {got[0]})"
+                    )
                 out.append(got[0])
-            else:
+            elif isinstance(t, int) and not isinstance(t, bool):
                 out.append(int(t))
+            else:
+                raise LensarithError(f"{name}: items must be token strings or int ids, got {t!r} ({type(t).__name__})")
         ids = torch.tensor(out, dtype=torch.long)
     if len(ids) and (int(ids.max()) >= model.cfg.d_vocab or int(ids.min()) < 0):
         raise LensarithError(f"{name}: token ids must lie in 0..{model.cfg.d_vocab - 1}, got {ids.tolist()[:8]}")

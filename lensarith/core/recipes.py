@@ -34,6 +34,9 @@ def register_recipe(name: str, *, overwrite: bool = False) -> Callable[[F], F]:
         raise LensarithError(f"recipe name must be an identifier-like string, got {name!r}")
 
     def decorate(fn: F) -> F:
+        if not callable(fn):
+            raise LensarithError(f"register_recipe({name!r}) decorates a function fn(model, prompts, **options) -> Result, "
+                                 f"got {type(fn).__name__}")
         if name in _RECIPES and _RECIPES[name] is not fn and not overwrite:
             raise LensarithError(f"a recipe named {name!r} is already registered; pass overwrite=True to replace it")
         _RECIPES[name] = fn
@@ -43,7 +46,8 @@ def register_recipe(name: str, *, overwrite: bool = False) -> Callable[[F], F]:
 
 
 def get_recipe(name: str) -> Callable[..., Any]:
-    if name not in _RECIPES:
+    """The function registered under ``name``."""
+    if not isinstance(name, str) or name not in _RECIPES:
         raise LensarithError(f"no recipe named {name!r}; registered: {', '.join(sorted(_RECIPES))}")
     return _RECIPES[name]
 
@@ -52,6 +56,44 @@ def list_recipes() -> list[str]:
     return sorted(_RECIPES)
 
 
+def _hook_state(model) -> dict[int, set]:
+    """Ids of every forward/backward hook on the model's modules (TransformerLens hook points included)."""
+    modules = getattr(model, "modules", None)
+    if modules is None:
+        return {}
+    return {id(m): set(m._forward_hooks) | set(m._forward_pre_hooks) | set(m._backward_hooks) for m in modules()}
+
+
+def _remove_new_hooks(model, before: dict[int, set]) -> int:
+    removed = 0
+    for m in model.modules():
+        old = before.get(id(m), set())
+        for hooks in (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks):
+            for key in [k for k in hooks if k not in old]:
+                del hooks[key]
+                removed += 1
+    return removed
+
+
 def run_recipe(name: str, model, prompts, **options: Any):
-    """Run a registered recipe by name."""
-    return get_recipe(name)(model, prompts, **options)
+    """Run a registered recipe by name.
+
+    The model is left as the recipe found it: hooks a recipe adds and does not remove are
+    removed (also when it raises), and a recipe must return a ``lensarith.Result``.
+
+    Raises:
+        LensarithError: an unknown name, or a recipe that returned something other than a Result.
+    """
+    from .result import Result
+
+    fn = get_recipe(name)
+    before = _hook_state(model)
+    try:
+        out = fn(model, prompts, **options)
+    finally:
+        if hasattr(model, "modules"):
+            _remove_new_hooks(model, before)
+    if not isinstance(out, Result):
+        raise LensarithError(f"recipe {name!r} returned {type(out).__name__} ({out!r:.60}); a recipe must return a "
+                             "lensarith.Result (tensors with axis names, labels and metadata)")
+    return out

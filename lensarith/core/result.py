@@ -52,6 +52,11 @@ class Result:
         _KINDS[cls.kind] = cls
 
     def __post_init__(self) -> None:
+        if not isinstance(self.tensors, dict) or not all(isinstance(k, str) and isinstance(v, Tensor)
+                                                          for k, v in self.tensors.items()):
+            raise LensarithError(f"tensors must be a dict of name -> torch.Tensor, got {type(self.tensors).__name__}")
+        if not isinstance(self.axes, dict):
+            raise LensarithError(f"axes must be a dict of name -> axis names, got {type(self.axes).__name__}")
         for name, t in self.tensors.items():
             dims = self.axes.get(name)
             if dims is None or len(dims) != t.ndim:
@@ -73,16 +78,35 @@ class Result:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Result:
         """Load a saved result as the subclass registered for its kind."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise LensarithError(f"path must be a folder path (str or Path), got {type(path).__name__}")
         path = Path(path)
-        if not (path / "result.json").is_file():
-            raise LensarithError(f"{str(path)!r} is not a saved lensarith result (no result.json)")
-        doc = json.loads((path / "result.json").read_text())
-        tensors = load_file(str(path / "tensors.safetensors"))
-        klass = _KINDS.get(doc["kind"], Result)
+        doc_file, tensor_file = path / "result.json", path / "tensors.safetensors"
+        if not doc_file.is_file():
+            raise LensarithError(f"{str(path)!r} is not a saved lensarith result (no result.json); save one with result.save(path)")
+        try:
+            doc = json.loads(doc_file.read_text(encoding="utf-8"))
+            kind, axes = doc["kind"], {str(k): tuple(v) for k, v in doc["axes"].items()}
+            labels, meta = doc.get("labels", {}), doc.get("meta", {})
+            if not isinstance(kind, str) or not isinstance(labels, dict) or not isinstance(meta, dict):
+                raise TypeError("kind, labels or meta has the wrong type")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+            raise LensarithError(f"{str(doc_file)!r} is corrupted or not a lensarith result file "
+                                 f"({type(exc).__name__}: {exc}); save the result again") from None
+        if not tensor_file.is_file():
+            raise LensarithError(f"{str(tensor_file)!r} is missing: the result folder is incomplete; save it again")
+        try:
+            tensors = load_file(str(tensor_file))
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types for corrupt files
+            raise LensarithError(f"{str(tensor_file)!r} is corrupted or truncated ({type(exc).__name__}: {exc}); "
+                                 "save the result again") from None
+        if set(tensors) != set(axes):
+            raise LensarithError(f"{str(path)!r} is inconsistent: tensors {sorted(tensors)} but axes for {sorted(axes)}; "
+                                 "save the result again")
+        klass = _KINDS.get(kind, Result)
         if cls is not Result and not issubclass(klass, cls):
-            raise LensarithError(f"{str(path)!r} holds a {doc['kind']!r} result, not {cls.kind!r}")
-        return klass(tensors=tensors, axes={k: tuple(v) for k, v in doc["axes"].items()},
-                     labels=doc.get("labels", {}), meta=doc.get("meta", {}))
+            raise LensarithError(f"{str(path)!r} holds a {kind!r} result, not {cls.kind!r}")
+        return klass(tensors=tensors, axes=axes, labels=labels, meta=meta)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python view (lists) for JSON reports."""

@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from .._errors import LensarithError
 from .batch import Batch
 from .interventions import Capture, HookFn, Intervention, compile_hooks, intervene
+from .progress import progress_bar
 from .readout import logits as readout_logits
 from .sites import Site
 
@@ -144,6 +144,52 @@ def _forward(model, chunk: Batch, groups: Sequence[Group], sites: Sequence[Site]
     return {s: cap.captured[s] for s in sites}, final
 
 
+def _stream_sites(model) -> list[Site]:
+    """The residual stream's writers and states in forward order (for locating a non-finite value)."""
+    sites = [Site("embed")]
+    if model.cfg.positional_embedding_type == "standard":
+        sites.append(Site("pos_embed"))
+    for layer in range(model.cfg.n_layers):
+        sites += [Site("resid_pre", layer), Site("attn_out", layer), Site("resid_mid", layer)]
+        if not model.cfg.attn_only:
+            sites += [Site("mlp_out", layer)]
+        sites.append(Site("resid_post", layer))
+    return [s for s in sites if s.hook_name in model.hook_dict]
+
+
+def _raise_non_finite(model, chunk: Batch, group: Group, g: int, x0: Tensor | None, start_layer: int | None,
+                      row_ids: list[int]) -> None:
+    """Rerun one group of a chunk capturing the whole residual stream; raise naming the first
+    site, layer and rows where a NaN or inf appears."""
+    where = "the model's output"
+    rows: list[int] = []
+    if x0 is not None and not bool(torch.isfinite(x0).all()):
+        where = f"the starting residual (layer {start_layer})"
+        rows = (~torch.isfinite(x0)).flatten(1).any(-1).nonzero().flatten().tolist()
+    else:
+        sites = [s for s in _stream_sites(model) if start_layer is None or s.layer is None or s.layer >= start_layer]
+        if start_layer is not None:
+            sites = [s for s in sites if s.layer is not None]
+        with torch.no_grad():
+            got, _ = _forward(model, chunk, [group], sites, x0=x0, start_layer=start_layer, stop=model.cfg.n_layers,
+                              read=None, grad=False)
+        for site in sites:
+            t = got[site]
+            bad = ~torch.isfinite(t)
+            if bool(bad.any()):
+                where = f"{site.hook_name}" + (f" (layer {site.layer})" if site.layer is not None else "")
+                rows = bad.flatten(1).any(-1).nonzero().flatten().tolist()
+                break
+    names = [chunk.examples[r].prompt[-40:] for r in rows[:3]] if chunk.examples else []
+    raise LensarithError(
+        f"non-finite values (NaN or inf) first appear at {where}"
+        + (f" in group {g}" if g else "") + (f" for examples {[row_ids[r] for r in rows[:8]]}" if rows else "")
+        + (f" (e.g. {names})" if names else "")
+        + ": no score is computed from them; check the vectors and values put in there, the model's weights, and "
+        "the dtype (fp16 overflows)"
+    )
+
+
 def _pos_dims(site: Site) -> tuple[int, ...]:
     """The position axes of a whole activation at ``site`` (padded across chunks)."""
     return (2, 3) if site.kind == "pattern" else (1,)
@@ -197,7 +243,7 @@ def run(
         keep: ``fn(chunk_outputs, chunk) -> {name: per-row tensor}`` run on every chunk;
             its results are concatenated over rows (dimension 1 with groups, else 0).
         batch_size: rows per forward before tiling (None: the whole batch at once).
-        progress: show a progress bar (default: more than 4 chunks).
+        progress: show a progress bar (default: more than 4 chunks, on a terminal, after 1 s).
         desc: the progress bar's label.
 
     Returns:
@@ -230,10 +276,9 @@ def run(
     parts: dict[Site, list[Tensor]] = {s: [] for s in sites}
     finals: list[Tensor] = []
     kept: dict[str, list[Tensor]] = {}
-    show = len(index) > 4 if progress is None else progress
     plain = [i for i, g in enumerate(gs) if g.start_layer is None]
     base_in_plain = next((i for i in plain if not gs[i].interventions), None)
-    for idx in tqdm(index, desc=desc, disable=not show, leave=False):
+    for idx in progress_bar(index, desc=desc, show=progress, enough=len(index) > 4):
         chunk = batch if idx is None else batch.take(idx)
         b, w = len(chunk), chunk.tokens.shape[1]
         rd = None if read_pos is None else (read_pos if idx is None else read_pos[idx])
@@ -266,6 +311,14 @@ def run(
                             read=rd, grad=grad)
             for j, i in enumerate(members):
                 fin[i] = None if f is None else f[j * b:(j + 1) * b]
+        for i, f in enumerate(fin):
+            bad_capture = i in plain and any(not bool(torch.isfinite(t[plain.index(i) * b:(plain.index(i) + 1) * b]).all())
+                                             for t in cap.values() if t.is_floating_point())
+            if bad_capture or (f is not None and not bool(torch.isfinite(f).all())):
+                late_x0 = starts.get(gs[i].start_layer) if gs[i].start_layer is not None else x0
+                _raise_non_finite(model, chunk, gs[i], i, late_x0,
+                                  gs[i].start_layer if gs[i].start_layer is not None else (start[0] if start else None),
+                                  list(range(b)) if idx is None else idx.tolist())
         chunk_out = Outputs()
         for s, t in cap.items():
             t = t.view(k, b, *t.shape[1:]) if grouped else t

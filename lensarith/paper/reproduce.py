@@ -23,11 +23,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
 
 from .._errors import LensarithError
-from .._io import atomic_write_text
+from .._io import atomic_directory, atomic_write_text
 from ..core import tokenize
+from ..core.progress import progress_bar
 from ..tasks import Example, build_prompts
 from .figures import (
     PAPER,
@@ -185,7 +185,7 @@ def reproduce(
     config: ReproduceConfig = ReproduceConfig(),
     *,
     model_name: str | None = None,
-    progress: bool | None = True,
+    progress: bool | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Regenerate the paper's Figs 2-7 for ``model``; write results, figures, summary and report.
@@ -201,11 +201,24 @@ def reproduce(
     Returns:
         The summary (also written to ``out/summary.json``).
     """
+    if not isinstance(config, ReproduceConfig):
+        raise LensarithError(f"config must be a lensarith.paper.ReproduceConfig, got {type(config).__name__}")
+    final = Path(out)
+    if final.exists() and not final.is_dir():
+        raise LensarithError(f"out={str(final)!r} exists and is not a folder")
+    # every output of the run is written into a staging folder that replaces ``out`` as a whole:
+    # a reader sees this run's results, figures, summary and report together, or the previous run's
+    with atomic_directory(final) as stage:
+        return _reproduce(model, final, stage, config, model_name=model_name, progress=progress, log=log)
+
+
+def _reproduce(model, final: Path, out: Path, config: ReproduceConfig, *, model_name: str | None,
+               progress: bool | None, log: Callable[[str], None] | None) -> dict[str, Any]:
+    """``reproduce`` writing into ``out`` (the staging folder); paths are recorded under ``final``."""
     from ..viz import circuits, plots
     from ..viz.report import Report
 
     say = log or (lambda s: None)
-    out = Path(out)
     figs, results = out / "figures", out / "results"
     L = model.cfg.n_layers
     t_start = time.perf_counter()
@@ -216,7 +229,7 @@ def reproduce(
     report = Report(f"lensarith reproduction of Merullo, Eickhoff & Pavlick (2023) on {summary['model']}",
                     subtitle=f"{L} layers, d_model {model.cfg.d_model}; n={config.n} prompts per task"
                              f"{' (small run)' if config.small else ''}; seed {config.seed}")
-    steps = tqdm(total=9, desc="reproduce", unit="step", disable=not progress)
+    steps = progress_bar(total=9, desc="reproduce", unit="step", show=progress)
     fig_out = summary["figures"]
 
     def tick(name: str, t0: float) -> None:
@@ -225,7 +238,7 @@ def reproduce(
 
     def png(fig, name: str) -> Path:
         path = plots.save_png(fig, figs / f"{name}.png")
-        summary["files"][name] = str(path)
+        summary["files"][name] = str(final / path.relative_to(out))
         return path
 
     # ---- Fig 3: the X pattern per task
@@ -458,8 +471,8 @@ def reproduce(
                     html.escape(format_summary(summary)) + "</pre>")
     report.add_section("Files", "summary.json holds every number shown here; results/ the tensors (safetensors + JSON); "
                                 "figures/ the PNGs.")
-    summary["files"]["summary"] = str(out / "summary.json")
-    summary["files"]["report"] = str(out / "report.html")
+    summary["files"]["summary"] = str(final / "summary.json")
+    summary["files"]["report"] = str(final / "report.html")
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
     report.save(out / "report.html")
     steps.update(1)

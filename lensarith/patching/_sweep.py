@@ -7,10 +7,10 @@ from collections.abc import Callable, Sequence
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from .._errors import LensarithError
 from ..core import Result, Site, provenance, register_recipe
+from ..core.progress import progress_bar
 from ._fast import FastEngine, fast_unsupported
 from ._grid import PatchConfig, build_grid, grid_labels, hook
 from ._hooks import HookEngine
@@ -76,6 +76,15 @@ class AttributionPatchResult(PatchResult):
 
 
 # --------------------------------------------------------------------------- the sweeps
+
+
+def _config(config) -> PatchConfig:
+    if config is None:
+        return PatchConfig()
+    if not isinstance(config, PatchConfig):
+        raise LensarithError(f"config must be a lensarith.PatchConfig (e.g. PatchConfig(engine='hooks')), got "
+                             f"{type(config).__name__} {config!r:.80}")
+    return config
 
 
 def _setup(model, clean, corrupted, site, metric, direction, by_position, layers, positions):
@@ -172,9 +181,7 @@ def activation_patch(
         >>> res.grid_axes, res.values.shape[0], res.meta["engine"]
         (('layer', 'pos'), 2, 'fast')
     """
-    cfg = config or PatchConfig()
-    if not isinstance(cfg, PatchConfig):
-        raise LensarithError(f"config must be a PatchConfig, got {type(cfg).__name__}")
+    cfg = _config(config)
     pairs, grid, metric_, bound, base_b, src_b = _setup(
         model, clean, corrupted, site, metric, direction, by_position, layers, positions)
     why = fast_unsupported(model)
@@ -202,9 +209,8 @@ def activation_patch(
         engine = HookEngine(model, grid, base_b, base, src, read)
         chunks = _chunks(ids, lambda i: engine.tokens_per_job(B), cfg.max_tokens, lambda i: grid.jobs[i][0])
     raw = torch.empty(len(grid.jobs), B, device=base.final.device)
-    show = len(chunks) > 3 if progress is None else progress
-    with torch.no_grad(), tqdm(total=len(ids), desc=f"patching {grid.site}", unit="site", disable=not show,
-                               leave=False) as bar:
+    with torch.no_grad(), progress_bar(total=len(ids), desc=f"patching {grid.site}", unit="site", show=progress,
+                                       enough=len(chunks) > 3) as bar:
         for chunk in chunks:
             final = engine.run(chunk)
             if engine_name == "fast" and not grid.all_positions:
@@ -248,7 +254,7 @@ def attribution_patch(
         >>> attribution_patch(model, pairs, site="z", metric="logit_diff").values.shape  # [layer, head]
         torch.Size([2, 4])
     """
-    cfg = config or PatchConfig()
+    cfg = _config(config)
     pairs, grid, metric_, bound, base_b, src_b = _setup(
         model, clean, corrupted, site, metric, direction, by_position, layers, positions)
     if not metric_.differentiable:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal
 
-from .._errors import LensarithError
+from .._errors import LensarithError, check_choice, check_int
 from .._paths import data_dir
 
 __all__ = [
@@ -89,8 +89,11 @@ FILLER_WORDS: tuple[str, ...] = (
 )
 
 
+FORMATS = ("one_shot", "extractive", "counterfactual", "zero_shot")
+
+
 def _check_task(task: str) -> TaskSpec:
-    if task not in TASKS:
+    if not isinstance(task, str) or task not in TASKS:
         raise LensarithError(f"task={task!r} is unknown; valid tasks: {', '.join(sorted(TASKS))}")
     return TASKS[task]
 
@@ -154,6 +157,11 @@ def build_prompts(
         ['Q: What is the capital of Abkhazia?', 'A:']
     """
     spec = _check_task(task)
+    check_choice(format, FORMATS, "format")
+    check_int(n, "n", minimum=1, allow_none=True)
+    check_int(seed, "seed")
+    if not isinstance(shuffle, bool):
+        raise LensarithError(f"shuffle must be True or False, got {shuffle!r}")
     rows = load_pairs(task)
     if format in ("extractive", "counterfactual") and task not in ("capitals", "us_capitals", "uppercase"):
         raise LensarithError(f"format={format!r} is defined for capitals, us_capitals and uppercase, not task={task!r}")
@@ -164,8 +172,6 @@ def build_prompts(
         rows = rows[:]
         rng.shuffle(rows)
     if n is not None:
-        if n < 1:
-            raise LensarithError(f"n must be a positive number of examples, got {n!r}")
         rows = rows[:n]
     all_answers = [r["answer"] for r in load_pairs(task)]
     examples = []
@@ -215,8 +221,14 @@ def random_token_contexts(
     Returns:
         One new ``Example`` per input example (task ``"random:<task>"``).
     """
-    if len(words) < n_words:
-        raise LensarithError(f"need at least n_words={n_words} filler words, got {len(words)}")
+    check_int(n_words, "n_words", minimum=1)
+    check_int(repeats, "repeats", minimum=1)
+    check_int(seed, "seed")
+    if isinstance(examples, (str, Example)) or not isinstance(examples, Sequence) or not examples \
+            or not all(isinstance(e, Example) for e in examples):
+        raise LensarithError("examples must be a non-empty list of lensarith.Example (e.g. build_prompts('capitals'))")
+    if len(set(words)) < n_words + 1:
+        raise LensarithError(f"need at least n_words + 1 = {n_words + 1} distinct filler words, got {len(set(words))}")
     rng = random.Random(seed)
     out = []
     for ex in examples:

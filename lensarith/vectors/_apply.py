@@ -15,7 +15,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from .._errors import LensarithError, check_choice
+from .._errors import LensarithError, check_choice, check_int
 from ..core import (Add, Batch, Intervention, Replace, Result, Site, check_layer, check_layers, provenance, readout,
                     run, tokenize)
 from ..tasks import Example, build_prompts, random_token_contexts
@@ -278,6 +278,9 @@ def transplant(
         >>> out.rank("answer", "transplant").shape[0], 0.0 <= out.summary()["answer_mrr_transplant"] <= 1.0
         (2, True)
     """
+    check_int(batch_size, "batch_size", minimum=1)
+    if not isinstance(drop_multi_token, bool):
+        raise LensarithError(f"drop_multi_token must be True or False, got {drop_multi_token!r}")
     ivs = transplant_interventions(model, o, layers=layers, mode=mode, positions=positions, scale=scale)
     o = as_o(model, o)
     batch = context_batch(model, contexts, drop_multi_token=drop_multi_token)
@@ -303,8 +306,17 @@ def transplant(
     return TransplantResult(tensors, axes, labels, meta)
 
 
+def _single_tokens(model, e: Example) -> bool:
+    unk = model.tokenizer.unk_token_id if model.tokenizer is not None else None
+    for text in (e.argument, e.answer):
+        ids = model.to_tokens(text, prepend_bos=False)[0].tolist() if text else []
+        if len(ids) != 1 or ids[0] == unk:
+            return False
+    return True
+
+
 def transplant_contexts(task, *, kind: str = "random", n: int | None = None, seed: int = 0,
-                        exclude: Sequence[str] = ()) -> list[Example]:
+                        exclude: Sequence[str] = (), model=None) -> list[Example]:
     """Target contexts for a task's arguments.
 
     Args:
@@ -315,11 +327,17 @@ def transplant_contexts(task, *, kind: str = "random", n: int | None = None, see
         n: keep the first ``n`` (after a seeded shuffle when ``n`` is given).
         seed: seeds the shuffle and the filler words.
         exclude: arguments to leave out (e.g. the source prompt's).
+        model: when given, examples whose argument or answer is not a single token of its
+            vocabulary are left out *before* taking ``n``, so ``n`` contexts come back.
 
     Returns:
         ``Example`` objects whose answer is the relation's answer for the argument.
     """
     check_choice(kind, ("random", "zero_shot"), "kind")
+    check_int(n, "n", minimum=1, allow_none=True)
+    check_int(seed, "seed")
+    if isinstance(exclude, str):
+        exclude = [exclude]
     if isinstance(task, str):
         examples = build_prompts(task, format="zero_shot" if kind == "zero_shot" else "one_shot",
                                  seed=seed, shuffle=n is not None)
@@ -331,10 +349,10 @@ def transplant_contexts(task, *, kind: str = "random", n: int | None = None, see
         examples = list(task)
     skip = {a.strip() for a in exclude}
     examples = [e for e in examples if e.argument.strip() not in skip]
+    if model is not None:
+        examples = [e for e in examples if _single_tokens(model, e)]
     if n is not None:
-        if n < 1:
-            raise LensarithError(f"n must be a positive number of contexts, got {n!r}")
         examples = examples[:n]
     if not examples:
-        raise LensarithError("no contexts left: every example was excluded")
+        raise LensarithError("no contexts left: every example was excluded" + (" or is not single-token" if model else ""))
     return random_token_contexts(examples, seed=seed) if kind == "random" else examples

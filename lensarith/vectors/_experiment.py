@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .._errors import LensarithError, check_choice
+from .._errors import LensarithError, check_choice, check_int
 from ..core import check_layer, register_recipe
 from ..tasks import build_prompts
 from ._apply import MODES, POSITIONS, TransplantResult, transplant, transplant_contexts
@@ -45,7 +45,7 @@ class TransplantConfig:
     scale: float = 1.0
     layer: int | None = None
     layers: Sequence[int] | None = None
-    source: int | None = None
+    source: int | str | None = None
     contexts: str = "random"
     n_contexts: int | None = None
     seed: int = 0
@@ -55,11 +55,18 @@ class TransplantConfig:
         check_choice(self.positions, POSITIONS, "TransplantConfig positions")
         check_choice(self.contexts, ("random", "zero_shot"), "TransplantConfig contexts")
         if self.layers is not None:
-            if isinstance(self.layers, int) or not all(isinstance(x, int) for x in self.layers):
+            if isinstance(self.layers, (int, str)) or not all(isinstance(x, int) and not isinstance(x, bool)
+                                                               for x in self.layers):
                 raise LensarithError(f"TransplantConfig layers must be None or a sequence of ints, got {self.layers!r}")
             object.__setattr__(self, "layers", tuple(self.layers))
-        if self.n_contexts is not None and (not isinstance(self.n_contexts, int) or self.n_contexts < 1):
-            raise LensarithError(f"TransplantConfig n_contexts must be None or a positive int, got {self.n_contexts!r}")
+        check_int(self.n_contexts, "TransplantConfig n_contexts", minimum=1, allow_none=True)
+        check_int(self.layer, "TransplantConfig layer", allow_none=True)
+        check_int(self.seed, "TransplantConfig seed")
+        if self.source is not None and not isinstance(self.source, str):
+            check_int(self.source, "TransplantConfig source (an index or an argument such as ' Poland')")
+        if not isinstance(self.scale, (int, float)) or isinstance(self.scale, bool) or self.scale != self.scale \
+                or abs(self.scale) == float("inf"):
+            raise LensarithError(f"TransplantConfig scale must be a finite number, got {self.scale!r}")
 
 
 @register_recipe("transplant")
@@ -87,6 +94,11 @@ def transplant_experiment(model, prompts, config: TransplantConfig = TransplantC
         >>> out.meta["application_layer"], out.summary()["n"]
         (1, 10)
     """
+    if not isinstance(config, TransplantConfig):
+        raise LensarithError(f"config must be a lensarith.TransplantConfig, got {type(config).__name__} {config!r:.80}")
+    if search is not None and not isinstance(search, SearchConfig):
+        raise LensarithError(f"search must be None or a lensarith.SearchConfig, got {type(search).__name__} {search!r:.80}")
+    check_int(batch_size, "batch_size", minimum=1)
     prompts_batch = task_batch(model, prompts, n=None, seed=config.seed, name="prompts")
     search_meta = None
     if config.layer is None:

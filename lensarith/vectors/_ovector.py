@@ -14,8 +14,9 @@ from typing import Any
 from jaxtyping import Float
 from torch import Tensor
 
-from .._errors import LensarithError
+from .._errors import LensarithError, check_int
 from ..core import Result, Site, as_batch, check_layer, collect, provenance
+from ..models import config_hash
 
 __all__ = ["OVector", "extract_o_vector", "as_o"]
 
@@ -100,6 +101,14 @@ class OVector(Result):
                 f"but this model has {model.cfg.n_layers}; use a vector from this model, or wrap the raw "
                 "tensor with OVector.from_tensor(o.vector) to transplant it anyway"
             )
+        recorded = self.meta.get("config_hash")
+        if recorded is not None and recorded != config_hash(model):
+            raise LensarithError(
+                f"{name} was extracted from another architecture ({self.meta.get('model', 'unknown')!r}, config hash "
+                f"{recorded}) than this model ({getattr(model.cfg, 'model_name', 'unknown')!r}, {config_hash(model)}); "
+                "use a vector from this model, or wrap the raw tensor with OVector.from_tensor(o.vector) to "
+                "transplant it anyway"
+            )
 
     @classmethod
     def from_tensor(cls, vector: Float[Tensor, "*source d_model"], *, model=None, layer: int | None = None,
@@ -115,6 +124,9 @@ class OVector(Result):
         if not isinstance(vector, Tensor) or vector.ndim not in (1, 2) or not vector.is_floating_point():
             got = f"shape {tuple(vector.shape)} dtype {vector.dtype}" if isinstance(vector, Tensor) else type(vector).__name__
             raise LensarithError(f"vector must be a float tensor [d_model] or [source, d_model], got {got}")
+        if not bool(vector.isfinite().all()):
+            raise LensarithError(f"vector holds non-finite values (NaN or inf) at {(~vector.isfinite()).nonzero()[:4].tolist()}: "
+                                 "a transplant of it would be meaningless")
         vector = vector.detach().clone()
         meta: dict[str, Any] = {"task": label, "layer": layer, "reduce": "custom",
                                 "dtype": str(vector.dtype).removeprefix("torch."),
@@ -131,8 +143,9 @@ class OVector(Result):
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], model=None) -> OVector:
-        """Load a saved OVector; with ``model``, check that it fits that model."""
-        out = super().load(path)
+        """Load a saved OVector; with ``model``, check that it fits that model (width, depth and
+        architecture hash)."""
+        out = Result.load(path)
         if not isinstance(out, OVector):
             raise LensarithError(f"{str(path)!r} holds a {out.kind!r} result, not an o-vector")
         if model is not None:
@@ -141,7 +154,12 @@ class OVector(Result):
 
     def __repr__(self) -> str:
         norm = self.norm
-        shown = f"{float(norm):.3g}" if norm.ndim == 0 else f"{norm.mean():.3g} (mean of {norm.numel()})"
+        if norm.ndim == 0:
+            shown = f"{float(norm):.3g}"
+        elif norm.numel() == 1:
+            shown = f"{float(norm[0]):.3g} (1 source; o.single() is the [d_model] vector)"
+        else:
+            shown = f"{norm.mean():.3g} (mean over {norm.numel()} sources)"
         return (f"OVector(layer={self.layer}, task={self.meta.get('task')!r}, shape={tuple(self.vector.shape)}, "
                 f"norm={shown}, model={self.meta.get('model')!r})")
 
@@ -182,8 +200,9 @@ def extract_o_vector(
     if model.cfg.attn_only:
         raise LensarithError("the model is attention-only: it has no MLP outputs to extract")
     layer = check_layer(model, layer)
-    if reduce not in ("none", "mean"):
+    if reduce not in ("none", "mean") or isinstance(reduce, bool):
         raise LensarithError(f"reduce must be 'none' (one vector per prompt) or 'mean', got {reduce!r}")
+    check_int(batch_size, "batch_size", minimum=1)
     batch = as_batch(model, prompts)
     batch.positions(position)
     site = Site("mlp_out", layer, position)

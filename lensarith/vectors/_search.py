@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._errors import LensarithError, check_choice
+from .._errors import LensarithError, check_choice, check_int
 from ..attribution import direct_logit_attribution
 from ..core import Batch, Intervention, Result, Site, collect, provenance, readout, run, tokenize
 from ..tasks import Example, build_prompts
@@ -65,12 +65,15 @@ class SearchConfig:
         check_choice(self.method, ("sweep", "dla"), "SearchConfig method")
         check_choice(self.apply_mode, ("add", "replace"), "SearchConfig apply_mode")
         check_choice(self.positions, POSITIONS, "SearchConfig positions")
-        if self.screen is not None and (not isinstance(self.screen, int) or self.screen < 1):
-            raise LensarithError(f"SearchConfig screen must be None or a positive int, got {self.screen!r}")
-        for name in ("n_prompts", "n_contexts"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise LensarithError(f"SearchConfig {name} must be a positive int, got {value!r}")
+        check_int(self.screen, "SearchConfig screen", minimum=1, allow_none=True)
+        check_int(self.n_prompts, "SearchConfig n_prompts", minimum=1)
+        check_int(self.n_contexts, "SearchConfig n_contexts", minimum=1)
+        check_int(self.seed, "SearchConfig seed")
+        if not isinstance(self.after_argument, bool):
+            raise LensarithError(f"SearchConfig after_argument must be True or False, got {self.after_argument!r}")
+        if not isinstance(self.scale, (int, float)) or isinstance(self.scale, bool) or self.scale != self.scale \
+                or abs(self.scale) == float("inf"):
+            raise LensarithError(f"SearchConfig scale must be a finite number, got {self.scale!r}")
 
 
 class LayerSearchResult(Result):
@@ -127,14 +130,24 @@ def task_batch(model, task, *, n: int | None, seed: int, name: str = "task") -> 
     return batch
 
 
-def _choose_source(correct: Tensor, source: int | None) -> int:
-    """The source prompt's row: ``source``, or the first prompt answered correctly."""
+def _choose_source(correct: Tensor, source: int | str | None, batch: Batch | None = None) -> int:
+    """The source prompt's row: ``source`` (an index, an argument such as ``" Poland"`` or a
+    whole prompt), or the first prompt answered correctly."""
     n = len(correct)
     if source is None:
         hits = correct.nonzero()
         return int(hits[0]) if len(hits) else 0
+    if isinstance(source, str):
+        examples = batch.examples if batch is not None and batch.examples else ()
+        for i, e in enumerate(examples):
+            if source.strip() in (e.argument.strip(), e.prompt.strip()):
+                return i
+        shown = ", ".join(repr(e.argument) for e in examples[:6])
+        raise LensarithError(f"source={source!r} matches no usable task prompt's argument or text; arguments include "
+                             f"{shown} ({len(examples)} prompts)")
     if not isinstance(source, int) or isinstance(source, bool) or not -n <= source < n:
-        raise LensarithError(f"source={source!r} is out of range: there are {n} usable task prompts")
+        raise LensarithError(f"source={source!r} is out of range: there are {n} usable task prompts (give an index, "
+                             "or the argument, e.g. source=' Poland')")
     return source % n
 
 
@@ -142,7 +155,7 @@ def pick_source(model, batch: Batch, source: int | None, batch_size: int) -> tup
     """The source prompt's row (first correct one by default) and the correctness mask."""
     got = evaluate(model, batch, [[]], batch_size=batch_size, readout_layers="final", desc="task prompts")
     correct = got["rank_answer"][0, -1] == 0
-    return _choose_source(correct, source), correct
+    return _choose_source(correct, source, batch), correct
 
 
 def _mlp_dla(model, batch: Batch, batch_size: int) -> Tensor:
@@ -181,7 +194,7 @@ def _gradient_screen(model, batch: Batch, o_layers: Tensor, cfg: SearchConfig, b
     return est / len(batch)
 
 
-def find_layers(model, task, *, source: int | None = None, contexts=None, config: SearchConfig = SearchConfig(),
+def find_layers(model, task, *, source: int | str | None = None, contexts=None, config: SearchConfig = SearchConfig(),
                 batch_size: int = 8, progress: bool | None = None) -> LayerSearchResult:
     """Find the application layer and the start of the replaced range for a model and task.
 
@@ -200,7 +213,8 @@ def find_layers(model, task, *, source: int | None = None, contexts=None, config
     Args:
         model: a HookedTransformer with MLPs.
         task: a task name or a list of ``Example`` (the task's prompts).
-        source: index of the source prompt among the usable (single-token) task prompts.
+        source: the source prompt: an index among the usable (single-token) task prompts, or
+            its argument (``" Poland"``) or whole text.
         contexts: target contexts (default: random-token contexts for the other prompts).
         config: a ``SearchConfig``.
         batch_size: contexts per forward; a forward carries one copy per swept layer.
@@ -212,11 +226,15 @@ def find_layers(model, task, *, source: int | None = None, contexts=None, config
     """
     if model.cfg.attn_only:
         raise LensarithError("the model is attention-only: it has no MLPs to search")
+    if not isinstance(config, SearchConfig):
+        raise LensarithError(f"config must be a lensarith.SearchConfig (e.g. SearchConfig(n_contexts=32)), got "
+                             f"{type(config).__name__} {config!r:.80}")
+    check_int(batch_size, "batch_size", minimum=1)
     n = model.cfg.n_layers
     prompts = task_batch(model, task, n=config.n_prompts, seed=config.seed)
     lens = evaluate(model, prompts, [[]], batch_size=batch_size, readout_layers="all", desc="task prompts")
     correct = lens["rank_answer"][0, -1] == 0
-    src = _choose_source(correct, source)
+    src = _choose_source(correct, source, prompts)
     use = correct if bool(correct.any()) else torch.ones_like(correct)
     if "rank_argument" in lens and bool((lens["rank_argument"] >= 0).all()):
         arg_mrr = (1.0 / (lens["rank_argument"][0][:, use].float() + 1.0)).mean(-1)
