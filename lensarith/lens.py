@@ -8,7 +8,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from ._errors import LensarithError
+from ._errors import LensarithError, check_int
 from .core import Result, Site, as_batch, collect, provenance, readout, register_recipe, token_ids
 from .models import config_hash
 
@@ -68,13 +68,17 @@ class LensResult(Result):
             return readout.unembed(model, x.to(model.cfg.device)).float().cpu()
 
     def _ids(self, ids) -> Int[Tensor, " batch"]:
-        if isinstance(ids, str):
+        if isinstance(ids, str) and ids in ("answer", "argument"):
             key = f"{ids}_ids"
-            if key not in self.tensors:
+            if key not in self.tensors or bool((self.tensors[key] < 0).any()):
                 raise LensarithError(f"ids={ids!r}: the prompts carried no {ids}s; pass token ids or strings, one per prompt")
             return self.tensors[key]
         model = getattr(self, "_model", None)
-        out = token_ids(model, ids, name="ids") if model is not None else torch.as_tensor(ids).long()
+        if model is None:
+            raise LensarithError("this lens result has no model attached: call result.attach(model) after loading")
+        out = token_ids(model, ids, name="ids")
+        if out.shape == (1,) and self.normed.shape[1] != 1:
+            out = out.expand(self.normed.shape[1])  # one token for every prompt
         if out.shape != (self.normed.shape[1],):
             raise LensarithError(f"ids needs one token per prompt ({self.normed.shape[1]}), got shape {tuple(out.shape)}")
         return out
@@ -105,6 +109,12 @@ class LensResult(Result):
 
     def top_tokens(self, k: int = 5) -> tuple[Int[Tensor, "layer batch k"], list[list[list[str]]]]:
         """Top-k token ids per layer and prompt, and their strings."""
+        model = getattr(self, "_model", None)
+        if model is None:
+            raise LensarithError("this lens result has no model attached: call result.attach(model) after loading")
+        check_int(k, "k", minimum=1)
+        if k > model.cfg.d_vocab:
+            raise LensarithError(f"k={k} is more than the vocabulary ({model.cfg.d_vocab} tokens)")
         ids = torch.stack([self._unembed(x).topk(k, dim=-1).indices for x in self.normed])
         model = self._model
         strings = [[model.to_str_tokens(row) for row in layer] for layer in ids]

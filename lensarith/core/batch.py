@@ -73,7 +73,7 @@ class Batch:
 
     def __getitem__(self, idx: slice) -> Batch:
         if not isinstance(idx, slice):
-            raise TypeError("Batch supports slicing only, e.g. batch[0:8]")
+            raise LensarithError(f"Batch supports slicing only, e.g. batch[0:8] (or batch.take(indices)), got {idx!r}")
         lengths = self.lengths[idx]
         width = int(lengths.max()) if len(lengths) else 0
         return Batch(

@@ -8,6 +8,7 @@ when the forward raises; ``Capture`` records only the slices a readout needs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -70,6 +71,17 @@ def _edit(site: Site, batch: Batch | None, fn: Callable[[Tensor], Tensor]) -> tu
     return site.hook_name, hook
 
 
+def _check_site(site, what: str) -> None:
+    if not isinstance(site, Site):
+        raise LensarithError(f"{what} needs a lensarith.Site as its site, e.g. Site('mlp_out', 5, 'last'); got {site!r}")
+
+
+def _check_tensor(t, what: str) -> None:
+    if not isinstance(t, Tensor) or not t.is_floating_point():
+        got = f"a {t.dtype} tensor" if isinstance(t, Tensor) else type(t).__name__
+        raise LensarithError(f"{what} must be a float tensor (broadcastable to the site's slice), got {got}")
+
+
 class Intervention:
     """Base class: subclasses define ``site`` and ``hook(batch)``."""
 
@@ -86,6 +98,10 @@ class Replace(Intervention):
     site: Site
     value: Tensor
 
+    def __post_init__(self) -> None:
+        _check_site(self.site, "Replace")
+        _check_tensor(self.value, "Replace value")
+
     def hook(self, batch: Batch | None) -> tuple[str, HookFn]:
         return _edit(self.site, batch, lambda cur: self.value.to(cur.device))
 
@@ -97,6 +113,12 @@ class Add(Intervention):
     site: Site
     vector: Tensor
     scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check_site(self.site, "Add")
+        _check_tensor(self.vector, "Add vector")
+        if not isinstance(self.scale, (int, float)) or isinstance(self.scale, bool) or not math.isfinite(self.scale):
+            raise LensarithError(f"Add scale must be a finite number, got {self.scale!r}")
 
     def hook(self, batch: Batch | None) -> tuple[str, HookFn]:
         return _edit(self.site, batch, lambda cur: cur + self.scale * self.vector.to(cur.device))
@@ -111,10 +133,13 @@ class Ablate(Intervention):
     mean: Tensor | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in ("zero", "mean"):
+        _check_site(self.site, "Ablate")
+        if self.mode not in ("zero", "mean") or isinstance(self.mode, bool):
             raise LensarithError(f"Ablate mode must be 'zero' or 'mean', got {self.mode!r}")
         if self.mode == "mean" and self.mean is None:
             raise LensarithError("Ablate(mode='mean') needs mean=<tensor>, e.g. the activation averaged over a dataset")
+        if self.mean is not None:
+            _check_tensor(self.mean, "Ablate mean")
 
     def hook(self, batch: Batch | None) -> tuple[str, HookFn]:
         if self.mode == "zero":
@@ -128,6 +153,10 @@ class Patch(Intervention):
 
     site: Site
     source: Tensor
+
+    def __post_init__(self) -> None:
+        _check_site(self.site, "Patch")
+        _check_tensor(self.source, "Patch source")
 
     def hook(self, batch: Batch | None) -> tuple[str, HookFn]:
         site = self.site

@@ -28,7 +28,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from .._errors import LensarithError
+from .._errors import LensarithError, check_int
 from .batch import Batch
 from .interventions import Capture, HookFn, Intervention, compile_hooks, intervene
 from .progress import progress_bar
@@ -267,8 +267,7 @@ def run(
         late = set()
     read_pos = None if read is None else (read if isinstance(read, Tensor) else batch.positions(read))
     size = len(batch) if batch_size is None else batch_size
-    if size < 1:
-        raise LensarithError(f"batch_size must be >= 1, got {size!r}")
+    check_int(size, "batch_size", minimum=1)
     order = torch.argsort(batch.lengths, stable=True) if size < len(batch) else None
     index = [order[i:i + size] for i in range(0, len(batch), size)] if order is not None else [None]
     width = batch.tokens.shape[1]

@@ -8,7 +8,7 @@ from typing import Literal
 
 import torch
 
-from .._errors import LensarithError
+from .._errors import LensarithError, check_int
 from ..core import Site, check_layer
 from ._pairs import PromptPairs
 
@@ -43,12 +43,10 @@ class PatchConfig:
     max_logits: int = 1 << 24
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
-            raise LensarithError(f"PatchConfig.max_tokens must be a positive int, got {self.max_tokens!r}")
+        check_int(self.max_tokens, "PatchConfig.max_tokens", minimum=1)
         if self.engine not in ("auto", "fast", "hooks"):
             raise LensarithError(f"PatchConfig.engine must be 'auto', 'fast' or 'hooks', got {self.engine!r}")
-        if not isinstance(self.max_logits, int) or self.max_logits < 1:
-            raise LensarithError(f"PatchConfig.max_logits must be a positive int, got {self.max_logits!r}")
+        check_int(self.max_logits, "PatchConfig.max_logits", minimum=1)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from jaxtyping import Int
 from torch import Tensor
 
-from .._errors import LensarithError
+from .._errors import LensarithError, check_int
 from ..core import Batch, as_batch, resolve_ids, tokenize
 from ..tasks import Example
 from ._metrics import TokenSpec
@@ -71,7 +71,7 @@ class PromptPairs:
 
     def __getitem__(self, idx: slice) -> PromptPairs:
         if not isinstance(idx, slice):
-            raise TypeError("PromptPairs supports slicing only, e.g. pairs[0:8]")
+            raise LensarithError(f"PromptPairs supports slicing only, e.g. pairs[0:8], got {idx!r}")
         return PromptPairs(self.clean[idx], self.corrupted[idx], self.report)
 
     @property
@@ -167,6 +167,8 @@ def pair_examples(model, examples: Sequence[Example], corrupted: Sequence[Exampl
         >>> len(pairs), bool((pairs.clean.answer_ids != pairs.corrupted.answer_ids).all())
         (8, True)
     """
+    check_int(n, "n", minimum=1, allow_none=True)
+    check_int(seed, "seed")
     for name, exs in (("examples", examples), ("corrupted", corrupted)):
         if exs is not None and (not exs or not all(isinstance(e, Example) for e in exs)):
             raise LensarithError(f"{name} must be a non-empty list of lensarith.Example (e.g. build_prompts('capitals'))")
