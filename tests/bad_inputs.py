@@ -484,7 +484,7 @@ def run_case(case: Case, env: Env) -> tuple[str, str]:
             return "unclear", f"{type(exc).__name__}: {exc}"[:300]
         except Exception as exc:  # noqa: BLE001 - the point is to classify
             return "traceback", f"{type(exc).__name__}: {exc}"[:300]
-    warned = [w for w in caught if issubclass(w.category, la.LensarithWarning)]
+    warned = [w for w in caught if issubclass(w.category, getattr(la, "LensarithWarning", UserWarning))]
     if warned:
         text = str(warned[0].message)
         if case.expect == WARNING and re.search(case.match, text):

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from .._errors import LensarithError
-from .._io import atomic_directory, atomic_write_bytes, atomic_write_text  # noqa: F401 (re-exported)
+from .._io import atomic_directory, atomic_write_bytes, atomic_write_text, recover  # noqa: F401 (re-exported)
 from ..models import config_hash
 
 __all__ = ["Result", "atomic_write_text", "atomic_write_bytes", "provenance"]
@@ -81,6 +81,8 @@ class Result:
         if not isinstance(path, (str, os.PathLike)):
             raise LensarithError(f"path must be a folder path (str or Path), got {type(path).__name__}")
         path = Path(path)
+        if not path.exists():
+            recover(path)  # a save killed mid-swap (on filesystems without an atomic exchange) is restored
         doc_file, tensor_file = path / "result.json", path / "tensors.safetensors"
         if not doc_file.is_file():
             raise LensarithError(f"{str(path)!r} is not a saved lensarith result (no result.json); save one with result.save(path)")
