@@ -1,5 +1,10 @@
 """Models: load and save (hub names, lensarith's local format, the bundled organism), tiny random
-models and the word-level tokenizer. TransformerLens is imported when a model is touched."""
+models and the word-level tokenizer. TransformerLens is imported when a model is touched.
+
+Every failure a user can cause is a ``ModelNotAvailableError`` (or, for an argument of the wrong
+type, a ``LensarithError``) naming the argument, file or cache folder and what to do: a hub name
+without a usable network fails within about two seconds, and a broken local directory names the
+file that is wrong."""
 
 from ._config import cfg_from_json as cfg_from_json
 from ._config import cfg_to_json as cfg_to_json

@@ -6,29 +6,48 @@ lensarith's local format is a directory holding
 - ``model.safetensors``: the ``HookedTransformer`` state dict,
 - ``tokenizer.json`` (+ the files ``PreTrainedTokenizerFast.save_pretrained`` writes).
 
+Hub names never wait on the network: one HTTP(S) request to the hub's API (through the
+proxies in the environment, about 1.5 s at most) decides whether the hub is reachable; when
+it is not, a model in the local Hugging Face cache loads with offline mode switched on for
+the duration of the call only, and anything else fails with ``ModelNotAvailableError``.
+
 TransformerLens is imported on first use, so ``import lensarith`` stays light.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
-import socket
+import tempfile
+import typing
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .._errors import ModelNotAvailableError
+from .._errors import LensarithError, ModelNotAvailableError
 from .._io import atomic_directory
 from .._paths import data_dir
 from ._config import cfg_from_json, cfg_to_json
-from ._tokenizer import load_tokenizer
+from ._tokenizer import TEMP_PREFIX, load_tokenizer
 
 __all__ = ["load_model", "save_model", "new_hooked_transformer"]
 
-_HUB_HOST = ("huggingface.co", 443)
+#: Seconds the reachability probe may take in all (connect, proxy, TLS, answer).
+PROBE_TIMEOUT = 1.5
+_PROBE_MAX_BYTES = 1 << 20
+_TRUE = ("1", "on", "true", "yes")
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                 "pytorch_model.bin.index.json")
+_NORMS = (None, "LN", "LNPre", "RMS", "RMSPre")
+_POSITIONS = ("standard", "rotary", "shortformer", "alibi", "relative_positional_bias")
+_DTYPES = ("float32", "float16", "bfloat16", "float64")
+_WHAT_TO_DO = ("Use load_model('organism') for the bundled model, a directory written by lensarith.save_model, "
+               "or download the model where the hub can be reached first (then HF_HUB_OFFLINE=1 loads it "
+               "from the complete cache).")
 
 
 @contextmanager
@@ -37,17 +56,43 @@ def _quiet_deprecation() -> Iterator[None]:
     are deprecated; lensarith knows (its backends cover 4.x), so users are not told again."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*HookedTransformer is deprecated.*")
+        warnings.filterwarnings("ignore", message=".*HookedTransformer.from_pretrained is deprecated.*")
         warnings.filterwarnings("ignore", message=".*transformer_lens.utils.*deprecated.*")
         warnings.filterwarnings("ignore", message=".*'utils' module has been deprecated.*")
         yield
 
 
+def _reload_path(tokenizer) -> str | None:
+    """The folder TransformerLens would reload ``tokenizer`` from, if that folder is gone."""
+    name = (getattr(tokenizer, "init_kwargs", None) or {}).get("name_or_path") or getattr(tokenizer, "name_or_path", "")
+    name = str(name or "")
+    return name if os.path.isabs(name) and not os.path.isdir(name) else None
+
+
 def new_hooked_transformer(cfg, tokenizer=None):
-    """A ``HookedTransformer`` for ``cfg`` with lensarith's conventions (right padding)."""
+    """A ``HookedTransformer`` for ``cfg`` with lensarith's conventions (right padding).
+
+    Args:
+        cfg: a ``HookedTransformerConfig``.
+        tokenizer: optional tokenizer. TransformerLens reloads it by its ``name_or_path``; a
+            tokenizer whose folder is gone (e.g. a ``tiny_model``'s) is saved to a temporary
+            folder for the construction, and that folder is removed afterwards.
+
+    Returns:
+        The model (TransformerLens's initialisation, train mode).
+    """
     with _quiet_deprecation():
         from transformer_lens import HookedTransformer
 
-        return HookedTransformer(cfg, tokenizer=tokenizer, default_padding_side="right")
+        if tokenizer is None or _reload_path(tokenizer) is None:
+            return HookedTransformer(cfg, tokenizer=tokenizer, default_padding_side="right")
+        from transformers import AutoTokenizer
+
+        with tempfile.TemporaryDirectory(prefix=TEMP_PREFIX) as tmp:
+            tokenizer.save_pretrained(tmp)
+            fresh = AutoTokenizer.from_pretrained(tmp)
+            fresh.padding_side = tokenizer.padding_side
+            return HookedTransformer(cfg, tokenizer=fresh, default_padding_side="right")
 
 
 def save_model(model, path: str | os.PathLike[str], *, extra: dict | None = None) -> Path:
@@ -75,41 +120,425 @@ def save_model(model, path: str | os.PathLike[str], *, extra: dict | None = None
     return path
 
 
-def _load_local(directory: Path, device: str | None):
-    cfg_path = directory / "config.json"
-    weights = directory / "model.safetensors"
-    if not cfg_path.is_file() or not weights.is_file():
+# --------------------------------------------------------------------------- arguments
+
+
+def _check_device(device: Any) -> str | None:
+    """``device`` as a string TransformerLens accepts, or a ``LensarithError`` saying what is valid."""
+    if device is None:
+        return None
+    import torch
+
+    valid = "None, a str such as 'cpu', 'cuda' or 'cuda:1', or a torch.device"
+    if isinstance(device, torch.device):
+        parsed = device
+    elif isinstance(device, str):
+        try:
+            parsed = torch.device(device)
+        except (RuntimeError, ValueError, TypeError):
+            raise LensarithError(f"device must be {valid}; got {device!r}, which torch does not know") from None
+    else:
+        raise LensarithError(f"device must be {valid}; got {device!r} ({type(device).__name__})")
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise LensarithError(f"device={device!r} but CUDA is not available on this machine; use device='cpu'")
+        if parsed.index is not None and parsed.index >= count:
+            raise LensarithError(f"device={device!r} but this machine has {count} CUDA device(s) "
+                                 f"(cuda:0 to cuda:{count - 1})")
+    elif parsed.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise LensarithError(f"device={device!r} but MPS is not available on this machine; use device='cpu'")
+    return str(parsed)
+
+
+def _check_name(name_or_path: Any) -> str:
+    """``name_or_path`` as text, or a ``LensarithError`` saying what is valid."""
+    valid = ("a TransformerLens hub name such as 'gpt2-medium', 'organism', or a directory written by "
+             "lensarith.save_model (str or os.PathLike)")
+    if isinstance(name_or_path, (str, os.PathLike)):
+        text = os.fspath(name_or_path)
+        text = os.fsdecode(text) if isinstance(text, bytes) else text
+        if text.strip():
+            return text
+        raise LensarithError(f"name_or_path is empty ({name_or_path!r}); give {valid}")
+    raise LensarithError(f"name_or_path must be {valid}; got {name_or_path!r} ({type(name_or_path).__name__})")
+
+
+# --------------------------------------------------------------------------- local directories
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    """Whether ``value`` (from JSON) fits the annotation ``hint``; unknown annotations pass."""
+    if hint is typing.Any:
+        return True
+    if typing.get_origin(hint) is typing.Union:
+        return any(_type_ok(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if hint is str:
+        return isinstance(value, str)
+    if typing.get_origin(hint) in (list, typing.List):  # noqa: UP006
+        return isinstance(value, list)
+    return True
+
+
+def _check_config(data: dict[str, Any], path: Path) -> None:
+    """Raise ``ModelNotAvailableError`` naming ``path`` and the field for a config TransformerLens
+    would reject, or would build into something else (an unknown norm builds no final norm)."""
+    from transformer_lens import HookedTransformerConfig
+
+    def bad(field: str, valid: str) -> ModelNotAvailableError:
+        return ModelNotAvailableError(
+            f"{str(path)!r}: {field} is {data[field]!r} ({type(data[field]).__name__}), but it must be {valid}; "
+            "fix the file or rewrite the directory with lensarith.save_model")
+
+    fields = {f.name: f for f in dataclasses.fields(HookedTransformerConfig) if f.init}
+    missing = [name for name, f in fields.items() if f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING and name not in data]
+    if missing:
         raise ModelNotAvailableError(
-            f"model directory {str(directory)!r} is not in lensarith's format: it needs "
-            "config.json and model.safetensors (write one with lensarith.save_model)"
-        )
-    cfg = cfg_from_json(json.loads(cfg_path.read_text()))
-    if device is not None:
-        cfg.device = device
-    tokenizer = load_tokenizer(directory) if (directory / "tokenizer.json").is_file() else None
+            f"{str(path)!r} lacks {', '.join(missing)}: a lensarith config needs every field "
+            "HookedTransformerConfig requires; rewrite the directory with lensarith.save_model")
+    for name in ("n_layers", "d_model", "d_head", "n_ctx"):
+        if not _type_ok(data[name], int) or data[name] < 1:
+            raise bad(name, "a positive int")
+    for name in ("n_heads", "d_vocab", "d_vocab_out"):
+        if name in data and (not _type_ok(data[name], int) or (data[name] < 1 and data[name] != -1)):
+            raise bad(name, "a positive int (or -1 for 'derive it')")
+    if data.get("d_mlp") is not None and (not _type_ok(data["d_mlp"], int) or data["d_mlp"] < 1):
+        raise bad("d_mlp", "a positive int or null")
+    if "normalization_type" in data and data["normalization_type"] not in _NORMS:
+        raise bad("normalization_type", "one of " + ", ".join(repr(v) if v else "null" for v in _NORMS))
+    if "positional_embedding_type" in data and data["positional_embedding_type"] not in _POSITIONS:
+        raise bad("positional_embedding_type", "one of " + ", ".join(map(repr, _POSITIONS)))
+    if "dtype" in data and data["dtype"] not in _DTYPES:
+        raise bad("dtype", "one of " + ", ".join(map(repr, _DTYPES)))
+    if not data.get("attn_only", False):
+        from transformer_lens.utilities.activation_functions import SUPPORTED_ACTIVATIONS
+
+        if "act_fn" in data and data["act_fn"] not in SUPPORTED_ACTIVATIONS:
+            raise bad("act_fn", "one of " + ", ".join(map(repr, SUPPORTED_ACTIVATIONS)))
+    try:
+        hints = typing.get_type_hints(HookedTransformerConfig)
+    except Exception:  # pragma: no cover - an annotation TransformerLens cannot resolve itself
+        hints = {}
+    for name, value in data.items():
+        if name in fields and name != "dtype" and name in hints and not _type_ok(value, hints[name]):
+            hint = getattr(hints[name], "__name__", None) or str(hints[name]).replace("typing.", "")
+            raise bad(name, f"of type {hint}")
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """The JSON object in ``config.json``, checked; errors name the file and what is wrong."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ModelNotAvailableError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ModelNotAvailableError(f"{str(path)!r} is not UTF-8 text (corrupted?): rewrite the directory "
+                                     "with lensarith.save_model") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ModelNotAvailableError(
+            f"{str(path)!r} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); it is "
+            "truncated or corrupted: rewrite the directory with lensarith.save_model") from None
+    if not isinstance(data, dict):
+        raise ModelNotAvailableError(f"{str(path)!r} holds a JSON {type(data).__name__}, not an object of "
+                                     "HookedTransformerConfig fields: rewrite the directory with lensarith.save_model")
+    _check_config(data, path)
+    return data
+
+
+def _examples(keys: list[str], n: int = 3) -> str:
+    shown = ", ".join(repr(k) for k in keys[:n])
+    return shown + (f" and {len(keys) - n} more" if len(keys) > n else "")
+
+
+def _read_weights(path: Path, device: str, model, cfg_path: Path) -> dict:
+    """The tensors in ``model.safetensors``, checked against ``model``'s state dict."""
     from safetensors.torch import load_file
 
-    model = new_hooked_transformer(cfg, tokenizer)
-    model.load_state_dict(load_file(str(weights), device=str(cfg.device)), strict=True)
+    try:
+        state = load_file(str(path), device=device)
+    except Exception as exc:  # SafetensorError (truncated header, bad offsets), OSError
+        raise ModelNotAvailableError(
+            f"{str(path)!r} cannot be read ({_first_line(exc)}): it is truncated or corrupted; rewrite the "
+            "directory with lensarith.save_model") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    shapes = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    problems = []
+    if shapes:
+        k = shapes[0]
+        problems.append(f"{len(shapes)} tensor(s) have another shape than {cfg_path.name} implies "
+                        f"({_examples(shapes)}; {k!r} is {tuple(state[k].shape)} in the file, "
+                        f"{tuple(expected[k].shape)} for the config)")
+    if missing:
+        problems.append(f"{len(missing)} tensor(s) the config needs are missing ({_examples(missing)})")
+    if extra:
+        problems.append(f"{len(extra)} tensor(s) have no place in the model ({_examples(extra)})")
+    if problems:
+        raise ModelNotAvailableError(
+            f"{str(path)!r} does not fit {str(cfg_path)!r}: " + "; ".join(problems)
+            + ". The weights and the config come from different models: save them together with "
+            "lensarith.save_model")
+    return state
+
+
+def _load_local(directory: Path, device: str | None):
+    """A model in lensarith's format; every problem with its files is a ``ModelNotAvailableError``."""
+    import torch
+
+    cfg_path = directory / "config.json"
+    weights = directory / "model.safetensors"
+    lacking = [p.name for p in (cfg_path, weights) if not p.is_file()]
+    if lacking:
+        raise ModelNotAvailableError(
+            f"model directory {str(directory)!r} is not in lensarith's format: it needs "
+            f"config.json and model.safetensors and lacks {' and '.join(lacking)} "
+            "(write one with lensarith.save_model)"
+        )
+    data = _read_config(cfg_path)
+    try:
+        cfg = cfg_from_json(data)
+    except (TypeError, ValueError, AssertionError, KeyError, AttributeError) as exc:
+        raise ModelNotAvailableError(
+            f"{str(cfg_path)!r} is not a config TransformerLens accepts: {_first_line(exc)}") from None
+    if device is not None:
+        cfg.device = device
+    if getattr(cfg, "model_name", "custom") in ("custom", "", None):
+        cfg.model_name = Path(os.path.abspath(directory)).name  # provenance records the folder, not 'custom'
+    tokenizer = load_tokenizer(directory) if (directory / "tokenizer.json").is_file() else None
+    if tokenizer is not None and cfg.d_vocab > 0 and len(tokenizer) > cfg.d_vocab:
+        raise ModelNotAvailableError(
+            f"the tokenizer in {str(directory)!r} has {len(tokenizer)} tokens but {str(cfg_path)!r} says "
+            f"d_vocab={cfg.d_vocab}: they come from different models; save them together with lensarith.save_model")
+    try:
+        model = new_hooked_transformer(cfg, tokenizer)
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except (TypeError, ValueError, AssertionError, KeyError, RuntimeError, IndexError) as exc:
+        raise ModelNotAvailableError(
+            f"TransformerLens cannot build the model {str(cfg_path)!r} describes: {_first_line(exc)}") from None
+    state = _read_weights(weights, str(cfg.device), model, cfg_path)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:  # pragma: no cover - _read_weights checks keys and shapes first
+        raise ModelNotAvailableError(f"{str(weights)!r} does not fit {str(cfg_path)!r}: {_first_line(exc)}") from None
     model.eval()
     return model
 
 
-def _hub_cached(official: str) -> bool:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover - transformers always brings it
-        return False
-    hit = try_to_load_from_cache(official, "config.json")
-    return isinstance(hit, str)
+# --------------------------------------------------------------------------- the hub
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in _TRUE
+
+
+def _offline_requested() -> bool:
+    """``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` in the environment, or huggingface_hub's switch."""
+    if _env_true("HF_HUB_OFFLINE") or _env_true("TRANSFORMERS_OFFLINE"):
+        return True
+    import huggingface_hub.constants
+
+    return bool(huggingface_hub.constants.HF_HUB_OFFLINE)
+
+
+def _hub_endpoint() -> str:
+    """The hub's URL: ``$HF_ENDPOINT`` now, else what huggingface_hub read at import."""
+    env = os.environ.get("HF_ENDPOINT", "").strip()
+    if env:
+        return env.rstrip("/")
+    import huggingface_hub.constants
+
+    return str(huggingface_hub.constants.ENDPOINT).rstrip("/")
+
+
+def _cache_dir(kwargs: dict[str, Any]) -> str:
+    """The Hugging Face cache folder ``from_pretrained`` would use."""
+    if kwargs.get("cache_dir"):
+        return str(kwargs["cache_dir"])
+    import huggingface_hub.constants
+
+    return str(huggingface_hub.constants.HF_HUB_CACHE)
+
+
+def _cache_state(official: str, cache_dir: str | None = None) -> tuple[str, str]:
+    """``("complete" | "partial" | "absent", the model's cache folder)``.
+
+    Complete means config.json and a weights file are cached (the tokenizer is checked by
+    loading); partial means config.json only.
+    """
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.file_download import repo_folder_name
+
+    import huggingface_hub.constants
+
+    root = cache_dir or str(huggingface_hub.constants.HF_HUB_CACHE)
+    folder = os.path.join(root, repo_folder_name(repo_id=official, repo_type="model"))
+
+    def hit(filename: str) -> bool:
+        try:
+            return isinstance(try_to_load_from_cache(official, filename, cache_dir=root), str)
+        except (OSError, ValueError):
+            return False
+
+    if not hit("config.json"):
+        return "absent", folder
+    return ("complete" if any(hit(f) for f in _WEIGHT_FILES) else "partial"), folder
+
+
+def _hub_cached(official: str, cache_dir: str | None = None) -> bool:
+    """Whether ``official`` is completely in the local Hugging Face cache."""
     try:
-        with socket.create_connection(_HUB_HOST, timeout=timeout):
-            return True
-    except OSError:
+        return _cache_state(official, cache_dir)[0] == "complete"
+    except ImportError:  # pragma: no cover - transformers always brings huggingface_hub
         return False
+
+
+def _looks_like_hub(status: int, content_type: str, body: bytes) -> bool:
+    """A hub API answer: JSON with the model's ``id``, or the hub's JSON error for a repo."""
+    if "json" not in content_type.lower():
+        return False
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    if not isinstance(data, dict):
+        return False
+    if 200 <= status < 300:
+        return isinstance(data.get("id") or data.get("modelId"), str)
+    return status in (401, 403, 404) and isinstance(data.get("error"), str)
+
+
+def _probe_once(url: str, timeout: float) -> str | None:
+    """None when ``url`` answers like the hub, else why not (one line)."""
+    import http.client
+    import urllib.error
+    import urllib.request
+
+    opener = urllib.request.build_opener()  # a fresh ProxyHandler reads the proxies in the environment now
+    request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "lensarith"})
+    try:
+        with opener.open(request, timeout=timeout) as resp:
+            body = resp.read(_PROBE_MAX_BYTES)
+            if _looks_like_hub(resp.status, resp.headers.get("Content-Type", ""), body):
+                return None
+            return (f"{url} answered HTTP {resp.status} with {resp.headers.get('Content-Type') or 'no content type'}, "
+                    "not the hub's JSON (a captive portal or a proxy's page?)")
+    except urllib.error.HTTPError as exc:
+        with exc:
+            try:
+                body = exc.read(_PROBE_MAX_BYTES)
+            except (OSError, http.client.HTTPException):
+                body = b""
+            if _looks_like_hub(exc.code, exc.headers.get("Content-Type", "") if exc.headers else "", body):
+                return None
+            return f"{url} answered HTTP {exc.code} ({exc.reason}), not the hub (a proxy error?)"
+    except urllib.error.URLError as exc:
+        return f"{url} cannot be reached ({exc.reason})"
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        return f"{url} cannot be reached ({type(exc).__name__}: {_first_line(exc)})"
+
+
+def _probe_hub(official: str, timeout: float = PROBE_TIMEOUT) -> str | None:
+    """Ask the hub's API about ``official`` through the environment's proxies, within ``timeout``.
+
+    Args:
+        official: the model's official hub name.
+        timeout: seconds in all; DNS lookups (which socket timeouts do not bound) included.
+
+    Returns:
+        None when the hub answered like the hub, else why it counts as unreachable.
+    """
+    import threading
+    import urllib.parse
+
+    url = f"{_hub_endpoint()}/api/models/{urllib.parse.quote(official, safe='/')}"
+    if not url.startswith(("http://", "https://")):
+        return f"HF_ENDPOINT={_hub_endpoint()!r} is not an http(s) URL"
+    result: list[str | None] = []
+    worker = threading.Thread(target=lambda: result.append(_probe_once(url, timeout)), daemon=True,
+                              name="lensarith-hub-probe")
+    worker.start()
+    worker.join(timeout)
+    return result[0] if result else f"{url} did not answer within {timeout:g} s"
+
+
+@contextmanager
+def hub_offline() -> Iterator[None]:
+    """Switch huggingface_hub (and transformers) to offline mode for the block only.
+
+    Sets ``huggingface_hub.constants.HF_HUB_OFFLINE`` and ``$HF_HUB_OFFLINE``; both are
+    restored on exit, also when the block raises.
+    """
+    import huggingface_hub.constants
+
+    saved_flag = huggingface_hub.constants.HF_HUB_OFFLINE
+    saved_env = os.environ.get("HF_HUB_OFFLINE")
+    huggingface_hub.constants.HF_HUB_OFFLINE = True
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        yield
+    finally:
+        huggingface_hub.constants.HF_HUB_OFFLINE = saved_flag
+        if saved_env is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = saved_env
+
+
+def _from_pretrained(name: str, device: str | None, kwargs: dict[str, Any]):
+    with _quiet_deprecation():
+        from transformer_lens import HookedTransformer
+
+        return HookedTransformer.from_pretrained(name, device=device, **kwargs)
+
+
+def _load_errors() -> tuple[type[BaseException], ...]:
+    """What a missing, partial or damaged download raises inside ``from_pretrained``."""
+    import pickle
+
+    errors: list[type[BaseException]] = [OSError, ValueError, EOFError, KeyError, pickle.UnpicklingError]
+    try:
+        from safetensors import SafetensorError
+
+        errors.append(SafetensorError)
+    except ImportError:  # pragma: no cover - transformers always brings safetensors
+        pass
+    return tuple(errors)
+
+
+def _is_load_error(exc: BaseException, *, offline: bool = False) -> bool:
+    """A problem with the files (not out-of-memory, not a LensarithError raised on purpose).
+
+    Offline, everything ``from_pretrained`` reads comes from the cache, so a damaged cache can
+    surface as any error (a config without ``architectures`` is a ``TypeError``).
+    """
+    if isinstance(exc, LensarithError):
+        return False
+    import torch
+
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return False
+    if offline or isinstance(exc, _load_errors()):
+        return True
+    # torch.load of a truncated pytorch_model.bin raises a bare RuntimeError
+    return type(exc) is RuntimeError
 
 
 def _load_hub(name: str, device: str | None, **kwargs: Any):
@@ -122,23 +551,36 @@ def _load_hub(name: str, device: str | None, **kwargs: Any):
             f"model {name!r} is neither a local directory, 'organism', nor a TransformerLens "
             "hub name (e.g. 'gpt2', 'gpt2-medium', 'EleutherAI/gpt-j-6b')"
         ) from None
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-    cached = _hub_cached(official)
-    if not cached and (offline or not _hub_reachable()):
-        why = "HF_HUB_OFFLINE is set" if offline else "the Hugging Face hub cannot be reached"
+    state, folder = _cache_state(official, _cache_dir(kwargs))
+    why = "HF_HUB_OFFLINE is set" if _offline_requested() else _probe_hub(official)
+    if why is None:  # the hub answers: TransformerLens downloads or revalidates as usual
+        try:
+            return _from_pretrained(name, device, kwargs)
+        except Exception as exc:
+            if not _is_load_error(exc):
+                raise
+            raise ModelNotAvailableError(
+                f"cannot load {name!r} from the hub {_hub_endpoint()} ({type(exc).__name__}: {_first_line(exc)}); "
+                f"the cache folder is {folder!r}. " + _WHAT_TO_DO) from None
+    if state == "absent":
         raise ModelNotAvailableError(
-            f"cannot load {name!r}: it is not in the local Hugging Face cache and {why}. "
-            "Use load_model('organism') for the bundled model, a directory written by "
-            "lensarith.save_model, or download the model on a machine with network first."
-        )
-    if cached and not _hub_reachable():
-        import huggingface_hub.constants
-
-        huggingface_hub.constants.HF_HUB_OFFLINE = True
-    with _quiet_deprecation():
-        from transformer_lens import HookedTransformer
-
-        return HookedTransformer.from_pretrained(name, device=device, **kwargs)
+            f"cannot load {name!r}: it is not in the local Hugging Face cache (looked in {folder!r}) "
+            f"and {why}. " + _WHAT_TO_DO)
+    if state == "partial":
+        raise ModelNotAvailableError(
+            f"cannot load {name!r} offline ({why}): the Hugging Face cache folder {folder!r} is incomplete "
+            f"(config.json but no weights: none of {', '.join(_WEIGHT_FILES)}). Finish the download where the "
+            "hub can be reached, or delete that folder. " + _WHAT_TO_DO)
+    with hub_offline():
+        try:
+            return _from_pretrained(name, device, kwargs)
+        except Exception as exc:  # OSError (= EnvironmentError), ValueError, SafetensorError, ...
+            if not _is_load_error(exc, offline=True):
+                raise
+            raise ModelNotAvailableError(
+                f"cannot load {name!r} offline ({why}) from the Hugging Face cache folder {folder!r}: "
+                f"{type(exc).__name__}: {_first_line(exc)}. The cached copy is incomplete or damaged: download "
+                "it again where the hub can be reached. " + _WHAT_TO_DO) from None
 
 
 def load_model(name_or_path: str | os.PathLike[str], *, device: str | None = None, **kwargs: Any):
@@ -147,18 +589,29 @@ def load_model(name_or_path: str | os.PathLike[str], *, device: str | None = Non
     Args:
         name_or_path: ``"organism"`` (the small trained model in ``data/organism``), a
             directory in lensarith's format, or a TransformerLens hub name such as
-            ``"gpt2-medium"``. Without network a hub name fails within seconds.
-        device: e.g. ``"cpu"`` or ``"cuda"``; defaults to TransformerLens's choice.
+            ``"gpt2-medium"``. Without network a hub name fails (or loads from a complete
+            local cache) within about two seconds, and global state is left as it was.
+        device: e.g. ``"cpu"``, ``"cuda"`` or a ``torch.device``; defaults to
+            TransformerLens's choice.
         **kwargs: passed to ``HookedTransformer.from_pretrained`` for hub names.
 
     Returns:
-        The model in eval mode, tokenizer attached, right padding.
+        The model in eval mode, tokenizer attached, right padding. Models from a directory
+        whose config says ``model_name="custom"`` get the directory's name, so results
+        record e.g. ``model='organism'``.
+
+    Raises:
+        LensarithError: ``name_or_path`` or ``device`` of the wrong type or value.
+        ModelNotAvailableError: the model cannot be loaded; the message names the file,
+            folder or hub and what to do.
 
     Example:
         >>> model = load_model("organism")
-        >>> model.cfg.n_layers, model.to_str_tokens(" Poland", prepend_bos=False)
-        (8, ['Poland'])
+        >>> model.cfg.n_layers, model.cfg.model_name, model.to_str_tokens(" Poland", prepend_bos=False)
+        (8, 'organism', ['Poland'])
     """
+    text = _check_name(name_or_path)
+    device = _check_device(device)
     if isinstance(name_or_path, str) and name_or_path == "organism":
         directory = data_dir() / "organism"
         if not (directory / "model.safetensors").is_file():
@@ -167,11 +620,15 @@ def load_model(name_or_path: str | os.PathLike[str], *, device: str | None = Non
                 "`lensarith organism-train` or point $LENSARITH_DATA at a data folder holding it"
             )
         return _load_local(directory, device)
-    path = Path(name_or_path)
+    path = Path(text).expanduser()
     if path.is_dir():
         return _load_local(path, device)
-    if not isinstance(name_or_path, str) or path.exists() or str(name_or_path).startswith((".", "/", "~")):
+    if path.exists():
         raise ModelNotAvailableError(
-            f"model directory {str(name_or_path)!r} does not exist or is not a directory"
+            f"name_or_path {text!r} is a file, not a model directory: give the folder holding config.json and "
+            "model.safetensors (written by lensarith.save_model)")
+    if not isinstance(name_or_path, str) or text.startswith((".", "/", "~", os.sep)):
+        raise ModelNotAvailableError(
+            f"model directory {text!r} does not exist or is not a directory"
         )
-    return _load_hub(str(name_or_path), device, **kwargs)
+    return _load_hub(text, device, **kwargs)

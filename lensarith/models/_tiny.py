@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 
 from ..tasks import default_vocab
 from ._load import new_hooked_transformer
-from ._tokenizer import word_tokenizer
+from ._tokenizer import TEMP_PREFIX, word_tokenizer
 
 __all__ = ["tiny_model"]
 
@@ -38,28 +39,32 @@ def tiny_model(
             initialises them to 1 and 0, which hides LayerNorm bugs).
 
     Returns:
-        A HookedTransformer in eval mode.
+        A HookedTransformer in eval mode. Its tokenizer lives in memory: the folder it was
+        built in is removed once the model exists, so nothing is left in the temp directory.
     """
     import torch
     from transformer_lens import HookedTransformerConfig
 
     if vocab is None:
         vocab = default_vocab()
-    tokenizer = word_tokenizer(vocab)
-    cfg = HookedTransformerConfig(
-        n_layers=n_layers,
-        d_model=d_model,
-        n_heads=n_heads,
-        d_head=d_model // n_heads,
-        d_mlp=d_mlp or 4 * d_model,
-        d_vocab=len(tokenizer),
-        n_ctx=n_ctx,
-        act_fn=act_fn,
-        normalization_type=normalization_type,
-        seed=seed,
-        device="cpu",
-    )
-    model = new_hooked_transformer(cfg, tokenizer)
+    with tempfile.TemporaryDirectory(prefix=TEMP_PREFIX) as tmp:
+        # TransformerLens reloads the tokenizer by path while constructing the model; after
+        # that the model's tokenizer needs no folder (to_tokens, to_str_tokens, save_pretrained).
+        tokenizer = word_tokenizer(vocab, tmp)
+        cfg = HookedTransformerConfig(
+            n_layers=n_layers,
+            d_model=d_model,
+            n_heads=n_heads,
+            d_head=d_model // n_heads,
+            d_mlp=d_mlp or 4 * d_model,
+            d_vocab=len(tokenizer),
+            n_ctx=n_ctx,
+            act_fn=act_fn,
+            normalization_type=normalization_type,
+            seed=seed,
+            device="cpu",
+        )
+        model = new_hooked_transformer(cfg, tokenizer)
     if randomize_ln:
         gen = torch.Generator().manual_seed(seed + 1)
         with torch.no_grad():
