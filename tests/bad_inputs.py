@@ -415,7 +415,7 @@ CASES: list[Case] = [
     Case("load a result from a number", lambda e: la.Result.load(42), r"path must be a folder path \(str or Path\), got int"),
     Case("load a lens result as a patch result", lambda e: la.patching.PatchResult.load(e.lens_dir), r"holds a 'logit_lens' result, not 'activation_patch'"),
     # ---- models
-    Case("load a model from a number", lambda e: la.load_model(123), r"name_or_path", exc=la.ModelNotAvailableError),
+    Case("load a model from a number", lambda e: la.load_model(123), r"name_or_path must be a TransformerLens hub name .* got 123 \(int\)"),
     Case("load a missing directory", lambda e: la.load_model(str(e.tmp / "no-such-dir")), r"does not exist", exc=la.ModelNotAvailableError),
     Case("load an unknown hub name", lambda e: la.load_model("no-such-model-xyz"), r"is neither a local directory, 'organism', nor a TransformerLens hub name",
          exc=la.ModelNotAvailableError),
