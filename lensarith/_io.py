@@ -173,11 +173,17 @@ def _hold(fd: int, path: Path) -> bool:
     return taken and _still_at(fd, path)
 
 
+#: temporary directories this process is filling right now: private until swapped in, so a
+#: save nested inside one (a result written into a run's staging folder) needs no folder lock
+#: on it, and must not take one: the directory's own liveness lock would block it.
+_OWN_TEMPS: set[str] = set()
+
+
 @contextmanager
 def _folder_lock(parent: Path) -> Iterator[int | None]:
     """Hold a blocking exclusive ``flock`` on folder ``parent``; yields its fd (or None)."""
     fd = None
-    if _LOCKING:
+    if _LOCKING and str(Path(parent).resolve()) not in _OWN_TEMPS:
         with suppress(PermissionError):
             fd = os.open(parent, os.O_RDONLY | _O_CLOEXEC)
     try:
@@ -494,13 +500,17 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     recover(path)
     tmp, fd, mask = _new_locked_dir(path.parent, path.name)
+    own = str(Path(tmp).resolve())
+    _OWN_TEMPS.add(own)
     try:
         try:
             yield tmp
+            _OWN_TEMPS.discard(own)
             _finish_tree(tmp, mask)
             _swap_in(tmp, path)
         finally:
             _remove(tmp)  # the failed attempt, or the old tree after the swap
     finally:
+        _OWN_TEMPS.discard(own)
         if fd is not None:
             os.close(fd)

@@ -466,3 +466,26 @@ def test_kill_while_saving_with_the_fallback(tmp_path, monkeypatch, record_prope
     stats = kill_trials(tmp_path, 100, seed=2)
     stats["seconds"] = round(time.monotonic() - start, 1)
     assert_safe(stats, "fallback", record_property)
+
+
+def test_a_save_nested_inside_another_saves_staging_folder_does_not_deadlock(tmp_path):
+    """A run's outputs are staged in one atomic folder and its results saved inside it."""
+    import threading
+
+    from lensarith._io import atomic_directory, atomic_write_text
+    from lensarith.core import Result
+
+    done = threading.Event()
+
+    def work():
+        with atomic_directory(tmp_path / "run") as stage:
+            Result({"x": torch.zeros(3)}, {"x": ("batch",)}).save(stage / "result")
+            atomic_write_text(stage / "summary.json", "{}")
+        done.set()
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    t.join(timeout=20)
+    assert done.is_set(), "nested save deadlocked on the staging folder's lock"
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["result", "summary.json"]
+    assert not [p for p in tmp_path.rglob(".*")]
