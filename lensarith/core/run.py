@@ -209,6 +209,49 @@ def _cat(parts: list[Tensor], dim: int, inverse: Tensor | None) -> Tensor:
     return out.index_select(dim, inverse.to(out.device))
 
 
+def _run_chunk(model, chunk: Batch, gs: Sequence[Group], sites: Sequence[Site], late: set[int], *,
+               x0: Tensor | None, start, stop: int, read: Tensor | None, grad: bool, row_ids: list[int]
+               ) -> tuple[dict[Site, Tensor], list[Tensor | None]]:
+    """Every group on one chunk: the groups that start at the embedding share one forward (an
+    untouched one also caches the residuals where later groups start), then one forward per start
+    layer. Returns the captures (tiled rows) and each group's read residuals; raises on NaN/inf."""
+    b, k = len(chunk), len(gs)
+    plain = [i for i, g in enumerate(gs) if g.start_layer is None]
+    base_in_plain = next((i for i in plain if not gs[i].interventions), None)
+    cap: dict[Site, Tensor] = {}
+    fin: list[Tensor | None] = [None] * k
+    starts: dict[int, Tensor] = {}
+    need = [Site("resid_pre", layer) for layer in sorted(late)]
+    if plain:
+        extra = need if base_in_plain is not None else []
+        got, f = _forward(model, chunk, [gs[i] for i in plain], list(sites) + extra, x0=x0,
+                          start_layer=None if start is None else start[0], stop=stop, read=read, grad=grad)
+        j = plain.index(base_in_plain) if extra else 0
+        for s in extra:
+            starts[s.layer] = got.pop(s)[j * b:(j + 1) * b]
+        cap = got
+        for j, i in enumerate(plain):
+            fin[i] = None if f is None else f[j * b:(j + 1) * b]
+    if late and not starts:
+        got, _ = _forward(model, chunk, [Group()], need, x0=None, start_layer=None, stop=max(late), read=None, grad=grad)
+        starts = {s.layer: got[s] for s in need}
+    for layer in sorted(late):
+        members = [i for i, g in enumerate(gs) if g.start_layer == layer]
+        _, f = _forward(model, chunk, [gs[i] for i in members], [], x0=starts[layer], start_layer=layer, stop=stop,
+                        read=read, grad=grad)
+        for j, i in enumerate(members):
+            fin[i] = None if f is None else f[j * b:(j + 1) * b]
+    for i, f in enumerate(fin):
+        rows = slice(plain.index(i) * b, (plain.index(i) + 1) * b) if i in plain else None
+        bad_capture = rows is not None and any(not bool(torch.isfinite(t[rows]).all())
+                                               for t in cap.values() if t.is_floating_point())
+        if bad_capture or (f is not None and not bool(torch.isfinite(f).all())):
+            layer = gs[i].start_layer
+            _raise_non_finite(model, chunk, gs[i], i, starts.get(layer) if layer is not None else x0,
+                              layer if layer is not None else (start[0] if start else None), row_ids)
+    return cap, fin
+
+
 def run(
     model,
     batch: Batch,
@@ -261,8 +304,7 @@ def run(
     late = {g.start_layer for g in gs if g.start_layer is not None}
     if late and (sites or start is not None):
         raise LensarithError("internal: groups with a start layer take no captures and no explicit start")
-    resume = can_resume(model)
-    if late and not resume:  # run them from the tokens: the layers before the start are unmodified anyway
+    if late and not can_resume(model):  # run them from the tokens: the layers before the start are unmodified anyway
         gs = [Group(g.interventions) for g in gs]
         late = set()
     read_pos = None if read is None else (read if isinstance(read, Tensor) else batch.positions(read))
@@ -275,8 +317,6 @@ def run(
     parts: dict[Site, list[Tensor]] = {s: [] for s in sites}
     finals: list[Tensor] = []
     kept: dict[str, list[Tensor]] = {}
-    plain = [i for i, g in enumerate(gs) if g.start_layer is None]
-    base_in_plain = next((i for i in plain if not gs[i].interventions), None)
     for idx in progress_bar(index, desc=desc, show=progress, enough=len(index) > 4):
         chunk = batch if idx is None else batch.take(idx)
         b, w = len(chunk), chunk.tokens.shape[1]
@@ -285,39 +325,9 @@ def run(
         if start is not None:
             x0 = start[1] if idx is None else start[1][idx.to(start[1].device)]
             x0 = x0[:, :w]
+        cap, fin = _run_chunk(model, chunk, gs, sites, late, x0=x0, start=start, stop=stop, read=rd, grad=grad,
+                              row_ids=list(range(b)) if idx is None else idx.tolist())
         k = len(gs)
-        cap: dict[Site, Tensor] = {}
-        fin: list[Tensor | None] = [None] * k
-        starts: dict[int, Tensor] = {}
-        need = [Site("resid_pre", layer) for layer in sorted(late)]
-        if plain:
-            extra = need if base_in_plain is not None else []
-            got, f = _forward(model, chunk, [gs[i] for i in plain], sites + extra, x0=x0,
-                              start_layer=None if start is None else start[0], stop=stop, read=rd, grad=grad)
-            j = plain.index(base_in_plain) if extra else 0
-            for s in extra:
-                starts[s.layer] = got.pop(s)[j * b:(j + 1) * b]
-            cap = got
-            for j, i in enumerate(plain):
-                fin[i] = None if f is None else f[j * b:(j + 1) * b]
-        if late and not starts:
-            got, _ = _forward(model, chunk, [Group()], need, x0=None, start_layer=None, stop=max(late), read=None,
-                              grad=grad)
-            starts = {s.layer: got[s] for s in need}
-        for layer in sorted(late):
-            members = [i for i, g in enumerate(gs) if g.start_layer == layer]
-            _, f = _forward(model, chunk, [gs[i] for i in members], [], x0=starts[layer], start_layer=layer, stop=stop,
-                            read=rd, grad=grad)
-            for j, i in enumerate(members):
-                fin[i] = None if f is None else f[j * b:(j + 1) * b]
-        for i, f in enumerate(fin):
-            bad_capture = i in plain and any(not bool(torch.isfinite(t[plain.index(i) * b:(plain.index(i) + 1) * b]).all())
-                                             for t in cap.values() if t.is_floating_point())
-            if bad_capture or (f is not None and not bool(torch.isfinite(f).all())):
-                late_x0 = starts.get(gs[i].start_layer) if gs[i].start_layer is not None else x0
-                _raise_non_finite(model, chunk, gs[i], i, late_x0,
-                                  gs[i].start_layer if gs[i].start_layer is not None else (start[0] if start else None),
-                                  list(range(b)) if idx is None else idx.tolist())
         chunk_out = Outputs()
         for s, t in cap.items():
             t = t.view(k, b, *t.shape[1:]) if grouped else t
