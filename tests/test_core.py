@@ -89,6 +89,14 @@ def test_groups_equal_separate_runs_and_start_layers_equal_full_runs(model, batc
     assert hooks_left(model) == 0
 
 
+def test_groups_that_all_start_late_get_their_residuals(model, batch):
+    abl = [la.Ablate(Site("mlp_out", 1))]
+    late = run(model, batch, groups=[Group(abl, start_layer=1), Group(abl, start_layer=0)], read="last", batch_size=2)
+    alone = run(model, batch, interventions=abl, read="last")
+    for g in range(2):
+        torch.testing.assert_close(late.final[g], alone.final, atol=1e-5, rtol=0)
+
+
 def test_whole_activation_captures_pad_ragged_prompts(model, batch):
     sites = [Site("pattern", 0), Site("resid_post", 1), Site("z", 1)]
     got = run(model, batch, capture=sites, batch_size=2).captured

@@ -233,7 +233,9 @@ def _run_chunk(model, chunk: Batch, gs: Sequence[Group], sites: Sequence[Site], 
         for j, i in enumerate(plain):
             fin[i] = None if f is None else f[j * b:(j + 1) * b]
     if late and not starts:
-        got, _ = _forward(model, chunk, [Group()], need, x0=None, start_layer=None, stop=max(late), read=None, grad=grad)
+        # resid_pre of a layer fires inside that block: run through the deepest start layer's block
+        got, _ = _forward(model, chunk, [Group()], need, x0=None, start_layer=None,
+                          stop=min(max(late) + 1, model.cfg.n_layers), read=None, grad=grad)
         starts = {s.layer: got[s] for s in need}
     for layer in sorted(late):
         members = [i for i, g in enumerate(gs) if g.start_layer == layer]
