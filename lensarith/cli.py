@@ -1,7 +1,7 @@
 """The ``lensarith`` command line.
 
 Subcommands: ``reproduce`` (the paper's figures and one HTML report), ``lens``, ``patch``,
-``transplant``, ``ablate``, ``organism-train``, ``organism-eval``. Results go to ``--out``
+``transplant``, ``ablate``, ``vectors``, ``organism-train``, ``organism-eval``. Results go to ``--out``
 as JSON + safetensors, figures as PNG, and one self-contained ``report.html``; every file
 is written atomically (temporary file + rename), so an interrupted run leaves no
 half-written files. User mistakes print one line (``lensarith: error: ...``) and exit 2.
@@ -296,6 +296,92 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- vectors
+
+
+def _task_list(text: str) -> list[str]:
+    """``capitals,antonyms`` -> a list of known task names."""
+    from lensarith.tasks import TASKS
+
+    tasks = [t.strip() for t in text.split(",") if t.strip()]
+    if not tasks:
+        raise argparse.ArgumentTypeError(f"give one or more task names separated by commas, got {text!r}")
+    bad = [t for t in tasks if t not in TASKS]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown task {bad[0]!r}; tasks: {', '.join(sorted(TASKS))}")
+    if len(set(tasks)) != len(tasks):
+        raise argparse.ArgumentTypeError(f"a task is listed twice in {text!r}")
+    return tasks
+
+
+def _choice_list(valid: tuple[str, ...]):
+    def parse(text: str) -> tuple[str, ...]:
+        items = tuple(t.strip() for t in text.split(",") if t.strip())
+        bad = [t for t in items if t not in valid]
+        if not items or bad or len(set(items)) != len(items):
+            raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {','.join(valid)}, got {text!r}")
+        return items
+
+    return parse
+
+
+def cmd_vectors(args: argparse.Namespace) -> int:
+    from lensarith._io import atomic_write_text
+    from lensarith.viz import plots
+    from lensarith.viz.heatmap import heatmap
+    from lensarith.viz.report import Report
+    from lensarith.vectors import BenchConfig, bench_figure, bench_table, compare_vectors, single_token_counts
+
+    out = _out(args)
+    options = {k: v for k, v in {"n": args.n, "n_dev": args.n_dev, "n_sources": args.n_sources, "n_shots": args.shots,
+                                 "n_heads": args.heads, "kinds": args.kinds, "contexts": args.contexts,
+                                 "seed": args.seed}.items() if v is not None}
+    config = BenchConfig.small_run(**options) if args.small else BenchConfig(**options)
+    model = _model(args.model)
+    print(f"vectors on {args.model} ({model.cfg.n_layers} layers): {', '.join(args.task)}; {config.n} test contexts "
+          f"per context type, {config.n_dev} dev, {config.n_sources} source rows, {config.n_shots} shots", flush=True)
+    results = compare_vectors(model, args.task, config, skip_small=args.skip_unusable, progress=None if not args.quiet else False,
+                              log=lambda line: print("  " + line, flush=True))
+    if not results:
+        raise UserError(f"no task of {args.task} has enough single-token rows for {args.model}; "
+                        "lower --n-sources / --n-dev or pick other tasks")
+    name = f"vectors-{args.task[0]}" if len(args.task) == 1 else "vectors-bench"
+    rows = bench_table(results)
+    cosines = [row for res in results.values() for row in res.cosines()]
+    counts = single_token_counts(model, args.task)
+    with _staged(out, name) as stage:
+        for task, res in results.items():
+            res.save(stage / "results" / task)
+        fig = bench_figure(results, metric="rr", title=f"o-vectors, function vectors and task vectors on {args.model}")
+        png = plots.save_png(fig, stage / f"{name}.png")
+        heads = {}
+        for task, res in results.items():
+            if "indirect_effect" in res.tensors:
+                heads[task] = plots.save_png(heatmap(res, tensor="indirect_effect",
+                                                     title=f"{task}: head indirect effect (shuffled labels)"),
+                                             stage / f"heads-{task}.png")
+        atomic_write_text(stage / f"{name}.json", json.dumps({
+            "model": args.model, "tasks": list(results), "skipped": [t for t in args.task if t not in results],
+            "config": results[next(iter(results))].meta["config"], "single_token": counts, "table": rows,
+            "cosines": cosines, "fv_heads": {t: r.meta["fv_heads"] for t, r in results.items()}}, indent=1, default=str))
+        report = Report(f"vector bench on {args.model}")
+        report.add_section("Each kind at its best layer vs a same-norm random vector (MRR, 95% bootstrap)").add_figure(png)
+        report.add_table([{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()
+                           if not k.endswith(("_lo", "_hi"))} for r in rows])
+        report.add_section("Cosine similarity between the kinds' vectors (residual stream)")
+        report.add_table(cosines)
+        for task, path in heads.items():
+            report.add_section(f"{task}: heads ranked by indirect effect").add_figure(path)
+        report_path = report.save(stage / f"{name}.html")
+    report_path = out / name / f"{name}.html"
+    print(f"{'task':>18} {'context':>9} {'kind':>4} {'layer':>5} {'scale':>5}  {'MRR vector [95%]':>20} {'random':>6} {'control':>7}")
+    for r in rows:
+        print(f"{r['task']:>18} {r['context']:>9} {r['kind']:>4} {r['layer']:>5} {r['scale']:>5g}  {r['mrr_vector']:.2f} "
+              f"[{r['mrr_vector_lo']:.2f}, {r['mrr_vector_hi']:.2f}]  {r['mrr_random']:6.2f} {r['mrr_control']:7.2f}")
+    _done(out, report_path)
+    return 0
+
+
 # --------------------------------------------------------------------------- organism
 
 
@@ -398,6 +484,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", default="zero", choices=["zero", "mean"])
     p.add_argument("--steps", type=_positive, default=6)
     p.set_defaults(func=cmd_ablate)
+
+    p = sub.add_parser("vectors", help="o-vectors, function vectors and task vectors compared on tasks (random-token and "
+                                       "zero-shot contexts, same-norm random baselines, bootstrap intervals)")
+    _common(p)
+    p.add_argument("--task", type=_task_list, default=["capitals", "singular_plural"],
+                   help="comma-separated task names (default capitals,singular_plural)")
+    p.add_argument("--n", type=_positive, default=None, help="test contexts per context type (default 64; 8 with --small)")
+    p.add_argument("--n-dev", type=_positive, default=None, help="dev contexts for the layer choice (default 16)")
+    p.add_argument("--n-sources", type=_positive, default=None, help="source rows for extraction (default 16)")
+    p.add_argument("--shots", type=_positive, default=None, help="demonstrations per few-shot prompt (default 5)")
+    p.add_argument("--heads", type=_positive, default=None, help="heads in the function vector (default 10)")
+    p.add_argument("--kinds", type=_choice_list(("o", "fv", "tv")), default=None, help="subset of o,fv,tv (default all)")
+    p.add_argument("--contexts", type=_choice_list(("random", "zero_shot")), default=None,
+                   help="subset of random,zero_shot (default both)")
+    p.add_argument("--small", action="store_true", help="CI sizes (BenchConfig.small_run)")
+    p.add_argument("--skip-unusable", action="store_true",
+                   help="skip tasks with too few single-token rows for the model instead of stopping")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_vectors)
 
     p = sub.add_parser("organism-train", help="train the organism (lensarith.organism.train) and write its card")
     p.add_argument("--out", default="data/organism", help="model directory (default data/organism)")

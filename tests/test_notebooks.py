@@ -6,7 +6,7 @@ import pytest
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 NAMES = ["01_logit_lens_and_decomposition", "02_direct_logit_attribution", "03_activation_patching",
-         "04_ffn_transplantation_and_ablation", "05_paper_figures"]
+         "04_ffn_transplantation_and_ablation", "05_paper_figures", "06_vector_bench"]
 
 
 def test_all_notebooks_present_and_clean():

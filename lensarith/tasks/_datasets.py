@@ -23,6 +23,8 @@ __all__ = [
     "Example",
     "TaskSpec",
     "TASKS",
+    "PAPER_TASKS",
+    "BENCH_TASKS",
     "load_pairs",
     "build_prompts",
     "random_token_contexts",
@@ -81,6 +83,37 @@ TASKS: dict[str, TaskSpec] = {
     "past_irregular": TaskSpec("past_irregular", ("past_irregular.jsonl",), "Today I {argument}. Yesterday I",
                                ("go", "went"), ("see", "saw")),
 }
+
+#: The tasks of Merullo et al. (2023); ``default_vocab`` (and so ``tiny_model`` and the
+#: organism's vocabulary) covers these.
+PAPER_TASKS: tuple[str, ...] = tuple(TASKS)
+
+#: Function-vector-style tasks (Todd et al. 2024; Hendel et al. 2023): bare ``x : y``
+#: demonstrations, the relation only in the examples. ``present_past`` and ``capitalize``
+#: reuse the paper tasks' files in this format.
+_BARE = "{argument} :"
+BENCH_TASKS: dict[str, TaskSpec] = {
+    "antonyms": TaskSpec("antonyms", ("antonyms.jsonl",), _BARE, ("hot", "cold"), ("good", "bad")),
+    "synonyms": TaskSpec("synonyms", ("synonyms.jsonl",), _BARE, ("big", "large"), ("begin", "start")),
+    "singular_plural": TaskSpec("singular_plural", ("singular_plural.jsonl",), _BARE, ("table", "tables"),
+                                ("river", "rivers")),
+    "present_participle": TaskSpec("present_participle", ("present_participle.jsonl",), _BARE, ("walk", "walking"),
+                                   ("play", "playing")),
+    "present_past": TaskSpec("present_past", ("past_regular.jsonl", "past_irregular.jsonl"), _BARE, ("walk", "walked"),
+                             ("go", "went")),
+    "capitalize": TaskSpec("capitalize", ("uppercase_words.jsonl",), _BARE, ("table", "Table"), ("river", "River")),
+    "lowercase": TaskSpec("lowercase", ("lowercase.jsonl",), _BARE, ("Table", "table"), ("River", "river")),
+    "country_continent": TaskSpec("country_continent", ("country_continent.jsonl",), _BARE, ("France", "Europe"),
+                                  ("Japan", "Asia")),
+    "country_currency": TaskSpec("country_currency", ("country_currency.jsonl",), _BARE, ("Japan", "yen"),
+                                 ("France", "euro")),
+    "first_letter": TaskSpec("first_letter", ("first_letter.jsonl",), _BARE, ("table", "t"), ("river", "r")),
+    "last_letter": TaskSpec("last_letter", ("last_letter.jsonl",), _BARE, ("table", "e"), ("river", "r")),
+    "next_item": TaskSpec("next_item", ("next_item.jsonl",), _BARE, ("one", "two"), ("Monday", "Tuesday")),
+    "prev_item": TaskSpec("prev_item", ("prev_item.jsonl",), _BARE, ("two", "one"), ("Tuesday", "Monday")),
+    "english_french": TaskSpec("english_french", ("english_french.jsonl",), _BARE, ("cat", "chat"), ("dog", "chien")),
+}
+TASKS.update(BENCH_TASKS)
 
 FILLER_WORDS: tuple[str, ...] = (
     "table", "mug", "free", "window", "green", "paper", "run", "happy", "stone", "music", "light",
@@ -241,10 +274,10 @@ def random_token_contexts(
 
 
 def default_vocab() -> list[str]:
-    """Every word of the bundled task files, prompt templates and filler words."""
+    """Every word of the paper tasks' files (``PAPER_TASKS``), prompt templates and filler words."""
     texts: list[str] = ["Q: A: What is the capital of the state of ? . , \n Today I Yesterday Capitalize word"]
     texts += list(FILLER_WORDS)
-    for task in TASKS:
+    for task in PAPER_TASKS:  # the bench tasks' words are not in it: tiny models and the organism stay as they were
         for row in load_pairs(task):
             texts.extend(str(v) for k, v in row.items() if k in ("argument", "answer", "question"))
             texts.append(row["argument"][:1].upper() + row["argument"][1:])
