@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from .._errors import LensarithError
+from .backends import backend_of
 from .batch import Batch
 from .sites import Site
 
@@ -217,11 +218,12 @@ class Capture:
 def compile_hooks(model, interventions: Sequence[Intervention], batch: Batch | None = None) -> list[tuple[str, HookFn]]:
     """Validate interventions against the model and compile them to forward hooks."""
     hooks = []
+    backend = backend_of(model)
     for item in interventions:
         if not isinstance(item, Intervention):
             raise LensarithError(f"interventions must be lensarith interventions (Replace, Add, Ablate, Patch, Hook), got {type(item).__name__}")
         site = item.site.resolve(model.cfg)
-        if site.hook_name not in model.hook_dict:
+        if not backend.has_hook(site.hook_name):
             raise LensarithError(f"hook {site.hook_name!r} does not exist on this model")
         resolved = type(item)(**{**item.__dict__, "site": site})
         hooks.append(resolved.hook(batch))
@@ -243,5 +245,5 @@ def intervene(model, interventions: Sequence[Intervention] = (), batch: Batch | 
         (1, 0)
     """
     hooks = compile_hooks(model, interventions, batch) + list(extra_hooks)
-    with model.hooks(fwd_hooks=hooks):
+    with backend_of(model).hooks(hooks):
         yield model
