@@ -206,11 +206,15 @@ class Capture:
     def hooks(self, batch: Batch | None) -> list[tuple[str, HookFn]]:
         out = []
         for site in self.sites:
-            def hook(act: Tensor, hook, site: Site = site) -> None:
+            def hook(act: Tensor, hook, site: Site = site) -> Tensor | None:
                 idx = _index(site, _positions(site, batch, act), act)
                 # the whole activation is kept as itself: a view of it would not be in the graph
                 value = act if idx == (slice(None),) else act[idx]
                 self.captured[site] = value.detach() if self.detach else value
+                # With gradients, hand the activation back: a bridge passes hooks a reshaped view
+                # (e.g. hook_z as [batch, pos, head, d_head]) and continues with what the hook
+                # returns, so the captured tensor is the one the rest of the forward uses.
+                return None if self.detach else act
             out.append((site.hook_name, hook))
         return out
 

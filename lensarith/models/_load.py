@@ -343,8 +343,15 @@ def _read_weights(path: Path, device: str, model, cfg_path: Path) -> dict:
 
 
 def _load_local(directory: Path, device: str | None):
-    """A model in lensarith's format; every problem with its files is a ``ModelNotAvailableError``."""
+    """A model in lensarith's format (or a Hugging Face ``save_pretrained`` folder); every problem
+    with its files is a ``ModelNotAvailableError``."""
     import torch
+
+    from ._hf import is_hf_directory, load_hf_directory
+
+    if is_hf_directory(directory):
+        return load_hf_directory(directory, device, build=new_hooked_transformer, offline=hub_offline,
+                                 quiet=_quiet_deprecation)
 
     cfg_path = directory / "config.json"
     weights = directory / "model.safetensors"
@@ -667,7 +674,8 @@ def load_model(name_or_path: str | os.PathLike[str], *, device: str | None = Non
 
     Args:
         name_or_path: ``"organism"`` (the small trained model in ``data/organism``), a
-            directory in lensarith's format, or a TransformerLens hub name such as
+            directory in lensarith's format or a Hugging Face ``save_pretrained`` folder
+            (loaded without weight processing), or a TransformerLens hub name such as
             ``"gpt2-medium"``. Without network a hub name fails (or loads from a complete
             local cache) within about two seconds, and global state is left as it was.
         device: e.g. ``"cpu"``, ``"cuda"`` or a ``torch.device``; defaults to
