@@ -275,3 +275,24 @@ def test_hugging_face_bridges_are_not_saved_in_the_hooked_layout(tmp_path):
         return
     with pytest.raises(ModelNotAvailableError, match="save_pretrained"):
         la.save_model(model, tmp_path / "g")
+
+
+def _numbers(x, path=""):
+    """Flatten a JSON value to {path: value}."""
+    if isinstance(x, dict):
+        return {k: v for key in x for k, v in _numbers(x[key], f"{path}/{key}").items()}
+    if isinstance(x, list):
+        return {k: v for i, item in enumerate(x) for k, v in _numbers(item, f"{path}[{i}]").items()}
+    return {path: x}
+
+
+def test_reproduce_small_matches_the_3_9_golden(tmp_path):
+    """The paper's figures on the organism (``lensarith reproduce --small``) on this backend."""
+    sys.path.insert(0, str(Path(__file__).parent / "golden"))
+    import recipes
+
+    want = _numbers(json.loads((recipes.HERE / "reproduce_small.json").read_text()))
+    got = _numbers(json.loads(json.dumps(recipes.reproduce_small(tmp_path), default=str)))
+    assert set(got) == set(want)
+    bad = [k for k in want if (abs(want[k] - got[k]) > TOL if isinstance(want[k], float) else want[k] != got[k])]
+    assert not bad, [(k, want[k], got[k]) for k in bad[:5]]

@@ -93,7 +93,9 @@ def new_hooked_transformer(cfg, tokenizer=None):
     with _quiet_deprecation():
         from transformer_lens import HookedTransformer
 
-        if tokenizer is None or _reload_path(tokenizer) is None:
+        if tokenizer is None:  # padding is a tokenizer's; TransformerLens warns when it is given without one
+            return HookedTransformer(cfg)
+        if _reload_path(tokenizer) is None:
             return HookedTransformer(cfg, tokenizer=tokenizer, default_padding_side="right")
         from transformers import AutoTokenizer
 
