@@ -296,3 +296,31 @@ def test_reproduce_small_matches_the_3_9_golden(tmp_path):
     assert set(got) == set(want)
     bad = [k for k in want if (abs(want[k] - got[k]) > TOL if isinstance(want[k], float) else want[k] != got[k])]
     assert not bad, [(k, want[k], got[k]) for k in bad[:5]]
+
+
+@pytest.mark.parametrize("norm", ["LN", "RMS", None])
+def test_the_fast_engine_equals_the_hooks_engine_on_this_backend(norm):
+    from lensarith.patching import PatchConfig, activation_patch, pair_examples
+
+    model = la.tiny_model(n_layers=2, d_model=32, n_heads=4, seed=7, vocab=B.vocab(), normalization_type=norm)
+    assert B.engines(model) == ["hooks", "fast"]
+    pairs = pair_examples(model, la.build_prompts("capitals", format="zero_shot", n=40), n=4)
+    for site in B.PATCH_SITES + ("resid_mid", "resid_post"):
+        fast, hooks = (activation_patch(model, pairs, site=site, config=PatchConfig(engine=e)) for e in ("fast", "hooks"))
+        assert float((fast.per_example - hooks.per_example).abs().max()) < 1e-5, (norm, site)
+
+
+@pytest.mark.parametrize("name", ["tiny", "gpt2", "bloom", "llama"])
+def test_writing_resid_mid_moves_the_residual_stream(name):
+    """resid_mid = resid_pre + attn_out, so adding v at resid_mid is adding v to attn_out. (A bridge's
+    hook_resid_mid is ln2's input, which alone would reach the MLP but not the residual.)"""
+    model = B.load(name)
+    batch = la.tokenize(model, B.prompts()[:3])
+    v = torch.randn(model.cfg.d_model, generator=torch.Generator().manual_seed(0))
+    for layer in range(model.cfg.n_layers):
+        at_mid = la.run_with_interventions(model, batch, [la.Add(la.Site("resid_mid", layer), v)])
+        at_attn = la.run_with_interventions(model, batch, [la.Add(la.Site("attn_out", layer), v)])
+        assert float((at_mid - at_attn).abs().max()) < 1e-4, (name, layer)
+        got = la.collect(model, batch, [la.Site("resid_post", layer, "last"), la.Site("resid_mid", layer, "last")],
+                         interventions=[la.Replace(la.Site("resid_mid", layer, "last"), v)])
+        assert torch.allclose(got[la.Site("resid_mid", layer, "last")], v.expand(len(batch), -1))

@@ -64,7 +64,7 @@ def _edit(site: Site, batch: Batch | None, fn: Callable[[Tensor], Tensor]) -> tu
             out[idx] = new.to(out.dtype).expand_as(current) if new.shape != current.shape else new.to(out.dtype)
         except RuntimeError as exc:
             raise LensarithError(
-                f"cannot apply the intervention at {hook.name}: slice shape {tuple(current.shape)}, "
+                f"cannot apply the intervention at {site.hook_name}: slice shape {tuple(current.shape)}, "
                 f"value shape {tuple(new.shape) if 'new' in locals() else '?'}"
             ) from exc
         return out
@@ -165,7 +165,7 @@ class Patch(Intervention):
         def hook(act: Tensor, hook) -> Tensor:
             if self.source.shape != act.shape:
                 raise LensarithError(
-                    f"Patch at {hook.name}: source shape {tuple(self.source.shape)} differs from the "
+                    f"Patch at {site.hook_name}: source shape {tuple(self.source.shape)} differs from the "
                     f"activation's {tuple(act.shape)}; clean and corrupted prompts must align token by token"
                 )
             idx = _index(site, _positions(site, batch, act), act)

@@ -20,6 +20,7 @@ What differs from ``HookedTransformer`` and how this backend handles it:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 
@@ -49,6 +50,37 @@ class _Stopped(Exception):
 
 def _raise_with(value: Tensor) -> None:
     raise _Stopped(value)
+
+
+#: a bridge's ``hook_resid_mid`` is the input of ``ln2``: what a hook writes there reaches the MLP
+#: but not the residual the block adds the MLP output to
+_RESID_MID = re.compile(r"blocks\.(\d+)\.hook_resid_mid")
+
+
+def _carrying(fn: HookFn, deltas: list[Tensor]) -> HookFn:
+    """``fn`` at ``hook_resid_mid``, remembering what it changed (for ``hook_resid_post``)."""
+
+    def hook(act: Tensor, hook) -> Tensor | None:
+        new = fn(act, hook)
+        if new is not None and new is not act:
+            deltas.append(new - act)
+        return new
+
+    return hook
+
+
+def _add_carried(deltas: list[Tensor]) -> HookFn:
+    """At ``hook_resid_post``: add what the ``hook_resid_mid`` hooks changed, so a write to
+    ``resid_mid`` changes the residual stream as on ``HookedTransformer``."""
+
+    def hook(act: Tensor, hook) -> Tensor | None:
+        if not deltas:
+            return None
+        out = act + sum(deltas)
+        deltas.clear()
+        return out
+
+    return hook
 
 
 def _hook_fns(module: torch.nn.Module):
@@ -103,7 +135,17 @@ class BridgeBackend(Backend):
         return self._run(placeholder, stop, (start, x))
 
     def hooks(self, fwd_hooks: Sequence[tuple[str, HookFn]]) -> AbstractContextManager:
-        return self.model.hooks(fwd_hooks=list(fwd_hooks))
+        """``model.hooks``; a hook that writes ``hook_resid_mid`` also moves the block's output by
+        what it wrote (a carrier hook at ``hook_resid_post``, ahead of this call's other hooks there)."""
+        carry: dict[int, list[Tensor]] = {}
+        wrapped: list[tuple[str, HookFn]] = []
+        for name, fn in fwd_hooks:
+            match = _RESID_MID.fullmatch(name)
+            if match is not None:
+                fn = _carrying(fn, carry.setdefault(int(match.group(1)), []))
+            wrapped.append((name, fn))
+        carriers = [(f"blocks.{layer}.hook_resid_post", _add_carried(deltas)) for layer, deltas in carry.items()]
+        return self.model.hooks(fwd_hooks=carriers + wrapped)
 
     def has_hook(self, name: str) -> bool:
         return name in self.model.hook_dict
@@ -217,6 +259,11 @@ class BridgeBackend(Backend):
             return F.layer_norm(x, (x.shape[-1],), w, b, eps)
         if norm == "LNPre":
             return F.layer_norm(x, (x.shape[-1],), None, None, eps)
+        if norm in ("RMS", "RMSPre"):
+            out = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+            return out * w if norm == "RMS" and w is not None else out
+        if norm is None:
+            return x
         return module(x[None])[0]
 
     def mlp(self, layer: int, x: Tensor) -> Tensor:
@@ -233,7 +280,7 @@ class BridgeBackend(Backend):
                        f"blocks of {', '.join(FAST_ARCHITECTURES)} only)")
         if getattr(cfg, "gated_mlp", False) or (not cfg.attn_only and cfg.act_fn not in ACTIVATIONS):
             out.append("an MLP the fast engine does not recompute")
-        if cfg.normalization_type not in ("LN", "LNPre"):
+        if cfg.normalization_type not in ("LN", "LNPre", "RMS", "RMSPre", None):
             out.append(f"{cfg.normalization_type} block norms on a TransformerBridge")
         if getattr(self.model, "compatibility_mode", False):
             out.append("compatibility mode (processed weights)")
