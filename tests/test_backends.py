@@ -324,3 +324,14 @@ def test_writing_resid_mid_moves_the_residual_stream(name):
         got = la.collect(model, batch, [la.Site("resid_post", layer, "last"), la.Site("resid_mid", layer, "last")],
                          interventions=[la.Replace(la.Site("resid_mid", layer, "last"), v)])
         assert torch.allclose(got[la.Site("resid_mid", layer, "last")], v.expand(len(batch), -1))
+
+
+def test_hub_names_fail_fast_without_the_hub(monkeypatch):
+    import time
+
+    monkeypatch.setattr("lensarith.models._load._probe_hub", lambda official, timeout=1.5: "the hub cannot be reached")
+    monkeypatch.setattr("lensarith.models._load._cache_state", lambda official, cache_dir=None: ("absent", "cache"))
+    t0 = time.perf_counter()
+    with pytest.raises(ModelNotAvailableError, match="not in the local Hugging Face cache"):
+        la.load_model("gpt2")
+    assert time.perf_counter() - t0 < 2
