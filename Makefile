@@ -1,25 +1,43 @@
 # Set-up and the two commands of the README. `make reproduce` runs the main job,
 # `make test` the test suite; both create .venv and install everything on first use.
+# .venv gets TransformerLens 3.9 (HookedTransformer): lensarith's fast patching engine runs on
+# both versions, but starting a forward mid-stack saves compute only there, and the organism
+# is trained with it. `make test-tl4` builds .venv-tl4 with TransformerLens 4.3
+# (TransformerBridge) and runs the backend parity tests and a small reproduce there.
 PY ?= python3
 VENV ?= .venv
+TL_SPEC ?= transformer-lens==3.9.*
+VENV_TL4 ?= .venv-tl4
+TL4_SPEC ?= transformer-lens==4.3.*
 # On our machines torch==2.13.0 resolves to the CPU build on local disk; elsewhere pip takes
 # the default (CUDA) build. Override, e.g. TORCH_SPEC="torch==2.13.0+cpu --index-url ...".
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TL4_BIN := $(VENV_TL4)/bin
+TL4_STAMP := $(VENV_TL4)/.installed
 OUT ?= out
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup reproduce test bench
+.PHONY: setup setup-tl4 reproduce test test-tl4 bench bench-tl4
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_SPEC)
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[dev]" "$(TL_SPEC)"
 	touch $(STAMP)
 
+$(TL4_STAMP): pyproject.toml
+	$(PY) -m venv $(VENV_TL4)
+	$(TL4_BIN)/python -m pip install -q --upgrade pip
+	$(TL4_BIN)/python -m pip install -q $(TORCH_SPEC)
+	$(TL4_BIN)/python -m pip install -q -e ".[dev]" "$(TL4_SPEC)"
+	touch $(TL4_STAMP)
+
 setup: $(STAMP)
+
+setup-tl4: $(TL4_STAMP)
 
 reproduce: $(STAMP)
 	$(BIN)/lensarith reproduce --model organism --out $(OUT)/reproduce
@@ -27,6 +45,13 @@ reproduce: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+test-tl4: $(TL4_STAMP)
+	$(TL4_BIN)/python -m pytest -q tests/test_backends.py
+	$(TL4_BIN)/lensarith reproduce --small --quiet --out $(OUT)/reproduce-tl4
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/logit_lens.py
 	$(BIN)/python benchmarks/patching.py
+
+bench-tl4: $(TL4_STAMP)
+	$(TL4_BIN)/python benchmarks/patching.py --tl-sites 24

@@ -1,7 +1,9 @@
 """Activation patching: lensarith against TransformerLens's ``patching`` module on the same work.
 
 A random GPT-2-small-shape model (12 layers, d_model 768, 12 heads, d_mlp 3072, vocabulary
-50257, no tokenizer), 8 prompt pairs of 20 random tokens that differ at two positions,
+50257, no tokenizer) — a ``HookedTransformer`` on TransformerLens 3.x, a ``TransformerBridge``
+over TransformerLens's native model on 4.x (both TransformerLens's own sweep and lensarith run
+on the installed backend) —, 8 prompt pairs of 20 random tokens that differ at two positions,
 resid_pre patched over all 12 x 20 = 240 (layer, position) sites, logit-difference metric
 read at the last position. Prints:
 
@@ -35,17 +37,18 @@ torch.set_num_threads(1)
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 import transformer_lens.patching as tlp  # noqa: E402
-from transformer_lens import HookedTransformer, HookedTransformerConfig  # noqa: E402
 
+from lensarith.core.backends import backend_of  # noqa: E402
+from lensarith.models import cfg_from_json, new_hooked_transformer  # noqa: E402
 from lensarith.patching import PatchConfig, activation_patch, attribution_patch, make_pairs  # noqa: E402
 
 N_PAIRS, N_TOKENS = 8, 20
 
 
 def build():
-    cfg = HookedTransformerConfig(n_layers=12, d_model=768, n_heads=12, d_head=64, d_mlp=3072, d_vocab=50257,
-                                  n_ctx=64, act_fn="gelu_new", normalization_type="LN", seed=0, device="cpu")
-    model = HookedTransformer(cfg)
+    cfg = cfg_from_json(dict(n_layers=12, d_model=768, n_heads=12, d_head=64, d_mlp=3072, d_vocab=50257, n_ctx=64,
+                             act_fn="gelu_new", normalization_type="LN", seed=0, device="cpu"))
+    model = new_hooked_transformer(cfg)  # HookedTransformer on 3.x, a native TransformerBridge on 4.x
     model.eval()
     gen = torch.Generator().manual_seed(0)
     clean = torch.randint(0, cfg.d_vocab, (N_PAIRS, N_TOKENS), generator=gen)
@@ -107,7 +110,8 @@ def main() -> None:
     rows = torch.arange(N_PAIRS)
     pairs = make_pairs(model, clean, corrupted, answers=answers.tolist(), corrupted_answers=wrong.tolist())
     config = PatchConfig(max_tokens=args.max_tokens)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread, load average {os.getloadavg()[0]:.2f}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread, load average {os.getloadavg()[0]:.2f}; "
+          f"backend {backend_of(model).name} ({type(model).__name__})")
     print(f"model: 12 layers, d_model 768, vocab 50257; {N_PAIRS} pairs x {N_TOKENS} tokens; "
           f"resid_pre x {n_sites} sites; logit difference at the last position")
 

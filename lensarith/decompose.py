@@ -14,6 +14,7 @@ from torch import Tensor
 
 from ._errors import LensarithError
 from .core import Batch, Result, Site, as_batch, check_layer, collect, provenance, register_recipe
+from .core.backends import backend_of
 
 __all__ = ["decompose_resid", "DecompositionResult", "Granularity"]
 
@@ -81,7 +82,7 @@ def components(
     if has_pos:
         parts.append(got[sites[1]])
         labels.append("pos_embed")
-    blocks = model.blocks
+    backend = backend_of(model)
     writers: list[tuple[int, str]] = sorted(
         [(layer, "attn") for layer in range(n_attn)] + ([] if cfg.attn_only else [(layer, "mlp") for layer in range(n_mlp)]),
         key=lambda t: (t[0], t[1] == "mlp"),
@@ -91,7 +92,8 @@ def components(
             if kind == "attn":
                 act = got[Site(attn_site, layer, position)]
                 if granularity == "head":
-                    W_O, b_O = blocks[layer].attn.W_O, blocks[layer].attn.b_O
+                    weights = backend.block(layer)
+                    W_O, b_O = weights.W_O, weights.b_O
                     heads = torch.einsum("bhd,hdm->hbm", act, W_O)
                     parts += list(heads) + [b_O.expand_as(heads[0])]
                     labels += [f"L{layer}H{h}" for h in range(cfg.n_heads)] + [f"L{layer}_attn_bias"]
@@ -101,7 +103,8 @@ def components(
             else:
                 act = got[Site(mlp_site, layer, position)]
                 if granularity == "neuron":
-                    W_out, b_out = blocks[layer].mlp.W_out, blocks[layer].mlp.b_out
+                    weights = backend.block(layer)
+                    W_out, b_out = weights.W_out, weights.b_out
                     neurons = torch.einsum("bn,nm->nbm", act, W_out)
                     parts += list(neurons) + [b_out.expand_as(neurons[0])]
                     labels += [f"L{layer}N{n}" for n in range(neurons.shape[0])] + [f"L{layer}_mlp_bias"]

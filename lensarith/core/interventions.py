@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from .._errors import LensarithError
+from .backends import backend_of
 from .batch import Batch
 from .sites import Site
 
@@ -63,7 +64,7 @@ def _edit(site: Site, batch: Batch | None, fn: Callable[[Tensor], Tensor]) -> tu
             out[idx] = new.to(out.dtype).expand_as(current) if new.shape != current.shape else new.to(out.dtype)
         except RuntimeError as exc:
             raise LensarithError(
-                f"cannot apply the intervention at {hook.name}: slice shape {tuple(current.shape)}, "
+                f"cannot apply the intervention at {site.hook_name}: slice shape {tuple(current.shape)}, "
                 f"value shape {tuple(new.shape) if 'new' in locals() else '?'}"
             ) from exc
         return out
@@ -164,7 +165,7 @@ class Patch(Intervention):
         def hook(act: Tensor, hook) -> Tensor:
             if self.source.shape != act.shape:
                 raise LensarithError(
-                    f"Patch at {hook.name}: source shape {tuple(self.source.shape)} differs from the "
+                    f"Patch at {site.hook_name}: source shape {tuple(self.source.shape)} differs from the "
                     f"activation's {tuple(act.shape)}; clean and corrupted prompts must align token by token"
                 )
             idx = _index(site, _positions(site, batch, act), act)
@@ -205,11 +206,15 @@ class Capture:
     def hooks(self, batch: Batch | None) -> list[tuple[str, HookFn]]:
         out = []
         for site in self.sites:
-            def hook(act: Tensor, hook, site: Site = site) -> None:
+            def hook(act: Tensor, hook, site: Site = site) -> Tensor | None:
                 idx = _index(site, _positions(site, batch, act), act)
                 # the whole activation is kept as itself: a view of it would not be in the graph
                 value = act if idx == (slice(None),) else act[idx]
                 self.captured[site] = value.detach() if self.detach else value
+                # With gradients, hand the activation back: a bridge passes hooks a reshaped view
+                # (e.g. hook_z as [batch, pos, head, d_head]) and continues with what the hook
+                # returns, so the captured tensor is the one the rest of the forward uses.
+                return None if self.detach else act
             out.append((site.hook_name, hook))
         return out
 
@@ -217,11 +222,12 @@ class Capture:
 def compile_hooks(model, interventions: Sequence[Intervention], batch: Batch | None = None) -> list[tuple[str, HookFn]]:
     """Validate interventions against the model and compile them to forward hooks."""
     hooks = []
+    backend = backend_of(model)
     for item in interventions:
         if not isinstance(item, Intervention):
             raise LensarithError(f"interventions must be lensarith interventions (Replace, Add, Ablate, Patch, Hook), got {type(item).__name__}")
         site = item.site.resolve(model.cfg)
-        if site.hook_name not in model.hook_dict:
+        if not backend.has_hook(site.hook_name):
             raise LensarithError(f"hook {site.hook_name!r} does not exist on this model")
         resolved = type(item)(**{**item.__dict__, "site": site})
         hooks.append(resolved.hook(batch))
@@ -243,5 +249,5 @@ def intervene(model, interventions: Sequence[Intervention] = (), batch: Batch | 
         (1, 0)
     """
     hooks = compile_hooks(model, interventions, batch) + list(extra_hooks)
-    with model.hooks(fwd_hooks=hooks):
+    with backend_of(model).hooks(hooks):
         yield model

@@ -20,6 +20,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from .._errors import LensarithError
+from .backends import backend_of
 
 __all__ = ["final_norm", "frozen_final_norm", "unembed", "logits", "directions", "vocab_vectors", "rank",
            "reciprocal_rank", "check_finite", "soft_cap"]
@@ -38,10 +39,11 @@ def final_norm(model, x: Float[Tensor, "*rows d_model"]) -> Float[Tensor, "*rows
     """The model's final norm (``ln_final``) on residuals of any leading shape; identity without one."""
     if _norm_type(model) is None:
         return x
+    backend = backend_of(model)
     if x.ndim == 3:
-        return model.ln_final(x)
+        return backend.final_norm(x)
     flat = x.reshape(-1, 1, x.shape[-1])
-    return model.ln_final(flat).reshape(x.shape)
+    return backend.final_norm(flat).reshape(x.shape)
 
 
 def frozen_final_norm(model, stack: Float[Tensor, "component batch d_model"], resid: Float[Tensor, "batch d_model"]
@@ -65,9 +67,10 @@ def frozen_final_norm(model, stack: Float[Tensor, "component batch d_model"], re
     normed = centred / scale
     bias = torch.zeros_like(resid)
     if norm in ("LN", "RMS"):
-        normed = normed * model.ln_final.w
-        if norm == "LN":
-            bias = bias + model.ln_final.b
+        w, b = backend_of(model).final_norm_weights()
+        normed = normed * w
+        if norm == "LN" and b is not None:
+            bias = bias + b
     return normed, bias
 
 
@@ -88,19 +91,20 @@ def unembed(model, x: Float[Tensor, "*rows d_model"], columns: Int[Tensor, "batc
     leaves out the output soft cap (for attributions, which are linear before it).
     """
     cap = (lambda t: soft_cap(model, t)) if capped else (lambda t: t)  # noqa: E731
+    backend = backend_of(model)
     if columns is not None:
         squeeze = x.ndim == 2
         x3 = x[None] if squeeze else x
         cols = columns.to(x.device)
-        out = torch.einsum("vbd,dbk->vbk", x3, model.W_U[:, cols]) + model.b_U[cols]
+        out = torch.einsum("vbd,dbk->vbk", x3, backend.W_U[:, cols]) + backend.b_U[cols]
         out = cap(out)
         return out[0] if squeeze else out
     if x.ndim == 2:
-        out = model.unembed(x[:, None])[:, 0]
+        out = backend.unembed(x[:, None])[:, 0]
     elif x.ndim == 3:
-        out = model.unembed(x)
+        out = backend.unembed(x)
     else:
-        out = model.unembed(x.reshape(-1, 1, x.shape[-1])).reshape(*x.shape[:-1], -1)
+        out = backend.unembed(x.reshape(-1, 1, x.shape[-1])).reshape(*x.shape[:-1], -1)
     return cap(out)
 
 
@@ -111,16 +115,18 @@ def logits(model, resid: Float[Tensor, "*rows d_model"], columns: Int[Tensor, "b
 
 def directions(model, ids: Int[Tensor, " n"]) -> tuple[Float[Tensor, "n d_model"], Float[Tensor, " n"]]:
     """Unembedding columns ``[n, d_model]`` and biases ``[n]`` of token ids (soft cap not applied)."""
-    ids = ids.to(model.W_U.device)
-    return model.W_U[:, ids].T, model.b_U[ids]
+    backend = backend_of(model)
+    W_U = backend.W_U
+    ids = ids.to(W_U.device)
+    return W_U[:, ids].T, backend.b_U[ids]
 
 
 def vocab_vectors(model, space: str = "unembed") -> Float[Tensor, "d_vocab d_model"]:
     """Every token's vector: unembedding columns (``"unembed"``) or embedding rows (``"embed"``)."""
     if space == "unembed":
-        return model.W_U.T
+        return backend_of(model).W_U.T
     if space == "embed":
-        return model.W_E
+        return backend_of(model).W_E
     raise LensarithError(f"space must be 'unembed' or 'embed', got {space!r}")
 
 

@@ -29,6 +29,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from .._errors import LensarithError, check_int
+from .backends import backend_of
 from .batch import Batch
 from .interventions import Capture, HookFn, Intervention, compile_hooks, intervene
 from .progress import progress_bar
@@ -72,15 +73,18 @@ Keep = Callable[[Outputs, Batch], dict[str, Tensor]]
 
 
 def has_hooks(model) -> bool:
-    """Whether any hook (TransformerLens's or a plain PyTorch one) is attached to the model."""
-    return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in model.modules())
+    """Whether any hook (TransformerLens's or a plain PyTorch one) is attached to the model,
+    other than those the backend itself owns (a bridge's capture hooks on its norm modules)."""
+    return backend_of(model).has_user_hooks()
 
 
 def can_resume(model) -> bool:
-    """Whether a run may start mid-stack from a cached residual: not for shortformer positional
+    """Whether a run may start mid-stack from a cached residual: only where that saves compute
+    (``HookedTransformer``; a bridge runs every block anyway), not for shortformer positional
     embeddings (which ``start_at_layer`` cannot rebuild), nor when hooks are already on the model
     (a hook at the start layer would apply twice)."""
-    return model.cfg.positional_embedding_type != "shortformer" and not has_hooks(model)
+    return (backend_of(model).can_start_at_layer_cheaply and model.cfg.positional_embedding_type != "shortformer"
+            and not has_hooks(model))
 
 
 def _as_group(g) -> Group:
@@ -131,12 +135,13 @@ def _forward(model, chunk: Batch, groups: Sequence[Group], sites: Sequence[Site]
     if grad:
         extra.insert(0, (Site("resid_pre", start_layer or 0).hook_name, _leaf))
     device = model.cfg.device
+    backend = backend_of(model)
     with torch.set_grad_enabled(grad), intervene(model, (), tiled, extra_hooks=extra):
         if x0 is None:
-            out = model(tiled.tokens.to(device), stop_at_layer=stop)
+            out = backend.forward(tiled.tokens.to(device), stop=stop)
         else:
             x = x0 if k == 1 else x0.repeat(k, *([1] * (x0.ndim - 1)))
-            out = model(x.to(device), start_at_layer=start_layer, stop_at_layer=stop)
+            out = backend.forward_from(x.to(device), start=start_layer, stop=stop)
     final = None
     if read is not None:
         pos = (read if k == 1 else read.repeat(k)).to(out.device)
@@ -154,7 +159,8 @@ def _stream_sites(model) -> list[Site]:
         if not model.cfg.attn_only:
             sites += [Site("mlp_out", layer)]
         sites.append(Site("resid_post", layer))
-    return [s for s in sites if s.hook_name in model.hook_dict]
+    backend = backend_of(model)
+    return [s for s in sites if backend.has_hook(s.hook_name)]
 
 
 def _raise_non_finite(model, chunk: Batch, group: Group, g: int, x0: Tensor | None, start_layer: int | None,
@@ -273,7 +279,7 @@ def run(
     """Run ``batch`` through the model in chunks: the one forward every recipe uses.
 
     Args:
-        model: a HookedTransformer.
+        model: a HookedTransformer (TransformerLens 3.x) or a TransformerBridge (4.x).
         batch: the prompts (``as_batch``/``tokenize``).
         capture: sites to record (positioned sites give ``[batch, ...]`` slices).
         interventions: applied to every row (a single copy of the batch).

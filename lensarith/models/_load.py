@@ -31,8 +31,9 @@ from typing import Any
 from .._errors import LensarithError, ModelNotAvailableError
 from .._io import atomic_directory
 from .._paths import data_dir
-from ._config import cfg_from_json, cfg_to_json
+from ._config import TL3_FIELDS, cfg_from_json, cfg_to_json
 from ._tokenizer import TEMP_PREFIX, load_tokenizer
+from ._version import tl_major, tl_version
 
 __all__ = ["load_model", "save_model", "new_hooked_transformer"]
 
@@ -70,10 +71,12 @@ def _reload_path(tokenizer) -> str | None:
 
 
 def new_hooked_transformer(cfg, tokenizer=None):
-    """A ``HookedTransformer`` for ``cfg`` with lensarith's conventions (right padding).
+    """A ``HookedTransformer`` for ``cfg`` with lensarith's conventions (right padding); on
+    TransformerLens 4.x a ``TransformerBridge`` over TransformerLens's native model.
 
     Args:
-        cfg: a ``HookedTransformerConfig``.
+        cfg: a ``HookedTransformerConfig`` (3.x) or ``TransformerBridgeConfig`` (4.x; e.g.
+            from ``cfg_from_json``).
         tokenizer: optional tokenizer. TransformerLens reloads it by its ``name_or_path``; a
             tokenizer whose folder is gone (e.g. a ``tiny_model``'s) is saved to a temporary
             folder for the construction, and that folder is removed afterwards.
@@ -81,10 +84,18 @@ def new_hooked_transformer(cfg, tokenizer=None):
     Returns:
         The model (TransformerLens's initialisation, train mode).
     """
+    if tl_major() >= 4:
+        from ._tl4 import new_bridge
+
+        if not type(cfg).__name__ == "TransformerBridgeConfig":
+            cfg = cfg_from_json(cfg_to_json(cfg) if not isinstance(cfg, dict) else cfg)
+        return new_bridge(cfg, tokenizer)
     with _quiet_deprecation():
         from transformer_lens import HookedTransformer
 
-        if tokenizer is None or _reload_path(tokenizer) is None:
+        if tokenizer is None:  # padding is a tokenizer's; TransformerLens warns when it is given without one
+            return HookedTransformer(cfg)
+        if _reload_path(tokenizer) is None:
             return HookedTransformer(cfg, tokenizer=tokenizer, default_padding_side="right")
         from transformers import AutoTokenizer
 
@@ -98,6 +109,11 @@ def new_hooked_transformer(cfg, tokenizer=None):
 def save_model(model, path: str | os.PathLike[str], *, extra: dict | None = None) -> Path:
     """Save a HookedTransformer in lensarith's local format, atomically.
 
+    On TransformerLens 4.x a bridge over TransformerLens's native model is written in the same
+    format (its weights converted to ``HookedTransformer`` names and shapes), so the directory
+    loads under 3.x too; a bridge over a Hugging Face model is refused (save that model with
+    ``model.original_model.save_pretrained``; ``load_model`` reads such a directory).
+
     Args:
         model: the model; its tokenizer (if any) is saved beside the weights.
         path: the target directory; replaced as a whole once everything is written.
@@ -109,9 +125,21 @@ def save_model(model, path: str | os.PathLike[str], *, extra: dict | None = None
     from safetensors.torch import save_file
 
     path = Path(path)
+    if _is_bridge(model):
+        from ._tl4 import is_native, tl3_state_dict
+
+        if not is_native(model):
+            raise ModelNotAvailableError(
+                f"save_model writes lensarith's format (a HookedTransformer state dict); this TransformerBridge wraps "
+                f"a Hugging Face {getattr(model.cfg, 'architecture', None) or 'model'}: save it with "
+                "model.original_model.save_pretrained(folder) (and model.tokenizer.save_pretrained(folder)), which "
+                "load_model reads back on TransformerLens 3.9 and 4.x")
+        source = tl3_state_dict(model)
+    else:
+        source = model.state_dict()
     with atomic_directory(path) as tmp:
         (tmp / "config.json").write_text(json.dumps(cfg_to_json(model.cfg), indent=2))
-        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        state = {k: v.detach().contiguous().cpu() for k, v in source.items()}
         save_file(state, str(tmp / "model.safetensors"))
         if model.tokenizer is not None:
             model.tokenizer.save_pretrained(str(tmp))
@@ -121,6 +149,10 @@ def save_model(model, path: str | os.PathLike[str], *, extra: dict | None = None
 
 
 # --------------------------------------------------------------------------- arguments
+
+
+def _is_bridge(model) -> bool:
+    return any(c.__name__ == "TransformerBridge" for c in type(model).__mro__)
 
 
 def _check_device(device: Any) -> str | None:
@@ -196,16 +228,18 @@ def _type_ok(value: Any, hint: Any) -> bool:
 def _check_config(data: dict[str, Any], path: Path) -> None:
     """Raise ``ModelNotAvailableError`` naming ``path`` and the field for a config TransformerLens
     would reject, or would build into something else (an unknown norm builds no final norm)."""
-    from transformer_lens import HookedTransformerConfig
+    if tl_major() >= 4:
+        from transformer_lens.config.transformer_lens_config import TransformerLensConfig as HookedTransformerConfig
+    else:
+        from transformer_lens import HookedTransformerConfig
 
     def bad(field: str, valid: str) -> ModelNotAvailableError:
         return ModelNotAvailableError(
             f"{str(path)!r}: {field} is {data[field]!r} ({type(data[field]).__name__}), but it must be {valid}; "
             "fix the file or rewrite the directory with lensarith.save_model")
 
-    fields = {f.name: f for f in dataclasses.fields(HookedTransformerConfig) if f.init}
-    missing = [name for name, f in fields.items() if f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING and name not in data]
+    fields = {f.name: f for f in dataclasses.fields(HookedTransformerConfig) if f.init and f.name in TL3_FIELDS}
+    missing = [name for name in ("d_model", "d_head", "n_layers", "n_ctx") if name not in data]
     if missing:
         raise ModelNotAvailableError(
             f"{str(path)!r} lacks {', '.join(missing)}: a lensarith config needs every field "
@@ -267,7 +301,10 @@ def _examples(keys: list[str], n: int = 3) -> str:
 
 
 def _read_weights(path: Path, device: str, model, cfg_path: Path) -> dict:
-    """The tensors in ``model.safetensors``, checked against ``model``'s state dict."""
+    """The tensors in ``model.safetensors``, checked against ``model``'s state dict (in 3.x
+    ``HookedTransformer`` names: a 4.x bridge's converted). Buffers the file lacks (the causal
+    mask and rotary tables, which 4.x does not write) are taken from the freshly built model;
+    buffers a 3.x file has are not needed on 4.x."""
     from safetensors.torch import load_file
 
     try:
@@ -276,7 +313,16 @@ def _read_weights(path: Path, device: str, model, cfg_path: Path) -> dict:
         raise ModelNotAvailableError(
             f"{str(path)!r} cannot be read ({_first_line(exc)}): it is truncated or corrupted; rewrite the "
             "directory with lensarith.save_model") from None
-    expected = model.state_dict()
+    if _is_bridge(model):
+        from ._tl4 import tl3_state_dict
+
+        expected = tl3_state_dict(model)
+        state = {k: v for k, v in state.items() if not k.endswith((".mask", ".IGNORE", ".rotary_sin", ".rotary_cos"))}
+    else:
+        expected = model.state_dict()
+        for name, buffer in model.named_buffers():
+            if name not in state and name in expected:
+                state[name] = buffer.detach().clone()
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
     shapes = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
@@ -299,8 +345,15 @@ def _read_weights(path: Path, device: str, model, cfg_path: Path) -> dict:
 
 
 def _load_local(directory: Path, device: str | None):
-    """A model in lensarith's format; every problem with its files is a ``ModelNotAvailableError``."""
+    """A model in lensarith's format (or a Hugging Face ``save_pretrained`` folder); every problem
+    with its files is a ``ModelNotAvailableError``."""
     import torch
+
+    from ._hf import is_hf_directory, load_hf_directory
+
+    if is_hf_directory(directory):
+        return load_hf_directory(directory, device, build=new_hooked_transformer, offline=hub_offline,
+                                 quiet=_quiet_deprecation)
 
     cfg_path = directory / "config.json"
     weights = directory / "model.safetensors"
@@ -326,6 +379,16 @@ def _load_local(directory: Path, device: str | None):
         raise ModelNotAvailableError(
             f"the tokenizer in {str(directory)!r} has {len(tokenizer)} tokens but {str(cfg_path)!r} says "
             f"d_vocab={cfg.d_vocab}: they come from different models; save them together with lensarith.save_model")
+    if tl_major() >= 4:
+        from ._tl4 import native_problems
+
+        problems = native_problems(data)
+        if problems:
+            raise ModelNotAvailableError(
+                f"{str(cfg_path)!r} describes a model TransformerLens {tl_version()}'s native TransformerBridge does "
+                f"not compute like TransformerLens 3.9's HookedTransformer that wrote it ({'; '.join(problems)}): "
+                "load it with TransformerLens 3.9 (`make setup` installs it), or save the model in Hugging Face "
+                "format and load that folder")
     try:
         model = new_hooked_transformer(cfg, tokenizer)
     except torch.cuda.OutOfMemoryError:
@@ -334,6 +397,14 @@ def _load_local(directory: Path, device: str | None):
         raise ModelNotAvailableError(
             f"TransformerLens cannot build the model {str(cfg_path)!r} describes: {_first_line(exc)}") from None
     state = _read_weights(weights, str(cfg.device), model, cfg_path)
+    if _is_bridge(model):
+        from ._tl4 import load_tl3_state
+
+        load_tl3_state(model, state, where=repr(str(weights)))
+        if getattr(cfg, "model_name", None):
+            model.cfg.model_name = cfg.model_name
+        model.eval()
+        return model
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # pragma: no cover - _read_weights checks keys and shapes first
@@ -503,6 +574,14 @@ def hub_offline() -> Iterator[None]:
 
 
 def _from_pretrained(name: str, device: str | None, kwargs: dict[str, Any]):
+    if tl_major() >= 4:
+        from transformer_lens.model_bridge import TransformerBridge
+
+        model = TransformerBridge.boot_transformers(_official_name(name), device=device, **kwargs)
+        if model.tokenizer is not None:
+            model.tokenizer.padding_side = "right"
+        model.eval()
+        return model
     with _quiet_deprecation():
         from transformer_lens import HookedTransformer
 
@@ -541,11 +620,20 @@ def _is_load_error(exc: BaseException, *, offline: bool = False) -> bool:
     return type(exc) is RuntimeError
 
 
-def _load_hub(name: str, device: str | None, **kwargs: Any):
+def _official_name(name: str) -> str:
+    """The hub repository of a TransformerLens model name (raises ValueError for unknown ones on 3.x)."""
+    if tl_major() >= 4:  # 4.x loads any Hugging Face repository; aliases map to their repository
+        from transformer_lens.tools.model_registry.registry_io import resolve_model_alias
+
+        return resolve_model_alias(name) or name
     from transformer_lens.loading_from_pretrained import get_official_model_name
 
+    return get_official_model_name(name)
+
+
+def _load_hub(name: str, device: str | None, **kwargs: Any):
     try:
-        official = get_official_model_name(name)
+        official = _official_name(name)
     except ValueError:
         raise ModelNotAvailableError(
             f"model {name!r} is neither a local directory, 'organism', nor a TransformerLens "
@@ -588,7 +676,8 @@ def load_model(name_or_path: str | os.PathLike[str], *, device: str | None = Non
 
     Args:
         name_or_path: ``"organism"`` (the small trained model in ``data/organism``), a
-            directory in lensarith's format, or a TransformerLens hub name such as
+            directory in lensarith's format or a Hugging Face ``save_pretrained`` folder
+            (loaded without weight processing), or a TransformerLens hub name such as
             ``"gpt2-medium"``. Without network a hub name fails (or loads from a complete
             local cache) within about two seconds, and global state is left as it was.
         device: e.g. ``"cpu"``, ``"cuda"`` or a ``torch.device``; defaults to

@@ -131,7 +131,21 @@ PRESETS: dict[str, TrainConfig] = {
 
 
 def build_model(config: TrainConfig, tokenizer_dir: str | os.PathLike[str] | None = None):
-    """A freshly initialised HookedTransformer with the organism's word-level tokenizer."""
+    """A freshly initialised HookedTransformer with the organism's word-level tokenizer.
+
+    Raises:
+        LensarithError: on TransformerLens 4.x (training reads ``HookedTransformer`` parameters
+            directly; the trained model loads on both versions).
+    """
+    from ..models._version import tl_major, tl_version
+
+    if tl_major() >= 4:
+        from .._errors import LensarithError
+
+        raise LensarithError(
+            f"organism training runs on TransformerLens 3.9's HookedTransformer, and TransformerLens "
+            f"{tl_version()} is installed: train with .venv (make setup installs 3.9); the organism it writes "
+            "loads on both versions")
     from transformer_lens import HookedTransformerConfig
 
     tokenizer = word_tokenizer(vocabulary(), tokenizer_dir)

@@ -16,6 +16,7 @@ from torch import Tensor
 from .._errors import LensarithError
 from ..attribution import direct_logit_attribution
 from ..core import Batch, Site, as_batch, collect, readout, token_ids, tokenize
+from ..core.backends import backend_of
 from ..lens import LensResult, logit_lens
 from ..tasks import Example, build_prompts
 from ..viz.circuits import display_tokens
@@ -198,7 +199,7 @@ def dla_by_position(model, example: Example | str, *, answer: str | None = None,
             v = got[Site("v", layer)][0]  # [src, head_kv, d_head]
             if v.shape[1] != pat.shape[0]:
                 v = v.repeat_interleave(pat.shape[0] // v.shape[1], dim=1)
-            per = torch.einsum("hs,shd,hdm->sm", pat, v, model.blocks[layer].attn.W_O)
+            per = torch.einsum("hs,shd,hdm->sm", pat, v, backend_of(model).block(layer).W_O)
             total = per if total is None else total + per
         normed, _ = readout.frozen_final_norm(model, total[:, None, :], got[read])
         direction = readout.directions(model, token_ids(model, [ans], name="answer"))[0][0]

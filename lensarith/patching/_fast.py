@@ -12,26 +12,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
 from ..core import Site
+from ..core.backends import backend_of
 from ..core.run import has_hooks
 from ._grid import HEAD_SITES, Grid
 from ._grid import hook as _hook
 from ._runs import Run
-
-# Fused kernels for TransformerLens's MLP activations (same functions; gelu_new is the tanh form).
-_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
-    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_fast": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu": F.gelu,
-    "relu": F.relu,
-    "silu": F.silu,
-}
-
 
 # --------------------------------------------------------------------------- the fast engine
 
@@ -41,6 +30,7 @@ def fast_unsupported(model) -> str | None:
     from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
 
     cfg = model.cfg
+    backend = backend_of(model)
     reasons = [
         (cfg.positional_embedding_type != "standard", f"{cfg.positional_embedding_type} positional embeddings"),
         (cfg.parallel_attn_mlp, "parallel attention and MLP"),
@@ -53,8 +43,7 @@ def fast_unsupported(model) -> str | None:
         (cfg.attention_dir != "causal", "bidirectional attention"),
         (getattr(cfg, "load_in_4bit", False), "4-bit weights"),
         (getattr(cfg, "n_devices", 1) > 1, "several devices"),
-        (any(type(b.attn).__name__ != "Attention" or getattr(b.attn, "attn_type", "global") != "global"
-             for b in model.blocks), "non-standard attention layers"),
+        *((True, why) for why in backend.fast_unsupported()),
         (has_hooks(model), "hooks already on the model"),
     ]
     found = [why for bad, why in reasons if bad]
@@ -90,7 +79,9 @@ class FastEngine:
         self.width = width
         cfg = model.cfg
         self.n, self.H, self.dh = cfg.n_layers, cfg.n_heads, cfg.d_head
+        self.backend = backend_of(model)
         self._w: dict[int, dict[str, Tensor]] = {}
+        self._scale = [self.backend.attn_scale(layer) for layer in range(self.n)]
 
     @staticmethod
     def sites(model, grid: Grid) -> tuple[list[Site], list[Site]]:
@@ -106,7 +97,7 @@ class FastEngine:
 
     def weights(self, layer: int) -> dict[str, Tensor]:
         if layer not in self._w:
-            attn = self.model.blocks[layer].attn
+            attn = self.backend.block(layer)
             d, hd = self.model.cfg.d_model, self.H * self.dh
             flat = lambda w: w.permute(1, 0, 2).reshape(d, hd)  # noqa: E731 - [head, d_model, d_head] -> [d_model, hd]
             self._w[layer] = {
@@ -122,26 +113,11 @@ class FastEngine:
     # ---- pieces of a block on flat token lists ``[tokens, d_model]``, in cache-sized row blocks
     _ROWS = 1024
 
-    def _norm(self, module, x: Tensor) -> Tensor:
-        name = type(module).__name__
-        if name == "LayerNorm":
-            return F.layer_norm(x, (x.shape[-1],), module.w, module.b, module.eps)
-        if name == "LayerNormPre":
-            return F.layer_norm(x, (x.shape[-1],), None, None, module.eps)
-        return module(x[None])[0]
-
-    def _mlp(self, layer: int, x: Tensor) -> Tensor:
-        mlp = self.model.blocks[layer].mlp
-        act = _ACTIVATIONS.get(self.model.cfg.act_fn) if type(mlp).__name__ == "MLP" else None
-        if act is None or self.model.cfg.is_layer_norm_activation():
-            return mlp(x[None])[0]
-        return torch.addmm(mlp.b_out, act(torch.addmm(mlp.b_in, x, mlp.W_in)), mlp.W_out)
-
     def _mlp_half(self, layer: int, mid: Tensor) -> Tensor:
         """resid_mid -> resid_post for rows ``[n, d_model]``."""
         if self.model.cfg.attn_only:
             return mid
-        return mid + self._mlp(layer, self._norm(self.model.blocks[layer].ln2, mid))
+        return mid + self.backend.mlp(layer, self.backend.block_norm(layer, "ln2", mid))
 
     def _post_attn(self, layer: int, mid: Tensor) -> Tensor:
         """resid_mid -> resid_post (the MLP half of a block), any leading shape."""
@@ -153,10 +129,11 @@ class FastEngine:
 
     def _project(self, layer: int, x: Tensor, weight: str) -> Tensor:
         """ln1 then a Q/K/V projection, in row blocks."""
-        w, ln1 = self.weights(layer), self.model.blocks[layer].ln1
+        w = self.weights(layer)
         out = x.new_empty(x.shape[0], w["W_" + weight].shape[1])
         for i in range(0, x.shape[0], self._ROWS):
-            out[i : i + self._ROWS] = torch.addmm(w["b_" + weight], self._norm(ln1, x[i : i + self._ROWS]),
+            out[i : i + self._ROWS] = torch.addmm(w["b_" + weight],
+                                                  self.backend.block_norm(layer, "ln1", x[i : i + self._ROWS]),
                                                   w["W_" + weight])
         return out
 
@@ -304,10 +281,10 @@ class FastEngine:
 
     def _attend(self, layer: int, pos: int, q: Tensor, k: Tensor, v: Tensor, last: bool) -> Tensor:
         """Attention of suffix queries over the base run's keys before ``pos`` and the new keys."""
-        attn = self.model.blocks[layer].attn
+        scale = self._scale[layer]
         cap = self.model.cfg.attn_scores_soft_cap
         S = k.shape[2]
-        scores = _score_cap(torch.einsum("jbqhd,jbkhd->jbhqk", q, k) / attn.attn_scale, cap)
+        scores = _score_cap(torch.einsum("jbqhd,jbkhd->jbhqk", q, k) / scale, cap)
         key_pos = torch.arange(S, device=q.device)
         if last:  # one query per row: the read position
             allowed = key_pos[None, :] <= self._read_local(pos)[:, None]  # [B, S]
@@ -318,7 +295,7 @@ class FastEngine:
         if pos:
             k0 = self.base.acts[f"blocks.{layer}.attn.hook_k"][:, :pos]
             v0 = self.base.acts[f"blocks.{layer}.attn.hook_v"][:, :pos]
-            before = _score_cap(torch.einsum("jbqhd,bkhd->jbhqk", q, k0) / attn.attn_scale, cap)
+            before = _score_cap(torch.einsum("jbqhd,bkhd->jbhqk", q, k0) / scale, cap)
             pattern = torch.cat([before, scores], -1).softmax(-1)
             return (torch.einsum("jbhqk,bkhd->jbqhd", pattern[..., :pos], v0)
                     + torch.einsum("jbhqk,jbkhd->jbqhd", pattern[..., pos:], v))

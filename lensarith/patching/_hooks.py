@@ -55,7 +55,7 @@ class HookEngine:
 
         def patch(act: Tensor, hook) -> Tensor:
             if act.shape[0] != J * B:
-                raise LensarithError(f"patching hook at {hook.name}: expected {J * B} rows, got {tuple(act.shape)}")
+                raise LensarithError(f"patching hook at {site.hook_name}: expected {J * B} rows, got {tuple(act.shape)}")
             act = act.clone()
             src = source.to(act.dtype)
             if per_head and all_pos:

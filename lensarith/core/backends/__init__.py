@@ -1,0 +1,44 @@
+"""The backend seam: every call the core makes on a model goes through ``backend_of(model)``.
+
+- ``hooked`` — TransformerLens 3.x ``HookedTransformer`` (the calls lensarith always made);
+- ``bridge`` — TransformerLens 4.x ``TransformerBridge`` (legacy hook names, its own stop and
+  start handling, weights in TL layout from its properties).
+
+Recipes speak TL's legacy hook names (``blocks.{l}.hook_resid_pre`` ...), which both map
+to their modules. ``backend_of`` picks the backend by the model's class and caches it per model.
+
+Example:
+    >>> backend_of(model).name.split("-")[0] in ("hooked", "bridge")
+    True
+"""
+
+from __future__ import annotations
+
+import weakref
+
+from ._base import Backend as Backend
+from ._base import BlockWeights as BlockWeights
+from ._bridge import BridgeBackend as BridgeBackend
+from ._hooked import HookedBackend as HookedBackend
+
+__all__ = ["Backend", "BlockWeights", "BridgeBackend", "HookedBackend", "backend_of", "is_bridge"]
+
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def is_bridge(model) -> bool:
+    """Whether ``model`` is a TransformerLens 4.x ``TransformerBridge`` (by class, no import)."""
+    return any(c.__name__ == "TransformerBridge" and c.__module__.startswith("transformer_lens.")
+               for c in type(model).__mro__)
+
+
+def backend_of(model) -> Backend:
+    """The backend for ``model`` (cached per model object)."""
+    try:
+        got = _CACHE.get(model)
+    except TypeError:  # not weak-referenceable: build one each time
+        return (BridgeBackend if is_bridge(model) else HookedBackend)(model)
+    if got is None:
+        got = (BridgeBackend if is_bridge(model) else HookedBackend)(model)
+        _CACHE[model] = got
+    return got

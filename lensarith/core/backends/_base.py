@@ -1,0 +1,133 @@
+"""What the core asks of a model, whatever TransformerLens class it is."""
+
+from __future__ import annotations
+
+import weakref
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+from torch import Tensor
+
+__all__ = ["Backend", "BlockWeights", "HookFn"]
+
+HookFn = Callable[..., Tensor | None]
+
+
+@dataclass(frozen=True)
+class BlockWeights:
+    """One block's weights in TransformerLens's layout (``HookedTransformer`` shapes).
+
+    Attention: ``W_Q/W_K/W_V [head, d_model, d_head]`` (K and V expanded to every query
+    head under grouped-query attention), ``W_O [head, d_head, d_model]``, biases
+    ``b_Q/b_K/b_V [head, d_head]`` and ``b_O [d_model]`` (zeros where the model has none).
+    MLP: ``W_in [d_model, d_mlp]``, ``W_out [d_mlp, d_model]``, ``b_in``, ``b_out``
+    (zeros where absent), ``W_gate`` for gated MLPs; all None for attention-only models.
+    """
+
+    W_Q: Tensor
+    W_K: Tensor
+    W_V: Tensor
+    W_O: Tensor
+    b_Q: Tensor
+    b_K: Tensor
+    b_V: Tensor
+    b_O: Tensor
+    W_in: Tensor | None = None
+    b_in: Tensor | None = None
+    W_out: Tensor | None = None
+    b_out: Tensor | None = None
+    W_gate: Tensor | None = None
+
+
+class Backend:
+    """The few calls the core makes on a model; one subclass per TransformerLens model class.
+
+    Attributes:
+        name: ``"hooked-3.9"`` (``HookedTransformer``) or ``"bridge-4.3"`` (``TransformerBridge``),
+            with the installed TransformerLens version.
+        can_start_at_layer_cheaply: a forward from a residual at layer ``l`` costs only the
+            layers from ``l`` on (``HookedTransformer``); on a bridge every block runs.
+    """
+
+    name: str = "?"
+    can_start_at_layer_cheaply: bool = False
+
+    def __init__(self, model) -> None:
+        try:  # a weak reference: the per-model cache must not keep the model alive
+            ref = weakref.ref(model)
+            self._model = lambda: ref()
+        except TypeError:
+            self._model = lambda: model
+
+    @property
+    def model(self):
+        return self._model()
+
+    # ---- forwards: both return the residual ``[batch, pos, d_model]`` entering block ``stop``
+    #      (after the last block when ``stop == n_layers``), never logits
+    def forward(self, tokens: Tensor, *, stop: int) -> Tensor:
+        raise NotImplementedError
+
+    def forward_from(self, x: Tensor, *, start: int, stop: int) -> Tensor:
+        """From the residual ``x`` entering block ``start``; hooks of earlier blocks may fire
+        on placeholder values on backends that cannot skip them."""
+        raise NotImplementedError
+
+    def hooks(self, fwd_hooks: Sequence[tuple[str, HookFn]]) -> AbstractContextManager:
+        """Add forward hooks by legacy name for a ``with`` block; removed on exit, also on errors."""
+        raise NotImplementedError
+
+    def has_hook(self, name: str) -> bool:
+        raise NotImplementedError
+
+    def has_user_hooks(self) -> bool:
+        """Whether hooks the backend does not own (a user's, TransformerLens's or plain PyTorch
+        ones) are attached to the model."""
+        raise NotImplementedError
+
+    # ---- readout
+    def final_norm(self, x: Tensor) -> Tensor:
+        """``ln_final`` on ``[batch, pos, d_model]``."""
+        raise NotImplementedError
+
+    def final_norm_weights(self) -> tuple[Tensor | None, Tensor | None]:
+        """``(weight, bias)`` of the final norm (None where it has none)."""
+        raise NotImplementedError
+
+    def unembed(self, x: Tensor) -> Tensor:
+        """Normed ``[batch, pos, d_model]`` -> logits ``[batch, pos, d_vocab]`` (no soft cap)."""
+        raise NotImplementedError
+
+    @property
+    def W_U(self) -> Tensor:
+        raise NotImplementedError
+
+    @property
+    def b_U(self) -> Tensor:
+        raise NotImplementedError
+
+    @property
+    def W_E(self) -> Tensor:
+        raise NotImplementedError
+
+    # ---- block internals (decomposition, the fast patching engine)
+    def block(self, layer: int) -> BlockWeights:
+        raise NotImplementedError
+
+    def attn_scale(self, layer: int) -> float:
+        """What attention scores are divided by in ``layer``."""
+        raise NotImplementedError
+
+    def block_norm(self, layer: int, which: str, x: Tensor) -> Tensor:
+        """``ln1`` or ``ln2`` of ``layer`` on token rows ``[n, d_model]``."""
+        raise NotImplementedError
+
+    def mlp(self, layer: int, x: Tensor) -> Tensor:
+        """The MLP of ``layer`` on normed token rows ``[n, d_model]``."""
+        raise NotImplementedError
+
+    def fast_unsupported(self) -> list[str]:
+        """Backend-specific reasons the fast patching engine cannot run this model."""
+        return []

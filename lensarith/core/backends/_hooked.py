@@ -1,0 +1,99 @@
+"""TransformerLens 3.x ``HookedTransformer``: the calls the core always made, unchanged."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from ._base import Backend, BlockWeights, HookFn
+from ...models._version import tl_version
+
+__all__ = ["HookedBackend"]
+
+
+class HookedBackend(Backend):
+    """``HookedTransformer``: native ``start_at_layer``/``stop_at_layer``, ``model.hooks``."""
+
+    can_start_at_layer_cheaply = True
+
+    def __init__(self, model) -> None:
+        super().__init__(model)
+        self.name = f"hooked-{tl_version()}"
+
+    def forward(self, tokens: Tensor, *, stop: int) -> Tensor:
+        return self.model(tokens, stop_at_layer=stop)
+
+    def forward_from(self, x: Tensor, *, start: int, stop: int) -> Tensor:
+        return self.model(x, start_at_layer=start, stop_at_layer=stop)
+
+    def hooks(self, fwd_hooks: Sequence[tuple[str, HookFn]]) -> AbstractContextManager:
+        return self.model.hooks(fwd_hooks=list(fwd_hooks))
+
+    def has_hook(self, name: str) -> bool:
+        return name in self.model.hook_dict
+
+    def has_user_hooks(self) -> bool:
+        return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in self.model.modules())
+
+    def final_norm(self, x: Tensor) -> Tensor:
+        return self.model.ln_final(x)
+
+    def final_norm_weights(self) -> tuple[Tensor | None, Tensor | None]:
+        ln = self.model.ln_final
+        return getattr(ln, "w", None), getattr(ln, "b", None)
+
+    def unembed(self, x: Tensor) -> Tensor:
+        return self.model.unembed(x)
+
+    @property
+    def W_U(self) -> Tensor:
+        return self.model.W_U
+
+    @property
+    def b_U(self) -> Tensor:
+        return self.model.b_U
+
+    @property
+    def W_E(self) -> Tensor:
+        return self.model.W_E
+
+    def block(self, layer: int) -> BlockWeights:
+        blk = self.model.blocks[layer]
+        attn = blk.attn
+        mlp = None if self.model.cfg.attn_only else blk.mlp
+        return BlockWeights(
+            attn.W_Q, attn.W_K, attn.W_V, attn.W_O, attn.b_Q, attn.b_K, attn.b_V, attn.b_O,
+            W_in=getattr(mlp, "W_in", None), b_in=getattr(mlp, "b_in", None), W_out=getattr(mlp, "W_out", None),
+            b_out=getattr(mlp, "b_out", None), W_gate=getattr(mlp, "W_gate", None))
+
+    def attn_scale(self, layer: int) -> float:
+        return self.model.blocks[layer].attn.attn_scale
+
+    def block_norm(self, layer: int, which: str, x: Tensor) -> Tensor:
+        module = getattr(self.model.blocks[layer], which)
+        name = type(module).__name__
+        if name == "LayerNorm":
+            return F.layer_norm(x, (x.shape[-1],), module.w, module.b, module.eps)
+        if name == "LayerNormPre":
+            return F.layer_norm(x, (x.shape[-1],), None, None, module.eps)
+        return module(x[None])[0]
+
+    def mlp(self, layer: int, x: Tensor) -> Tensor:
+        import torch
+
+        from ._activations import ACTIVATIONS
+
+        mlp = self.model.blocks[layer].mlp
+        act = ACTIVATIONS.get(self.model.cfg.act_fn) if type(mlp).__name__ == "MLP" else None
+        if act is None or self.model.cfg.is_layer_norm_activation():
+            return mlp(x[None])[0]
+        return torch.addmm(mlp.b_out, act(torch.addmm(mlp.b_in, x, mlp.W_in)), mlp.W_out)
+
+    def fast_unsupported(self) -> list[str]:
+        if any(type(b.attn).__name__ != "Attention" or getattr(b.attn, "attn_type", "global") != "global"
+               for b in self.model.blocks):
+            return ["non-standard attention layers"]
+        return []
