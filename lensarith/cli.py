@@ -109,10 +109,11 @@ def _done(out: Path, report: Path | None = None) -> None:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from lensarith.paper.reproduce import ReproduceConfig, format_summary, reproduce
 
+    bos = True if args.prepend_bos else None
     if args.small:
-        config = ReproduceConfig.small_run(seed=args.seed, **({"n": args.n} if args.n else {}))
+        config = ReproduceConfig.small_run(seed=args.seed, prepend_bos=bos, **({"n": args.n} if args.n else {}))
     else:
-        config = ReproduceConfig(n=args.n or 200, seed=args.seed, batch_size=args.batch_size)
+        config = ReproduceConfig(n=args.n or 200, seed=args.seed, batch_size=args.batch_size, prepend_bos=bos)
     out = _out(args)
     print(f"loading {args.model} ...", flush=True)
     model = _model(args.model)
@@ -120,6 +121,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
           f"-> {out}", flush=True)
     summary = reproduce(model, out, config, model_name=args.model, progress=False if args.quiet else None,
                         log=lambda s: print(s, flush=True))
+    tok = summary["tokenization"]
+    print(f"tokenization: {'BOS prepended' if tok['prepend_bos'] else 'no BOS'} ({tok['source']})", flush=True)
     print()
     print(format_summary(summary))
     print(f"\nsummary: {(out / 'summary.json').resolve()}  ({summary['timings_s']['total']:.0f} s)")
@@ -448,6 +451,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--small", action="store_true", help="a quick CI-sized run")
     p.add_argument("--batch-size", type=_positive, default=32)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--prepend-bos", action="store_true",
+                   help="prepend a BOS token as TransformerLens does for GPT-2 (default: hub models are tokenized as the "
+                        "paper's code did, tokenizer.encode without BOS; lensarith-trained models such as the organism "
+                        "keep their own convention)")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("lens", help="logit lens over a task's prompts")

@@ -8,7 +8,8 @@ import pytest
 
 import lensarith as la
 from lensarith import cli
-from lensarith.paper.figures import PAPER, answer_from, argument_layers, upper_layers
+from lensarith.paper import verdicts as V
+from lensarith.paper.figures import PAPER, answer_from, argument_layers, crossing, upper_layers
 from lensarith.paper.reproduce import ReproduceConfig, choose_layers, format_summary, is_gpt2_medium
 
 FIGURES = ("fig2", "fig3", "fig4", "fig5", "fig6", "fig7")
@@ -45,10 +46,65 @@ def test_small_reproduce_writes_everything(small_run):
     assert not list(small_run.rglob(".*"))  # no temporary files
 
 
+def _is_ci(ci, value=None):
+    return len(ci) == 2 and ci[0] <= ci[1] and (value is None or ci[0] - 1e-9 <= value <= ci[1] + 1e-9)
+
+
+def test_small_run_has_intervals_baselines_and_crossings(small_run):
+    f = json.loads((small_run / "summary.json").read_text())["figures"]
+    for s in f["fig3"].values():
+        assert _is_ci(s["accuracy_ci"], s["accuracy"]) and len(s["answer_ci"]) == len(s["argument_ci"]) == 4
+        c = s["crossing"]
+        assert c["floor"] == s["noise_floor"] == V.NOISE_FLOOR and 0 < s["uniform_mrr"] < V.NOISE_FLOOR
+        assert c["layer"] == crossing(s["answer"], s["argument"], V.NOISE_FLOOR)
+        assert c["layer"] is None or all(s["answer"][i] > s["argument"][i] and s["answer"][i] >= c["floor"]
+                                         for i in range(c["layer"], 4))
+        assert {"rise", "fall", "answer_rise", "peak_layer", "argument_leads_layers"} <= set(s["x"])
+    for s in f["fig5"].values():
+        for run in ("control", "transplant", "random", "zeroed"):
+            assert len(s[run]) == 4 and len(s[f"{run}_ci"]) == 4
+            fin = s["final"][run]
+            assert _is_ci(fin["mrr_ci"], fin["mrr"]) and _is_ci(fin["top1_ci"], fin["top1"])
+        assert set(s["lift"]) == {"control", "random", "zeroed"} and s["n_random"] == ReproduceConfig().n_random
+        assert s["lift"]["control"]["diff"] == pytest.approx(s["final"]["transplant"]["mrr"] - s["final"]["control"]["mrr"],
+                                                             abs=2e-4)
+        assert _is_ci(s["no_effect_ci"], s["no_effect_rate"])
+        assert s["control"][-1] == s["control_mrr_last"] and s["transplant"][-1] == s["transplant_mrr_last"]
+    picks = f["fig4"]["contexts"]
+    assert picks and picks[0]["pick"] == "median" and all(p["answer_rank_original"] >= 1 for p in picks)
+    for d in f["fig7"].values():
+        c = d["contrast"]
+        assert c["difference"] == pytest.approx(c["abstractive_drop"] - c["extractive_drop"], abs=2e-4)
+        assert _is_ci(c["difference_ci"]) and set(d["accuracy_ci"]) == {"abstractive", "extractive"}
+    pat = f["extras"]["patching"]
+    assert len(pat["position_labels"]) == len(pat["values"][0]) == len(pat["position_tokens"])
+    assert all(label.split(" ", 1)[0] == str(i) for i, label in enumerate(pat["position_labels"]))
+
+
+def test_reproduced_column_follows_from_the_numbers(small_run):
+    summary = json.loads((small_run / "summary.json").read_text())
+    got = summary["verdicts"]
+    assert [v["key"] for v in got] == ["argument_formation", "application_depth", "transplant_lift", "out_of_domain",
+                                       "ablation_contrast"]
+    judges = {"argument_formation": V.judge_x, "application_depth": V.judge_depth, "transplant_lift": V.judge_lift,
+              "out_of_domain": V.judge_lift, "ablation_contrast": V.judge_contrast}
+    for v in got:
+        assert {"claim", "criterion", "numbers", "verdict"} <= set(v) and v["criterion"] == V.CRITERIA[v["key"]]
+        assert v["verdict"] == V.combine([c["verdict"] for c in v["cases"]])
+        for c in v["cases"]:
+            assert (c["verdict"], c["why"]) == judges[v["key"]](v["numbers"][c["case"]])
+    assert got == V.verdicts(summary)  # recomputing from summary.json gives the same column
+    assert {c["case"] for c in got[2]["cases"]} == {"capitals", "uppercase", "past_regular"}
+    assert summary["tokenization"] == {"prepend_bos": True, "model_default": True, "hub_model": False,
+                                       "source": summary["tokenization"]["source"]}
+
+
 def test_results_load_back(small_run):
     lens = la.Result.load(small_run / "results" / "fig3-capitals")
     assert lens.kind == "logit_lens"
     assert la.Result.load(small_run / "results" / "fig5-us_capitals").kind == "transplant"
+    base = la.Result.load(small_run / "results" / "fig5-us_capitals-baselines")
+    assert base.kind == "transplant_baselines" and base.runs[:2] == ["control", "transplant"] and base.runs[-1] == "zeroed"
     assert la.Result.load(small_run / "results" / "fig7-capitals").kind == "ffn_ablation"
     assert la.Result.load(small_run / "results" / "o-capitals").kind == "o_vector"
 
@@ -60,8 +116,13 @@ def test_report_is_one_offline_page(small_run):
     assert html.count("var CircuitsVis=") == 1
     assert html.count("data:image/png;base64,") >= 7
     for text in ("Fig 2", "Fig 3", "Fig 4", "Fig 5", "Fig 6", "Fig 7", "Poland", "ColoredTokens", "AttentionHeads",
-                 "Ours vs the paper"):
+                 "Ours vs the paper", "reproduced?", "Criteria:", "random vectors", "MLPs zeroed", "noise floor",
+                 "bootstrap 95%"):
         assert text in html
+    assert html.index("reproduced?") < html.index("Fig 2 / Table 1: the logit lens")  # the verdicts come first
+    assert html.count("lensarith-v-") >= 5 and "overflow-x:auto" in html
+    # every data table sits in a box that scrolls sideways instead of overflowing the page
+    assert html.count("<table class='lensarith-data") == html.count("<div class='lensarith-scroll'><table")
 
 
 def test_gpt2_medium_uses_the_papers_layers():
@@ -74,9 +135,15 @@ def test_gpt2_medium_uses_the_papers_layers():
 
 
 def test_summary_puts_the_paper_beside_ours(small_run):
-    text = format_summary(json.loads((small_run / "summary.json").read_text()))
+    summary = json.loads((small_run / "summary.json").read_text())
+    text = format_summary(summary)
     assert "rank 10 -> 4, no effect 37%" in text and "extractive -17%" in text
     assert re.search(r"Fig 5 us_capitals\s+rank", text)
+    assert "reproduced?" in text and "crossing" in text and "answer above argument from L0" not in text
+    # every rate printed comes with its interval: "0.12 [0.03, 0.25]" or "56% [47, 64]"
+    assert re.search(r"no effect \d+% \[\d+, \d+\]", text) and re.search(r"acc \d\.\d\d \[\d\.\d\d, \d\.\d\d\]", text)
+    for v in summary["verdicts"]:
+        assert f"{v['verdict'].upper():<8} {v['claim']}" in text
 
 
 def test_helpers():
@@ -90,3 +157,7 @@ def test_helpers():
 def test_config_is_validated():
     with pytest.raises(la.LensarithError, match="n must be None or an int >= 2"):
         ReproduceConfig(n=1)
+    with pytest.raises(la.LensarithError, match="n_random must be a positive int"):
+        ReproduceConfig(n_random=0)
+    with pytest.raises(la.LensarithError, match="n_boot must be a positive int"):
+        ReproduceConfig(n_boot=0)

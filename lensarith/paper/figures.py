@@ -20,6 +20,8 @@ from ..core.backends import backend_of
 from ..lens import LensResult, logit_lens
 from ..tasks import Example, build_prompts
 from ..viz.circuits import display_tokens
+from .stats import bootstrap_ci, bootstrap_columns, uniform_mrr
+from .verdicts import NOISE_FLOOR
 
 __all__ = [
     "PAPER",
@@ -29,6 +31,8 @@ __all__ = [
     "answer_from",
     "argument_layers",
     "task_curves",
+    "crossing",
+    "curve_stats",
     "dla_by_position",
     "top_heads",
     "upper_layers",
@@ -132,6 +136,66 @@ def upper_layers(n_layers: int) -> list[int]:
     return list(range(start, n_layers))
 
 
+def crossing(answer: Sequence[float], argument: Sequence[float], floor: float = NOISE_FLOOR) -> int | None:
+    """The first layer from which the answer's MRR stays above the argument's and at or above
+    ``floor`` through the last layer (None: never).
+
+    Example:
+        >>> crossing([0.005, 0.01, 0.7, 1.0], [0.001, 0.002, 0.5, 0.3])  # L0-L1 are noise
+        2
+    """
+    first = None
+    for i in range(len(answer) - 1, -1, -1):
+        if not (float(answer[i]) > float(argument[i]) and float(answer[i]) >= floor):
+            break
+        first = i
+    return first
+
+
+def _diff(a: Tensor, b: Tensor, seed: int) -> dict[str, Any]:
+    """Mean and bootstrap 95% CI of the paired per-example difference ``a - b``."""
+    d = (a - b).double()
+    lo, hi = bootstrap_ci(d, seed=seed)
+    return {"value": round(float(d.mean()), 4), "ci": [round(lo, 4), round(hi, 4)]}
+
+
+def curve_stats(answer_rr: Tensor, argument_rr: Tensor, *, floor: float = NOISE_FLOOR, seed: int = 0) -> dict[str, Any]:
+    """Intervals, the crossing and the "X" numbers from per-example reciprocal ranks.
+
+    Args:
+        answer_rr, argument_rr: ``[layer, example]`` reciprocal ranks (the examples averaged).
+        floor: the noise floor of the MRR.
+        seed: seeds the bootstraps.
+
+    Returns:
+        ``{"answer_ci", "argument_ci"`` (per layer ``[lo, hi]``), ``"crossing"``
+        (``layer``, ``fraction``, ``handover``, ``argument_leads_layers``, ``floor``),
+        ``"x"`` (the numbers ``verdicts.judge_x`` reads)``}``.
+    """
+    L = answer_rr.shape[0]
+    ans, arg = answer_rr.double().mean(-1), argument_rr.double().mean(-1)
+    a_lo, a_hi = bootstrap_columns(answer_rr.T.double(), seed=seed)
+    g_lo, g_hi = bootstrap_columns(argument_rr.T.double(), seed=seed)
+    cross = crossing(ans.tolist(), arg.tolist(), floor)
+    leads = []
+    for i in range(L if cross is None else cross):
+        if float(arg[i]) >= floor and float(arg[i]) > float(ans[i]):
+            if bootstrap_ci((argument_rr[i] - answer_rr[i]).double(), seed=seed)[0] > 0:
+                leads.append(i)
+    peak = int(arg[:-1].argmax()) if L > 1 else 0
+    x = {"n_layers": L, "peak_layer": peak, "peak_mrr": round(float(arg[peak]), 4),
+         "peak_ci": [round(float(g_lo[peak]), 4), round(float(g_hi[peak]), 4)], "floor": floor,
+         "rise": _diff(argument_rr[peak], argument_rr[0], seed), "fall": _diff(argument_rr[peak], argument_rr[-1], seed),
+         "answer_rise": _diff(answer_rr[-1], answer_rr[peak], seed), "argument_leads_layers": leads}
+    return {"answer_ci": [[round(float(lo), 4), round(float(hi), 4)] for lo, hi in zip(a_lo, a_hi)],
+            "argument_ci": [[round(float(lo), 4), round(float(hi), 4)] for lo, hi in zip(g_lo, g_hi)],
+            "crossing": {"layer": cross, "fraction": None if cross is None else round((cross + 1) / L, 3),
+                         "handover": bool(leads), "argument_leads_layers": leads, "floor": floor,
+                         "rule": "first layer from which the answer's MRR stays above the argument's and above the "
+                                 f"noise floor {floor} to the output; depth = (layer + 1) / n_layers"},
+         "x": x}
+
+
 def task_curves(model, task: str, *, n: int | None, batch_size: int = 32, seed: int = 0,
                 progress: bool | None = None) -> tuple[dict[str, Any], LensResult, Batch, Tensor]:
     """Fig 3 for one task: mean RR of argument and answer per layer over the correct examples.
@@ -139,9 +203,13 @@ def task_curves(model, task: str, *, n: int | None, batch_size: int = 32, seed: 
     Returns:
         ``(summary, lens, batch, correct)``: the summary holds ``layers``, ``argument`` and
         ``answer`` (MRR per layer over the examples the model answers correctly; all
-        examples when it answers none), ``n``, ``n_correct``, ``accuracy``,
-        ``argument_peak_layer``, ``crossover_layer`` (from here on the answer's MRR stays
-        above the argument's) and its fraction of the depth.
+        examples when it answers none) with bootstrap 95% intervals (``argument_ci``,
+        ``answer_ci``), ``n``, ``n_correct``, ``accuracy`` (+ ``accuracy_ci``),
+        ``argument_peak_layer``, ``crossing`` (the first layer from which the answer stays
+        above the argument *and* above the noise floor, its depth, whether the argument led
+        before it), ``x`` (the numbers of the "X" verdict), the noise floor and the MRR of a
+        uniform random ranking. ``crossover_layer`` / ``crossover_fraction`` keep the raw
+        reading (answer above argument, noise included) for comparison.
     """
     examples = build_prompts(task, n=n, seed=seed)
     batch = tokenize(model, examples, drop_multi_token=True)
@@ -149,8 +217,9 @@ def task_curves(model, task: str, *, n: int | None, batch_size: int = 32, seed: 
     ans_rank, arg_rank = lens.rank("answer"), lens.rank("argument")
     correct = ans_rank[-1] == 0
     use = correct if bool(correct.any()) else torch.ones_like(correct)
-    ans = (1.0 / (ans_rank[:, use].float() + 1)).mean(-1)
-    arg = (1.0 / (arg_rank[:, use].float() + 1)).mean(-1)
+    ans_rr = 1.0 / (ans_rank[:, use].float() + 1)
+    arg_rr = 1.0 / (arg_rank[:, use].float() + 1)
+    ans, arg = ans_rr.mean(-1), arg_rr.mean(-1)
     L = len(lens.layers)
     cross = None
     for i in range(L - 1, -1, -1):
@@ -158,12 +227,16 @@ def task_curves(model, task: str, *, n: int | None, batch_size: int = 32, seed: 
             break
         cross = i
     peak = int(arg[:-1].argmax()) if L > 1 else 0
+    acc_ci = bootstrap_ci(correct.double(), seed=seed)
     summary = {"task": task, "layers": list(lens.layers), "argument": [round(float(x), 4) for x in arg],
                "answer": [round(float(x), 4) for x in ans], "n": len(batch), "n_correct": int(correct.sum()),
                "accuracy": round(float(correct.float().mean()), 4), "averaged_over": "correct" if bool(correct.any()) else "all",
                "argument_peak_layer": peak, "argument_peak_mrr": round(float(arg[peak]), 4), "crossover_layer": cross,
                "crossover_fraction": None if cross is None else round((cross + 1) / L, 3),
-               "dropped_multi_token": len(batch.report.get("dropped", []))}
+               "dropped_multi_token": len(batch.report.get("dropped", [])),
+               "accuracy_ci": [round(acc_ci[0], 4), round(acc_ci[1], 4)], "noise_floor": NOISE_FLOOR,
+               "uniform_mrr": round(uniform_mrr(model.cfg.d_vocab), 6)}
+    summary.update(curve_stats(ans_rr, arg_rr, floor=NOISE_FLOOR, seed=seed))
     return summary, lens, batch, correct
 
 

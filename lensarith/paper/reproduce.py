@@ -4,9 +4,18 @@ For GPT2-Medium the paper's layers are used (o-vectors from MLP 19 for capitals 
 uppercasing, 18 for past tense; MLPs 18-23 replaced). Any other model gets its layers from
 ``lensarith.vectors.find_layers`` (a transplant sweep over layers on the task's prompts).
 
+Every rate and MRR comes with a seeded bootstrap 95% interval over examples
+(``lensarith.paper.stats``); Fig 5 compares the transplant with three baselines run in the
+same forwards (control, same-norm random vectors, the same MLPs zeroed); and a
+"reproduced?" column is computed for each claim from stated criteria
+(``lensarith.paper.verdicts``), never typed by hand. Hub models are tokenized as the
+paper's code did (``tokenizer.encode``: no BOS token) unless ``ReproduceConfig(prepend_bos=True)``;
+lensarith-trained models keep their own convention (``lensarith.paper.tokenization``).
+
 Outputs (every file written atomically) under ``out``:
 
-- ``summary.json``: every figure's numbers, the chosen layers, the paper's numbers;
+- ``summary.json``: every figure's numbers with intervals, the chosen layers, the paper's
+  numbers, the tokenization used, ``verdicts`` (claim, criterion, numbers, verdict);
 - ``figures/fig2.png`` ... ``fig7.png`` (+ ``patching.png``);
 - ``results/<name>/``: the underlying ``Result`` objects (safetensors + JSON);
 - ``report.html``: one self-contained page (figures inlined, circuitsvis bundle inlined once).
@@ -19,16 +28,18 @@ import json
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 
 from .._errors import LensarithError
 from .._io import atomic_directory, atomic_write_text
 from ..core import tokenize
 from ..core.progress import progress_bar
 from ..tasks import Example, build_prompts
+from .baselines import BASELINES, summarize, to_transplant_result, transplant_baselines
 from .figures import (
     PAPER,
     PAPER_LAYERS,
@@ -39,6 +50,10 @@ from .figures import (
     top_heads,
     upper_layers,
 )
+from .stats import N_RESAMPLES, bootstrap_distribution, percentile_ci
+from .text import REPORT_CSS, format_summary, scroll_table, verdict_table_html
+from .tokenization import bos_convention, bos_plan
+from .verdicts import NOISE_FLOOR, format_ci, judge_contrast, judge_depth, judge_lift, judge_x, verdicts
 
 __all__ = ["ReproduceConfig", "reproduce", "choose_layers", "format_summary", "TASKS", "FIG5_SETS", "is_gpt2_medium"]
 
@@ -48,6 +63,8 @@ FIG5_SETS = {"capitals": ("capitals", "us_capitals"), "uppercase": ("uppercase",
              "past": ("past_regular", "past_irregular")}
 FIG7_TASKS = ("capitals", "uppercase")
 FIG4_CONTEXT = Example("table mug free China table mug free China table mug free", " Beijing", " China", "random:capitals")
+#: Fig 4's extra contexts: the capitals contexts at these quantiles of the transplant's effect
+FIG4_PICKS = (("median", 0.5), ("25th percentile", 0.25), ("75th percentile", 0.75))
 
 
 @dataclass(frozen=True)
@@ -57,10 +74,16 @@ class ReproduceConfig:
     Attributes:
         n: prompts per task (Fig 3, Fig 7) and contexts per set (Fig 5); None: all.
         n_search: task prompts and contexts for the layer search (models other than GPT2-Medium).
-        seed: seeds context sampling and the search.
+        seed: seeds context sampling, the search, the random vectors and the bootstraps.
         batch_size: prompts per forward.
         patching_pairs: prompt pairs for the activation-patching extra (0: skip it).
         small: a CI-sized run (recorded in the summary).
+        prepend_bos: None: the paper's tokenization for hub models (``tokenizer.encode``, no
+            BOS token) and the model's own default for lensarith-trained models (the organism
+            was trained with a BOS token); True / False: force it (True is TransformerLens's
+            default for GPT-2). Recorded in ``summary["tokenization"]``.
+        n_random: random vectors of o's norm in Fig 5's random baseline (averaged per context).
+        n_boot: bootstrap resamples per interval.
     """
 
     n: int | None = 200
@@ -69,6 +92,9 @@ class ReproduceConfig:
     batch_size: int = 32
     patching_pairs: int = 8
     small: bool = False
+    prepend_bos: bool | None = None
+    n_random: int = 5
+    n_boot: int = N_RESAMPLES
 
     def __post_init__(self) -> None:
         if self.n is not None and (not isinstance(self.n, int) or self.n < 2):
@@ -79,6 +105,12 @@ class ReproduceConfig:
             raise LensarithError(f"batch_size must be a positive int, got {self.batch_size!r}")
         if not isinstance(self.patching_pairs, int) or self.patching_pairs < 0:
             raise LensarithError(f"patching_pairs must be an int >= 0, got {self.patching_pairs!r}")
+        if self.prepend_bos is not None and not isinstance(self.prepend_bos, bool):
+            raise LensarithError(f"prepend_bos must be None (automatic), True or False, got {self.prepend_bos!r}")
+        for name in ("n_random", "n_boot"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise LensarithError(f"{name} must be a positive int, got {value!r}")
 
     @classmethod
     def small_run(cls, **overrides: Any) -> ReproduceConfig:
@@ -119,10 +151,6 @@ def choose_layers(model, task: str, source: Example, search_examples: list[Examp
     return info, found
 
 
-def _r(x: Any, nd: int = 4) -> float | None:
-    return None if x is None else round(float(x), nd)
-
-
 def _single_token(model, ex: Example) -> bool:
     try:
         b = tokenize(model, [ex], drop_multi_token=True)
@@ -159,24 +187,63 @@ def _contexts(set_name: str, n: int | None, seed: int, exclude: str) -> list[Exa
     return transplant_contexts(examples, seed=seed)
 
 
-def _curve_summary(res, run_names=("control", "transplant")) -> dict[str, Any]:
-    s = res.summary()
-    out: dict[str, Any] = {"n": s["n"], "layers": list(res.labels["layer"])}
-    for run in run_names:
-        mrr = res.mrr("answer", run)
-        out[run] = [round(float(x), 4) for x in mrr]
-        out[f"{run}_mrr_last"] = _r(mrr[-1])
-        out[f"{run}_rank"] = _r(1.0 / float(mrr[-1]), 2) if float(mrr[-1]) > 0 else None
-        out[f"{run}_top1"] = _r(s[f"answer_top1_{run}"])
-        out[f"{run}_median_rank"] = s[f"answer_median_rank_{run}"] + 1
-    out["no_effect_rate"] = _r(s["no_effect_rate"])
-    if "argument_top1_control" in s:
-        out["argument_top1_control"] = _r(s["argument_top1_control"])
-    return out
-
-
 def _nearest(values: list[int], target: float) -> int:
     return min(range(len(values)), key=lambda i: (abs(values[i] - target), -values[i]))
+
+
+# --------------------------------------------------------------------------- the run's state
+
+
+@dataclass
+class _Run:
+    """What the steps of one reproduction share: the model, paths, the summary, deferred report parts."""
+
+    model: Any
+    config: ReproduceConfig
+    final: Path
+    out: Path
+    summary: dict[str, Any]
+    progress: bool | None
+    say: Callable[[str], None]
+    renders: list[tuple[int, Callable[[Any, Any], None]]] = field(default_factory=list)
+    task_data: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, Example] = field(default_factory=dict)
+    ovecs: dict[str, Any] = field(default_factory=dict)
+    shared: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def figs(self) -> Path:
+        return self.out / "figures"
+
+    @property
+    def results(self) -> Path:
+        return self.out / "results"
+
+    @property
+    def figures(self) -> dict[str, Any]:
+        return self.summary["figures"]
+
+    @property
+    def n_layers(self) -> int:
+        return self.model.cfg.n_layers
+
+    def png(self, fig, name: str) -> Path:
+        from ..viz import plots
+
+        path = plots.save_png(fig, self.figs / f"{name}.png")
+        self.summary["files"][name] = str(self.final / path.relative_to(self.out))
+        return path
+
+    def render(self, order: int, fn: Callable[[Any, Any], None]) -> None:
+        """Add report parts later, in ``order`` (the report is written after every number is known)."""
+        self.renders.append((order, fn))
+
+
+def _pair(ci) -> list[float]:
+    return [round(float(ci[0]), 4), round(float(ci[1]), 4)]
+
+
+# --------------------------------------------------------------------------- entry point
 
 
 def reproduce(
@@ -193,99 +260,188 @@ def reproduce(
     Args:
         model: a HookedTransformer whose tokenizer covers the task prompts.
         out: the output folder.
-        config: sizes (``ReproduceConfig()`` or ``ReproduceConfig.small_run()``).
+        config: sizes and conventions (``ReproduceConfig()`` or ``ReproduceConfig.small_run()``).
         model_name: the name recorded in the summary (default ``model.cfg.model_name``).
         progress: show progress bars.
         log: receives one line per finished figure (default: silent).
 
     Returns:
-        The summary (also written to ``out/summary.json``).
+        The summary (also written to ``out/summary.json``). ``model.cfg.default_prepend_bos``
+        is set to the run's convention during the run and restored afterwards (also on error).
     """
     if not isinstance(config, ReproduceConfig):
         raise LensarithError(f"config must be a lensarith.paper.ReproduceConfig, got {type(config).__name__}")
     final = Path(out)
     if final.exists() and not final.is_dir():
         raise LensarithError(f"out={str(final)!r} exists and is not a folder")
+    plan = bos_plan(model, config.prepend_bos)
     # every output of the run is written into a staging folder that replaces ``out`` as a whole:
     # a reader sees this run's results, figures, summary and report together, or the previous run's
-    with atomic_directory(final) as stage:
-        return _reproduce(model, final, stage, config, model_name=model_name, progress=progress, log=log)
+    with atomic_directory(final) as stage, bos_convention(model, plan["prepend_bos"]):
+        return _reproduce(model, final, stage, config, plan, model_name=model_name, progress=progress, log=log)
 
 
-def _reproduce(model, final: Path, out: Path, config: ReproduceConfig, *, model_name: str | None,
+def _reproduce(model, final: Path, out: Path, config: ReproduceConfig, plan: dict[str, Any], *, model_name: str | None,
                progress: bool | None, log: Callable[[str], None] | None) -> dict[str, Any]:
     """``reproduce`` writing into ``out`` (the staging folder); paths are recorded under ``final``."""
-    from ..viz import circuits, plots
-    from ..viz.report import Report
-
-    say = log or (lambda s: None)
-    figs, results = out / "figures", out / "results"
     L = model.cfg.n_layers
     t_start = time.perf_counter()
-    timings: dict[str, float] = {}
     summary: dict[str, Any] = {
         "model": model_name or getattr(model.cfg, "model_name", "unknown"), "n_layers": L, "d_model": model.cfg.d_model,
-        "config": asdict(config), "paper": PAPER, "layers": {}, "figures": {}, "files": {}}
-    report = Report(f"lensarith reproduction of Merullo, Eickhoff & Pavlick (2023) on {summary['model']}",
-                    subtitle=f"{L} layers, d_model {model.cfg.d_model}; n={config.n} prompts per task"
-                             f"{' (small run)' if config.small else ''}; seed {config.seed}")
-    steps = progress_bar(total=9, desc="reproduce", unit="step", show=progress)
-    fig_out = summary["figures"]
-
-    def tick(name: str, t0: float) -> None:
+        "config": asdict(config), "tokenization": plan, "paper": PAPER, "layers": {}, "figures": {}, "files": {}}
+    run = _Run(model, config, final, out, summary, progress, log or (lambda s: None))
+    steps = progress_bar(total=len(_STEPS) + 1, desc="reproduce", unit="step", show=progress)
+    timings: dict[str, float] = {}
+    for name, step in _STEPS:
+        t0 = time.perf_counter()
+        step(run)
         timings[name] = round(time.perf_counter() - t0, 2)
         steps.update(1)
+    summary["verdicts"] = verdicts(summary)
+    summary["timings_s"] = {**timings, "total": round(time.perf_counter() - t_start, 2)}
+    summary["files"]["summary"] = str(final / "summary.json")
+    summary["files"]["report"] = str(final / "report.html")
+    _write_report(run)
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
+    steps.update(1)
+    steps.close()
+    return summary
 
-    def png(fig, name: str) -> Path:
-        path = plots.save_png(fig, figs / f"{name}.png")
-        summary["files"][name] = str(final / path.relative_to(out))
-        return path
 
-    # ---- Fig 3: the X pattern per task
-    t0 = time.perf_counter()
-    fig3, task_data = {}, {}
+def _write_report(run: _Run) -> None:
+    from ..viz.report import Report
+
+    s, cfg, L = run.summary, run.config, run.n_layers
+    tok = s["tokenization"]
+    report = Report(f"lensarith reproduction of Merullo, Eickhoff & Pavlick (2023) on {s['model']}",
+                    subtitle=f"{L} layers, d_model {s['d_model']}; n={cfg.n} prompts per task"
+                             f"{' (small run)' if cfg.small else ''}; seed {cfg.seed}; "
+                             f"{'BOS token prepended' if tok['prepend_bos'] else 'no BOS token'} ({tok['source']}); "
+                             f"intervals: bootstrap 95% over examples, {cfg.n_boot} resamples")
+    report.add_html(REPORT_CSS)
+    report.add_section("Ours vs the paper: reproduced?",
+                       "Each claim of the paper this report covers, judged from this run's numbers by the criterion "
+                       "listed below the table (computed by lensarith.paper.verdicts, also in summary.json "
+                       "'verdicts'). A claim over several tasks or sets is 'yes' when every case is, 'no' when every "
+                       "case is, 'partial' otherwise.")
+    report.add_html(verdict_table_html(s["verdicts"]))
+    for _, fn in sorted(run.renders, key=lambda r: r[0]):
+        fn(run, report)
+    report.add_section("All headline numbers side by side", "Every figure's headline number on this model next to "
+                                                             "the paper's (GPT2-Medium; Fig 7: BLOOM), 95% CIs in brackets.")
+    report.add_html("<pre class='lensarith-pre'>" + html.escape(format_summary({**s, "verdicts": None})) + "</pre>")
+    report.add_section("Files", "summary.json holds every number shown here; results/ the tensors (safetensors + JSON); "
+                                "figures/ the PNGs.")
+    report.save(run.out / "report.html")
+
+
+# --------------------------------------------------------------------------- Fig 3
+
+
+def _fig3_note(s: dict[str, Any]) -> str:
+    c = s["crossing"]
+    where = "no crossing" if c["layer"] is None else f"crossing {s['layers'][c['layer']]} ({c['fraction']:.2f} of depth)"
+    return f"{where}, depth ~2/3: {judge_depth(c)[0]}\n'X' (hump, answer rise, arms cross): {judge_x(s['x'])[0]}"
+
+
+def _step_fig3(run: _Run) -> None:
+    from ..viz import plots
+
+    cfg = run.config
+    fig3 = {}
     for task in TASKS:
-        s, lens, batch, correct = task_curves(model, task, n=config.n, batch_size=config.batch_size, seed=config.seed,
-                                             progress=progress)
-        lens.save(results / f"fig3-{task}")
+        s, lens, batch, correct = task_curves(run.model, task, n=cfg.n, batch_size=cfg.batch_size, seed=cfg.seed,
+                                             progress=run.progress)
+        lens.save(run.results / f"fig3-{task}")
         fig3[task] = s
-        task_data[task] = (batch, correct)
-    fig_out["fig3"] = fig3
-    png(plots.x_pattern(fig3, title="Fig 3: mean reciprocal rank per layer (examples answered correctly)"), "fig3")
-    tick("fig3", t0)
-    say("fig 3: " + "; ".join(f"{t} acc {s['accuracy']:.2f}, crossover layer {s['crossover_layer']}" for t, s in fig3.items()))
+        run.task_data[task] = (batch, correct)
+    run.figures["fig3"] = fig3
+    panels = {t: {**s, "floor": s["noise_floor"], "crossing_layer": s["crossing"]["layer"], "note": _fig3_note(s)}
+              for t, s in fig3.items()}
+    run.png(plots.x_pattern(panels, title="Fig 3: mean reciprocal rank per layer over the examples answered correctly "
+                                          "(bands: bootstrap 95% CIs; dashed: noise floor; dotted: the crossing)"), "fig3")
+    run.say("fig 3: " + "; ".join(f"{t} acc {format_ci(s['accuracy'], s['accuracy_ci'])}, " + _fig3_note(s).replace("\n", ", ")
+                                  for t, s in fig3.items()))
+    run.render(20, _render_fig3)
 
-    # ---- Fig 2 / Table 1 and Fig 6's prompts: logit lens tokens per layer
-    t0 = time.perf_counter()
+
+def _render_fig3(run: _Run, report) -> None:
+    fig3 = run.figures["fig3"]
+    first = next(iter(fig3.values()))
+    report.add_section("Fig 3: argument and answer per layer (the 'X')",
+                       "Mean reciprocal rank 1/(rank+1) of the argument and the answer at the last position, per layer, "
+                       "over the prompts the model answers correctly; bands are bootstrap 95% CIs. Paper: "
+                       + PAPER["fig3"]["text"] + f". Noise floor: MRR {NOISE_FLOOR} (a token ranked ~20th on average; "
+                       f"a uniform random ranking over the vocabulary gives {first['uniform_mrr']:.4f}). The crossing "
+                       "is the first layer from which the answer's MRR stays above the argument's and above the noise "
+                       "floor to the output; the raw reading (answer above argument, noise included) is shown for "
+                       "comparison: it lands on the first layer when both curves are still noise.")
+    report.add_figure(run.figs / "fig3.png")
+    rows = []
+    for t, s in fig3.items():
+        c, x = s["crossing"], s["x"]
+        rows.append({"task": t, "n (correct)": f"{s['n']} ({s['n_correct']})",
+                     "accuracy": format_ci(s["accuracy"], s["accuracy_ci"]),
+                     "argument peak": f"L{x['peak_layer']}: {format_ci(x['peak_mrr'], x['peak_ci'])}",
+                     "argument rise / fall": f"{format_ci(x['rise']['value'], x['rise']['ci'])} / "
+                                             f"{format_ci(x['fall']['value'], x['fall']['ci'])}",
+                     "answer rise after the peak": format_ci(x["answer_rise"]["value"], x["answer_rise"]["ci"]),
+                     "argument leads at": ", ".join(f"L{i}" for i in c["argument_leads_layers"]) or "never",
+                     "crossing (depth)": "none" if c["layer"] is None else f"L{c['layer']} ({c['fraction']:.2f})",
+                     "raw: answer above argument from": f"L{s['crossover_layer']}" if s["crossover_layer"] is not None else "never",
+                     "'X'": judge_x(x)[0], "depth ~2/3": judge_depth(c)[0]})
+    report.add_html(scroll_table(rows))
+
+
+# --------------------------------------------------------------------------- Fig 2
+
+
+def _step_fig2(run: _Run) -> None:
+    from ..viz import plots
+
+    model, cfg = run.model, run.config
     paper_prompts = (find_example("capitals", argument="Poland"),
                      find_example("uppercase", answer="Brown", contains="sheet of paper"))
-    _, paper_toks = lens_tokens(model, list(paper_prompts), k=1, batch_size=config.batch_size, progress=False)
+    _, paper_toks = lens_tokens(model, list(paper_prompts), k=1, batch_size=cfg.batch_size, progress=False)
     shown, notes = [], {}
     for key, ex, t, task in (("capitals", paper_prompts[0], paper_toks[0], "capitals"),
                              ("colours", paper_prompts[1], paper_toks[1], "uppercase")):
         if t["top1"][-1].strip() == ex.answer.strip():
             shown.append(ex)
             continue
-        batch, correct = task_data[task]
+        batch, correct = run.task_data[task]
         alt = next((e for e, ok in zip(batch.examples, correct.tolist()) if ok), None)
         shown.append(alt or ex)
         notes[key] = {"paper_prompt_prediction": t["top1"][-1], "paper_prompt_answer": ex.answer,
                       "paper_prompt_argument": ex.argument, "substituted": alt is not None}
     cap_ex, col_ex = shown
     cap_x = find_example("capitals", argument=cap_ex.argument.strip(), format="extractive")
-    lens3, toks = lens_tokens(model, [cap_ex, col_ex, cap_x], k=5, batch_size=config.batch_size, progress=False)
-    lens3.save(results / "fig2-lens")
+    lens3, toks = lens_tokens(model, [cap_ex, col_ex, cap_x], k=5, batch_size=cfg.batch_size, progress=False)
+    lens3.save(run.results / "fig2-lens")
     fig2 = {}
     for key, ex, t in (("capitals", paper_prompts[0], toks[0]), ("colours", paper_prompts[1], toks[1])):
         fig2[key] = {kk: v for kk, v in t.items() if kk != "probs"}
         fig2[key]["correct"] = t["top1"][-1].strip() == t["answer"].strip()
         fig2[key]["paper_prompt"] = key not in notes or not notes[key]["substituted"]
         fig2[key].update(notes.get(key, {}))
-    fig_out["fig2"] = fig2
+    run.figures["fig2"] = fig2
     marks = {e.argument: "#cfe2ff" for e in (cap_ex, col_ex)} | {e.answer: "#ffe0b2" for e in (cap_ex, col_ex)}
-    png(plots.token_grid(toks[0]["layers"], {f"{cap_ex.argument.strip()} prompt": toks[0]["top1"],
-                                             f"colours ({col_ex.argument.strip()}) prompt": toks[1]["top1"]},
-                         title="Fig 2 / Table 1: top-1 logit-lens token per layer (last position)", highlight=marks), "fig2")
+    run.shared.update(cap_ex=cap_ex, col_ex=col_ex, cap_x=cap_x, lens3=lens3, toks=toks, marks=marks, notes=notes)
+    run.png(plots.token_grid(toks[0]["layers"], {f"{cap_ex.argument.strip()} prompt": toks[0]["top1"],
+                                                 f"colours ({col_ex.argument.strip()}) prompt": toks[1]["top1"]},
+                             title="Fig 2 / Table 1: top-1 logit-lens token per layer (last position)", highlight=marks),
+            "fig2")
+    run.say(f"fig 2: {cap_ex.argument.strip()} prompt: argument layers {toks[0]['argument_layers']}, answer from "
+            f"{toks[0]['answer_from']}; colours ({col_ex.argument.strip()}) answer from {toks[1]['answer_from']}"
+            + "".join(f"; the paper's {k} prompt is answered {n['paper_prompt_prediction'].strip()!r}"
+                      for k, n in notes.items()))
+    run.render(10, _render_fig2)
+
+
+def _render_fig2(run: _Run, report) -> None:
+    from ..viz import circuits
+
+    toks, notes, lens3 = run.shared["toks"], run.shared["notes"], run.shared["lens3"]
     intro = ("Top-1 token decoded from the residual stream after each layer at the last position (argument blue, answer "
              "orange). Paper, GPT2-Medium: " + PAPER["fig2"]["poland"] + "; " + PAPER["fig2"]["colours"] + ".")
     for key, n in notes.items():
@@ -293,191 +449,105 @@ def _reproduce(model, final: Path, out: Path, config: ReproduceConfig, *, model_
                   f"{n['paper_prompt_answer'].strip()}) with {n['paper_prompt_prediction'].strip()!r}"
                   + ("; shown instead: the first prompt of the task it answers correctly." if n["substituted"] else "."))
     report.add_section("Fig 2 / Table 1: the logit lens on two prompts", intro)
-    report.add_figure(figs / "fig2.png", caption="top-1 token per layer")
+    report.add_figure(run.figs / "fig2.png", caption="top-1 token per layer")
     for i, key in enumerate(("capitals", "colours")):
         t = toks[i]
         report.add_widget(circuits.logit_lens_table(lens3, i, k=5, title=f"{key}: ...{t['prompt'][-60:]!r} → {t['answer']!r}"))
         report.add_text(f"{key}: argument top-1 at layers {t['argument_layers'] or 'none'}; answer top-1 from layer "
-                        f"{t['answer_from'] if t['answer_from'] is not None else 'never'} (of {L}).", note=True)
-    tick("fig2", t0)
-    say(f"fig 2: {cap_ex.argument.strip()} prompt: argument layers {toks[0]['argument_layers']}, answer from "
-        f"{toks[0]['answer_from']}; colours ({col_ex.argument.strip()}) answer from {toks[1]['answer_from']}"
-        + "".join(f"; the paper's {k} prompt is answered {n['paper_prompt_prediction'].strip()!r}" for k, n in notes.items()))
+                        f"{t['answer_from'] if t['answer_from'] is not None else 'never'} (of {run.n_layers}).", note=True)
 
-    report.add_section("Fig 3: argument and answer per layer (the 'X')",
-                       "Mean reciprocal rank 1/(rank+1) of the argument and the answer at the last position, per layer, "
-                       "over the prompts the model answers correctly. Paper: " + PAPER["fig3"]["text"] + ".")
-    report.add_figure(figs / "fig3.png")
-    report.add_table([{"task": t, "n": s["n"], "accuracy": s["accuracy"], "argument peak layer": s["argument_peak_layer"],
-                       "argument peak MRR": s["argument_peak_mrr"], "answer above argument from layer": s["crossover_layer"],
-                       "fraction of depth": s["crossover_fraction"]} for t, s in fig3.items()])
 
-    # ---- layers: the paper's for GPT2-Medium, else the transplant layer search
-    t0 = time.perf_counter()
-    sources: dict[str, Example] = {}
+# --------------------------------------------------------------------------- layers and o-vectors
+
+
+def _step_layers(run: _Run) -> None:
+    from ..vectors import extract_o_vector
+
+    model, cfg, summary = run.model, run.config, run.summary
+    fig2_ok = bool(run.figures["fig2"]["capitals"]["correct"])
     for task in TASKS:
-        batch, correct = task_data[task]
-        preferred = cap_ex if task == "capitals" else None
-        src, src_ok = _pick_source(model, task, batch, correct, preferred, bool(fig2["capitals"]["correct"]))
-        sources[task] = src
+        batch, correct = run.task_data[task]
+        preferred = run.shared["cap_ex"] if task == "capitals" else None
+        src, src_ok = _pick_source(model, task, batch, correct, preferred, fig2_ok)
+        run.sources[task] = src
         others = [e for e, c in zip(batch.examples, correct.tolist()) if c and e.prompt != src.prompt]
         others += [e for e, c in zip(batch.examples, correct.tolist()) if not c and e.prompt != src.prompt]
-        info, found = choose_layers(model, task, src, others[: config.n_search - 1], config, progress=progress)
+        info, found = choose_layers(model, task, src, others[: cfg.n_search - 1], cfg, progress=run.progress)
         info.update(source=src.prompt, source_answer=src.answer, source_correct_check=src_ok)
         summary["layers"][task] = info
         if found is not None:
-            found.save(results / f"layers-{task}")
+            found.save(run.results / f"layers-{task}")
+    for task in TASKS:
+        o = extract_o_vector(model, [run.sources[task]], summary["layers"][task]["application"], reduce="mean")
+        o.save(run.results / f"o-{task}")
+        run.ovecs[task] = o
+    run.say("layers: " + "; ".join(f"{t} o@{i['application']} replace {i['replace'][0]}-{i['replace'][-1]} ({i['method']})"
+                                   for t, i in summary["layers"].items()))
+    run.render(30, _render_layers)
+
+
+def _render_layers(run: _Run, report) -> None:
     report.add_section("Layers",
                        "GPT2-Medium uses the paper's layers (o from MLP 19 / 19 / 18, MLPs 18-23 replaced); other models "
                        "use lensarith.vectors.find_layers (each layer's o transplanted into random-token contexts; "
                        "the layer lifting the answer most, then the best start of the replaced range).")
-    report.add_table([{"task": t, "method": i["method"], "o from MLP": i["application"],
-                       "replaced MLPs": f"{i['replace'][0]}-{i['replace'][-1]}", "source prompt": i["source"][-60:],
-                       "source answered correctly": i["source_correct_check"]} for t, i in summary["layers"].items()])
-    tick("layers", t0)
-    say("layers: " + "; ".join(f"{t} o@{i['application']} replace {i['replace'][0]}-{i['replace'][-1]} ({i['method']})"
-                               for t, i in summary["layers"].items()))
+    report.add_html(scroll_table([{"task": t, "method": i["method"], "o from MLP": i["application"],
+                                   "replaced MLPs": f"{i['replace'][0]}-{i['replace'][-1]}", "source prompt": i["source"][-60:],
+                                   "source answered correctly": i["source_correct_check"]}
+                                  for t, i in run.summary["layers"].items()]))
 
-    # ---- o-vectors
-    from ..vectors import extract_o_vector, transplant
 
-    ovecs = {}
-    for task in TASKS:
-        o = extract_o_vector(model, [sources[task]], summary["layers"][task]["application"], reduce="mean")
-        o.save(results / f"o-{task}")
-        ovecs[task] = o
+# --------------------------------------------------------------------------- Fig 5
 
-    # ---- Fig 4: one random-token example
-    t0 = time.perf_counter()
-    ctx = FIG4_CONTEXT
-    try:
-        tokenize(model, [ctx])
-    except LensarithError:
-        ctx = _contexts("capitals", 1, config.seed, sources["capitals"].argument)[0]
-    layers_c = summary["layers"]["capitals"]["replace"]
-    res4 = transplant(model, ovecs["capitals"], [ctx], layers=layers_c, mode="replace", positions="all",
-                      drop_multi_token=True, progress=False)
-    res4.save(results / "fig4")
-    rr_c = res4.reciprocal_rank("answer", "control")[:, 0].tolist()
-    rr_t = res4.reciprocal_rank("answer", "transplant")[:, 0].tolist()
-    top = res4.meta.get("top1_tokens", {})
-    fig_out["fig4"] = {"context": ctx.prompt, "answer": ctx.answer, "argument": ctx.argument, "source": sources["capitals"].prompt,
-                       "layers": list(res4.labels["layer"]), "original": [round(x, 4) for x in rr_c],
-                       "transplant": [round(x, 4) for x in rr_t], "replaced": layers_c,
-                       "top1_original": top.get("control", [None])[0], "top1_transplant": top.get("transplant", [None])[0],
-                       "answer_rank_original": int(res4.rank("answer", "control")[-1, 0]) + 1,
-                       "answer_rank_transplant": int(res4.rank("answer", "transplant")[-1, 0]) + 1}
-    png(plots.example_curve(res4.labels["layer"], rr_c, rr_t, token=ctx.answer,
-                            title=f"Fig 4: {ctx.prompt[:40]}... MLPs {layers_c[0]}-{layers_c[-1]} replaced by o"), "fig4")
-    f4 = fig_out["fig4"]
-    report.add_section("Fig 4: one random-token context",
-                       f"Context {ctx.prompt!r}; o from the source prompt's MLP {summary['layers']['capitals']['application']} "
-                       f"replaces MLPs {layers_c[0]}-{layers_c[-1]} at every position. Prediction: {f4['top1_original']!r} → "
-                       f"{f4['top1_transplant']!r}; rank of {ctx.answer!r}: {f4['answer_rank_original']} → "
-                       f"{f4['answer_rank_transplant']}. Paper: " + PAPER["fig4"]["text"] + ".")
-    report.add_figure(figs / "fig4.png")
-    tick("fig4", t0)
-    say(f"fig 4: {ctx.argument.strip()} context, prediction {f4['top1_original']!r} -> {f4['top1_transplant']!r}, "
-        f"rank of {ctx.answer!r} {f4['answer_rank_original']} -> {f4['answer_rank_transplant']}")
 
-    # ---- Fig 5: control vs transplant, in- and out-of-domain
-    t0 = time.perf_counter()
-    fig5 = {}
+def _fig5_labels(s: dict[str, Any]) -> dict[str, str]:
+    f = s["final"]
+    names = {"control": "control", "transplant": "o transplanted", "random": f"random vectors ({s['n_random']}, o's norm)",
+             "zeroed": "MLPs zeroed"}
+    return {r: f"{names[r]}: {format_ci(f[r]['mrr'], f[r]['mrr_ci'])}" for r in names}
+
+
+def _fig5_note(s: dict[str, Any]) -> str:
+    lift = s["lift"]
+    worst = min(lift, key=lambda b: lift[b]["diff"])
+    f = s["final"]
+    return (f"o minus best baseline ({worst}): {format_ci(lift[worst]['diff'], lift[worst]['ci'])}, lift: "
+            f"{judge_lift(lift)[0]}\ntop-1 o {format_ci(f['transplant']['top1'], f['transplant']['top1_ci'])}; no effect "
+            f"{format_ci(s['no_effect_rate'], s['no_effect_ci'], pct=True)}")
+
+
+def _step_fig5(run: _Run) -> None:
+    from ..viz import plots
+
+    model, cfg = run.model, run.config
+    fig5, raw = {}, {}
     for task, sets in FIG5_SETS.items():
+        layers = run.summary["layers"][task]["replace"]
         for set_name in sets:
-            contexts = _contexts(set_name, config.n, config.seed, sources[task].argument)
-            res = transplant(model, ovecs[task], contexts, layers=summary["layers"][task]["replace"], mode="replace",
-                             positions="all", batch_size=config.batch_size, drop_multi_token=True, progress=progress)
-            res.save(results / f"fig5-{set_name}")
-            s = _curve_summary(res)
+            contexts = _contexts(set_name, cfg.n, cfg.seed, run.sources[task].argument)
+            batch = tokenize(model, contexts, drop_multi_token=True)
+            res = transplant_baselines(model, run.ovecs[task], batch, layers=layers, n_random=cfg.n_random,
+                                       seed=cfg.seed, batch_size=cfg.batch_size, progress=run.progress)
+            to_transplant_result(model, res, batch, run.ovecs[task]).save(run.results / f"fig5-{set_name}")
+            res.save(run.results / f"fig5-{set_name}-baselines")
+            s = summarize(res, seed=cfg.seed, n_boot=cfg.n_boot)
             s.update(task=task, domain="in" if set_name == sets[0] else "out")
             fig5[set_name] = s
-    fig_out["fig5"] = fig5
-    png(plots.transplant_curves({f"{k} ({v['domain']}-domain)": v for k, v in fig5.items()},
-                                title="Fig 5: MRR of the answer per layer, control vs o transplanted"), "fig5")
-    report.add_section("Fig 5: o-vectors in random-token contexts",
-                       "Mean reciprocal rank of the answer per layer without (control) and with the task's o replacing "
-                       "the upper MLP outputs; contexts w1 w2 w3 X w1 w2 w3 X w1 w2 w3 for arguments of the task's own "
-                       "(in-domain) and another (out-of-domain) dataset. 'rank' = 1/MRR at the last layer (1 = top). "
-                       "'no real effect': the transplant did not improve the answer's final rank.")
-    report.add_figure(figs / "fig5.png")
-    report.add_table(_fig5_rows(fig5))
-    tick("fig5", t0)
-    say("fig 5: " + "; ".join(f"{k} rank {v['control_rank']} -> {v['transplant_rank']}, no effect {v['no_effect_rate']:.2f}"
-                              for k, v in fig5.items()))
-
-    # ---- Fig 6: abstractive vs extractive, upper layers
-    t0 = time.perf_counter()
-    up = upper_layers(L) if not is_gpt2_medium(model) else PAPER_LAYERS["fig6_layers"]
-    fig6 = {}
-    for name, t in (("abstractive", toks[0]), ("extractive", toks[2])):
-        fig6[name] = {"prompt": t["prompt"], "layers": up, "top1": [t["top1"][i] for i in up],
-                      "answer_from": t["answer_from"], "argument_layers": t["argument_layers"]}
-    fig_out["fig6"] = fig6
-    png(plots.token_grid([toks[0]["layers"][i] for i in up], {"abstractive": fig6["abstractive"]["top1"],
-                                                             "extractive": fig6["extractive"]["top1"]},
-                         title=f"Fig 6: top-1 token, layers {up[0]}-{up[-1]}", highlight=marks), "fig6")
-    report.add_section("Fig 6: abstractive vs extractive (capitals)",
-                       f"Layers {up[0]}-{up[-1]}. Abstractive answer from layer {fig6['abstractive']['answer_from']}, "
-                       f"extractive from layer {fig6['extractive']['answer_from']}. Paper: " + PAPER["fig6"]["text"] + ".")
-    report.add_figure(figs / "fig6.png")
-    report.add_widget(circuits.logit_lens_table(lens3, 0, k=3, layers=up, title="abstractive: " + cap_ex.prompt.splitlines()[-2]))
-    report.add_widget(circuits.logit_lens_table(lens3, 2, k=3, layers=up, title="extractive: " + cap_x.prompt.splitlines()[0]))
-    tick("fig6", t0)
-    say(f"fig 6: answer from layer {fig6['abstractive']['answer_from']} (abstractive) vs "
-        f"{fig6['extractive']['answer_from']} (extractive)")
-
-    # ---- Fig 7: FFN ablation
-    t0 = time.perf_counter()
-    from ..ablation import ffn_ablation
-
-    fig7, panels = {}, {}
-    for task in FIG7_TASKS:
-        res = ffn_ablation(model, task, n=config.n, batch_size=config.batch_size, progress=progress)
-        res.save(results / f"fig7-{task}")
-        removed = res.n_removed
-        acc = {s: [round(float(x), 4) for x in res.accuracy_of(s)] for s in res.sets}
-        k80 = _nearest(removed, 0.8 * L)
-        rel = {s: (None if acc[s][0] == 0 else round(1 - acc[s][k80] / acc[s][0], 4)) for s in res.sets}
-        fig7[task] = {"removed": removed, "accuracy": acc, "sizes": res.meta.get("sizes"), "at_80pct": removed[k80],
-                      "relative_drop_at_80pct": rel, "drop_all": {s: round(res.drop(s), 4) for s in res.sets},
-                      "table": res.table()}
-        panels[task] = {"removed": removed, **acc}
-    fig_out["fig7"] = fig7
-    png(plots.ablation_curves(panels, title="Fig 7: accuracy as MLPs are removed from the top down"), "fig7")
-    report.add_section("Fig 7: removing MLPs from the top down",
-                       "Zero-ablating the top k MLPs (one sixth of the layers at a time): top-1 accuracy on abstractive "
-                       "prompts (answer from memory) and extractive prompts (answer in the context). Paper (BLOOM): "
-                       "extractive -17%, abstractive -73% after 24 of 30 FFNs.")
-    report.add_figure(figs / "fig7.png")
-    for task, d in fig7.items():
-        report.add_table(d["table"], caption=f"{task} (relative drop after {d['at_80pct']} of {L} MLPs: "
-                                             + ", ".join(f"{s} {v:.0%}" for s, v in d["relative_drop_at_80pct"].items()
-                                                         if v is not None) + ")")
-    tick("fig7", t0)
-    say("fig 7: " + "; ".join(f"{t}: after {d['at_80pct']} MLPs " + ", ".join(
-        f"{s} {d['accuracy'][s][0]:.2f}->{d['accuracy'][s][d['removed'].index(d['at_80pct'])]:.2f}" for s in d["accuracy"])
-        for t, d in fig7.items()))
-
-    # ---- renderers on the capitals source prompt: per-position DLA, top heads, patching
-    t0 = time.perf_counter()
-    _extras(model, sources["capitals"], task_data["capitals"], config, summary, report, results, png, figs, progress)
-    tick("extras", t0)
-
-    summary["timings_s"] = {**timings, "total": round(time.perf_counter() - t_start, 2)}
-    report.add_section("Ours vs the paper", "Every figure's headline number on this model next to the paper's "
-                                            "(GPT2-Medium; Fig 7: BLOOM).")
-    report.add_html("<pre style='font-size:12px;background:#f8f8f8;padding:8px'>" +
-                    html.escape(format_summary(summary)) + "</pre>")
-    report.add_section("Files", "summary.json holds every number shown here; results/ the tensors (safetensors + JSON); "
-                                "figures/ the PNGs.")
-    summary["files"]["summary"] = str(final / "summary.json")
-    summary["files"]["report"] = str(final / "report.html")
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
-    report.save(out / "report.html")
-    steps.update(1)
-    steps.close()
-    return summary
+            raw[set_name] = (res, batch)
+    run.figures["fig5"] = fig5
+    run.shared["fig5_raw"] = raw
+    panels = {f"{k} ({v['domain']}-domain)": {**v, "labels": _fig5_labels(v), "note": _fig5_note(v)} for k, v in fig5.items()}
+    run.png(plots.transplant_curves(panels, runs=("control", "transplant", "random", "zeroed"),
+                                    title="Fig 5: MRR of the answer per layer in random-token contexts: control, o "
+                                          "transplanted, same-norm random vectors, the same MLPs zeroed (legend: MRR at "
+                                          "the output [95% CI]; bands: 95% CIs)"), "fig5")
+    run.say("fig 5: " + "; ".join(
+        f"{k} MRR control {format_ci(v['final']['control']['mrr'], v['final']['control']['mrr_ci'])}, o "
+        f"{format_ci(v['final']['transplant']['mrr'], v['final']['transplant']['mrr_ci'])}, random "
+        f"{format_ci(v['final']['random']['mrr'], v['final']['random']['mrr_ci'])}, zeroed "
+        f"{format_ci(v['final']['zeroed']['mrr'], v['final']['zeroed']['mrr_ci'])}, no effect "
+        f"{format_ci(v['no_effect_rate'], v['no_effect_ci'], pct=True)} (n={v['n']})" for k, v in fig5.items()))
+    run.render(50, _render_fig5)
 
 
 def _fig5_rows(fig5: dict[str, Any]) -> list[dict[str, Any]]:
@@ -485,113 +555,373 @@ def _fig5_rows(fig5: dict[str, Any]) -> list[dict[str, Any]]:
     for k, v in fig5.items():
         p = PAPER["fig5"].get(k, {})
         paper = (f"{p['control_rank']} → {p['transplant_rank']}" if "control_rank" in p else p.get("text", ""))
-        rows.append({"set": k, "domain": v["domain"], "n": v["n"], "copy (argument top-1, control)": v.get("argument_top1_control"),
-                     "rank control → transplant": f"{v['control_rank']} → {v['transplant_rank']}",
-                     "top-1 control → transplant": f"{v['control_top1']:.2f} → {v['transplant_top1']:.2f}",
-                     "no real effect": v["no_effect_rate"], "paper rank": paper,
-                     "paper no real effect": p.get("no_effect")})
+        f = v["final"]
+        row = {"set": k, "domain": v["domain"], "n": v["n"]}
+        for r, name in (("control", "control"), ("transplant", "o"), ("random", "random"), ("zeroed", "zeroed")):
+            row[f"MRR {name}"] = format_ci(f[r]["mrr"], f[r]["mrr_ci"])
+        for r, name in (("control", "control"), ("transplant", "o"), ("random", "random"), ("zeroed", "zeroed")):
+            row[f"top-1 {name}"] = format_ci(f[r]["top1"], f[r]["top1_ci"])
+        row.update({"lift vs control / random / zeroed": " / ".join(format_ci(v["lift"][b]["diff"], v["lift"][b]["ci"])
+                                                                   for b in BASELINES),
+                    "verdict": judge_lift(v["lift"])[0],
+                    "rank control → o": f"{v['control_rank']} → {v['transplant_rank']}",
+                    "no real effect": format_ci(v["no_effect_rate"], v["no_effect_ci"], pct=True),
+                    "copy (argument top-1, control)": format_ci(v.get("argument_top1_control"),
+                                                                 v.get("argument_top1_control_ci")),
+                    "paper rank": paper, "paper no real effect": p.get("no_effect")})
+        rows.append(row)
     return rows
 
 
-def _extras(model, source: Example, capitals, config, summary, report, results, png, figs, progress) -> None:
+def _render_fig5(run: _Run, report) -> None:
+    fig5 = run.figures["fig5"]
+    worse = [k for k, v in fig5.items() if v["lift"]["control"]["diff"] < 0]
+    report.add_section("Fig 5: o-vectors in random-token contexts, against baselines",
+                       "Mean reciprocal rank of the answer per layer; contexts w1 w2 w3 X w1 w2 w3 X w1 w2 w3 for arguments "
+                       "of the task's own (in-domain) and another (out-of-domain) dataset. Runs, in the same forwards: "
+                       "control; o replacing the upper MLP outputs at every position (the paper); "
+                       f"{run.config.n_random} random vectors of o's norm in o's place (seeded, averaged per context); the "
+                       "same MLPs zeroed. A lift counts only against all three baselines. 'rank' = 1/MRR at the output "
+                       "(1 = top); 'no real effect': the transplant did not improve the answer's output rank. Intervals: "
+                       "bootstrap 95% over contexts (lifts paired per context)."
+                       + (f" The transplant makes the answer worse than the control on: {', '.join(worse)}." if worse else ""))
+    report.add_figure(run.figs / "fig5.png")
+    report.add_html(scroll_table(_fig5_rows(fig5)))
+
+
+# --------------------------------------------------------------------------- Fig 4
+
+
+def _fig4_picks(res, batch, model) -> list[dict[str, Any]]:
+    """The capitals contexts at ``FIG4_PICKS``'s quantiles of the transplant's effect on the answer's output RR."""
+    rr_c, rr_t = res.reciprocal_rank("control"), res.reciprocal_rank("transplant")
+    effect = (rr_t[-1] - rr_c[-1]).numpy()
+    order = np.argsort(effect, kind="stable")
+    ranks = res.tensors["rank_answer"]
+    ci, ti = res.runs.index("control"), res.runs.index("transplant")
+    picks, used = [], set()
+    for label, q in FIG4_PICKS:
+        i = int(order[int(round(q * (len(order) - 1)))])
+        if i in used:
+            continue
+        used.add(i)
+        ex = batch.examples[i]
+        picks.append({"pick": label, "quantile": q, "context": ex.prompt, "answer": ex.answer, "argument": ex.argument,
+                      "effect": round(float(effect[i]), 4),
+                      "original": [round(float(x), 4) for x in rr_c[:, i]],
+                      "transplant": [round(float(x), 4) for x in rr_t[:, i]],
+                      "answer_rank_original": int(ranks[ci, -1, i]) + 1, "answer_rank_transplant": int(ranks[ti, -1, i]) + 1,
+                      "top1_original": model.to_single_str_token(int(res.tensors["top1"][ci, i])),
+                      "top1_transplant": model.to_single_str_token(int(res.tensors["top1"][ti, i]))})
+    return picks
+
+
+def _panel_title(label: str, d: dict[str, Any]) -> str:
+    return (f"{label}: {d['context']!r} → {d['answer']!r}\nrank of {d['answer']!r} at the output: "
+            f"{d['answer_rank_original']} → {d['answer_rank_transplant']} (top-1 {d['top1_original']!r} → "
+            f"{d['top1_transplant']!r})")
+
+
+def _step_fig4(run: _Run) -> None:
+    from ..vectors import transplant
+    from ..viz import plots
+
+    model = run.model
+    ctx = FIG4_CONTEXT
+    try:
+        tokenize(model, [ctx])
+    except LensarithError:
+        ctx = _contexts("capitals", 1, run.config.seed, run.sources["capitals"].argument)[0]
+    layers_c = run.summary["layers"]["capitals"]["replace"]
+    res4 = transplant(model, run.ovecs["capitals"], [ctx], layers=layers_c, mode="replace", positions="all",
+                      drop_multi_token=True, progress=False)
+    res4.save(run.results / "fig4")
+    rr_c = res4.reciprocal_rank("answer", "control")[:, 0].tolist()
+    rr_t = res4.reciprocal_rank("answer", "transplant")[:, 0].tolist()
+    top = res4.meta.get("top1_tokens", {})
+    f4 = {"context": ctx.prompt, "answer": ctx.answer, "argument": ctx.argument, "source": run.sources["capitals"].prompt,
+          "layers": list(res4.labels["layer"]), "original": [round(x, 4) for x in rr_c],
+          "transplant": [round(x, 4) for x in rr_t], "replaced": layers_c,
+          "top1_original": top.get("control", [None])[0], "top1_transplant": top.get("transplant", [None])[0],
+          "answer_rank_original": int(res4.rank("answer", "control")[-1, 0]) + 1,
+          "answer_rank_transplant": int(res4.rank("answer", "transplant")[-1, 0]) + 1}
+    res5, batch5 = run.shared["fig5_raw"]["capitals"]
+    picks = _fig4_picks(res5, batch5, model)
+    f4["contexts"] = picks
+    f4["effect_over_contexts"] = {"n": len(res5.labels["batch"]), "rule": "output-layer RR with o minus control"}
+    run.figures["fig4"] = f4
+    panels = [{"layers": f4["layers"], "original": rr_c, "transplant": rr_t, "token": ctx.answer,
+               "title": _panel_title("the paper's example", f4)}]
+    panels += [{"layers": f4["layers"], "original": p["original"], "transplant": p["transplant"], "token": p["answer"],
+                "title": _panel_title(f"{p['pick']} context by effect", p)} for p in picks]
+    app = run.summary["layers"]["capitals"]["application"]
+    run.png(plots.example_curves(panels, title=f"Fig 4: reciprocal rank of the answer per layer, original vs MLPs "
+                                              f"{layers_c[0]}-{layers_c[-1]} replaced by o (capitals, from MLP {app} "
+                                              "of the source prompt)"), "fig4")
+    med = next((p for p in picks if p["pick"] == "median"), None)
+    run.say(f"fig 4: {ctx.argument.strip()} context, prediction {f4['top1_original']!r} -> {f4['top1_transplant']!r}, "
+            f"rank of {ctx.answer!r} {f4['answer_rank_original']} -> {f4['answer_rank_transplant']}"
+            + (f"; median context ({med['argument'].strip()}): rank {med['answer_rank_original']} -> "
+               f"{med['answer_rank_transplant']}" if med else ""))
+    run.render(40, _render_fig4)
+
+
+def _render_fig4(run: _Run, report) -> None:
+    f4 = run.figures["fig4"]
+    layers_c = f4["replaced"]
+    text = (f"o from the source prompt's MLP {run.summary['layers']['capitals']['application']} replaces MLPs "
+            f"{layers_c[0]}-{layers_c[-1]} at every position. The paper's example {f4['context']!r}: prediction "
+            f"{f4['top1_original']!r} → {f4['top1_transplant']!r}; rank of {f4['answer']!r} at the output "
+            f"{f4['answer_rank_original']} → {f4['answer_rank_transplant']}. One context is an anecdote, so the "
+            f"capitals contexts of Fig 5 (n={f4['effect_over_contexts']['n']}) are sorted by the transplant's effect "
+            "(output-layer RR with o minus control) and the ones at the median and the quartiles are shown too: "
+            + "; ".join(f"{p['pick']} ({p['argument'].strip()}): rank {p['answer_rank_original']} → "
+                        f"{p['answer_rank_transplant']}" for p in f4["contexts"])
+            + ". Paper: " + PAPER["fig4"]["text"] + ".")
+    report.add_section("Fig 4: random-token contexts, one by one", text)
+    report.add_figure(run.figs / "fig4.png")
+
+
+# --------------------------------------------------------------------------- Fig 6
+
+
+def _step_fig6(run: _Run) -> None:
+    from ..viz import plots
+
+    L = run.n_layers
+    toks, marks = run.shared["toks"], run.shared["marks"]
+    up = upper_layers(L) if not is_gpt2_medium(run.model) else PAPER_LAYERS["fig6_layers"]
+    fig6 = {}
+    for name, t in (("abstractive", toks[0]), ("extractive", toks[2])):
+        fig6[name] = {"prompt": t["prompt"], "layers": up, "top1": [t["top1"][i] for i in up],
+                      "answer_from": t["answer_from"], "argument_layers": t["argument_layers"]}
+    run.figures["fig6"] = fig6
+    run.png(plots.token_grid([toks[0]["layers"][i] for i in up], {"abstractive": fig6["abstractive"]["top1"],
+                                                                 "extractive": fig6["extractive"]["top1"]},
+                             title=f"Fig 6: top-1 token, layers {up[0]}-{up[-1]}", highlight=marks), "fig6")
+    run.say(f"fig 6: answer from layer {fig6['abstractive']['answer_from']} (abstractive) vs "
+            f"{fig6['extractive']['answer_from']} (extractive)")
+    run.render(60, _render_fig6)
+
+
+def _render_fig6(run: _Run, report) -> None:
     from ..viz import circuits
 
+    fig6, lens3 = run.figures["fig6"], run.shared["lens3"]
+    up = fig6["abstractive"]["layers"]
+    report.add_section("Fig 6: abstractive vs extractive (capitals)",
+                       f"Layers {up[0]}-{up[-1]}. Abstractive answer from layer {fig6['abstractive']['answer_from']}, "
+                       f"extractive from layer {fig6['extractive']['answer_from']}. Paper: " + PAPER["fig6"]["text"] + ".")
+    report.add_figure(run.figs / "fig6.png")
+    report.add_widget(circuits.logit_lens_table(lens3, 0, k=3, layers=up,
+                                                title="abstractive: " + run.shared["cap_ex"].prompt.splitlines()[-2]))
+    report.add_widget(circuits.logit_lens_table(lens3, 2, k=3, layers=up,
+                                                title="extractive: " + run.shared["cap_x"].prompt.splitlines()[0]))
+
+
+# --------------------------------------------------------------------------- Fig 7
+
+
+def _relative_drop(k: int) -> Callable[[np.ndarray], float]:
+    """The statistic: 1 - accuracy after step ``k`` / accuracy before, over rows ``[example, step]``."""
+    def stat(rows: np.ndarray) -> float:
+        base = rows[:, 0].mean()
+        return 0.0 if base == 0 else float(1.0 - rows[:, k].mean() / base)
+
+    return stat
+
+
+def _contrast(res, k80: int, removed: int, seed: int, n_boot: int) -> dict[str, Any]:
+    """Relative drops after step ``k80`` per set with bootstrap CIs, and abstractive minus extractive."""
+    draws, out = {}, {"removed": removed}
+    for j, s in enumerate(("abstractive", "extractive")):
+        rows = res.tensors[f"correct.{s}"].T.double().numpy()  # [example, step]
+        stat = _relative_drop(k80)
+        draws[s] = bootstrap_distribution(rows, stat, n=n_boot, seed=seed + j)
+        out[f"{s}_drop"] = round(stat(rows), 4)
+        out[f"{s}_drop_ci"] = _pair(percentile_ci(draws[s]))
+        out[f"{s}_n"] = int(rows.shape[0])
+    out["difference"] = round(out["abstractive_drop"] - out["extractive_drop"], 4)
+    out["difference_ci"] = _pair(percentile_ci(draws["abstractive"] - draws["extractive"]))
+    return out
+
+
+def _accuracy_ci(res, seed: int, n_boot: int) -> dict[str, list[list[float]]]:
+    from .stats import bootstrap_columns
+
+    out = {}
+    for s in res.sets:
+        lo, hi = bootstrap_columns(res.tensors[f"correct.{s}"].T.double(), n=n_boot, seed=seed)
+        out[s] = [[round(float(a), 4), round(float(b), 4)] for a, b in zip(lo, hi)]
+    return out
+
+
+def _fig7_note(d: dict[str, Any]) -> str:
+    c = d["contrast"]
+    v, why = judge_contrast(c)
+    return (f"{'contrast reproduced' if v == 'yes' else 'contrast partly reproduced' if v == 'partial' else 'contrast NOT reproduced'}"
+            f" ({v}): after {c['removed']} MLPs abstractive -{c['abstractive_drop']:.0%}, extractive "
+            f"-{c['extractive_drop']:.0%}")
+
+
+def _fig7_line(d: dict[str, Any]) -> str:
+    j, c = d["removed"].index(d["at_80pct"]), d["contrast"]
+    return (f"after {d['at_80pct']} MLPs " + ", ".join(
+        f"{s} {format_ci(acc[0], d['accuracy_ci'][s][0])} -> {format_ci(acc[j], d['accuracy_ci'][s][j])}"
+        f" (-{format_ci(c[f'{s}_drop'], c[f'{s}_drop_ci'], pct=True)})" for s, acc in d["accuracy"].items())
+        + f"; contrast: {judge_contrast(c)[0]}")
+
+
+def _step_fig7(run: _Run) -> None:
+    from ..ablation import ffn_ablation
+    from ..viz import plots
+
+    model, cfg, L = run.model, run.config, run.n_layers
+    fig7, panels = {}, {}
+    for task in FIG7_TASKS:
+        res = ffn_ablation(model, task, n=cfg.n, batch_size=cfg.batch_size, progress=run.progress)
+        res.save(run.results / f"fig7-{task}")
+        removed = res.n_removed
+        acc = {s: [round(float(x), 4) for x in res.accuracy_of(s)] for s in res.sets}
+        k80 = _nearest(removed, 0.8 * L)
+        rel = {s: (None if acc[s][0] == 0 else round(1 - acc[s][k80] / acc[s][0], 4)) for s in res.sets}
+        fig7[task] = {"removed": removed, "accuracy": acc, "sizes": res.meta.get("sizes"), "at_80pct": removed[k80],
+                      "relative_drop_at_80pct": rel, "drop_all": {s: round(res.drop(s), 4) for s in res.sets},
+                      "table": res.table(), "accuracy_ci": _accuracy_ci(res, cfg.seed, cfg.n_boot),
+                      "contrast": _contrast(res, k80, removed[k80], cfg.seed, cfg.n_boot)}
+        panels[task] = {"removed": removed, **acc, "ci": fig7[task]["accuracy_ci"], "note": _fig7_note(fig7[task])}
+    run.figures["fig7"] = fig7
+    run.png(plots.ablation_curves(panels, title="Fig 7: accuracy as MLPs are removed from the top down (bands: bootstrap "
+                                                "95% CIs)"), "fig7")
+    run.say("fig 7: " + "; ".join(f"{t}: " + _fig7_line(d) for t, d in fig7.items()))
+    run.render(70, _render_fig7)
+
+
+def _render_fig7(run: _Run, report) -> None:
+    fig7, L = run.figures["fig7"], run.n_layers
+    judged = {t: judge_contrast(d["contrast"])[0] for t, d in fig7.items()}
+    yes = [t for t, v in judged.items() if v == "yes"]
+    part = [t for t, v in judged.items() if v == "partial"]
+    no = [t for t, v in judged.items() if v == "no"]
+    which = ("Reproduces the paper's contrast: " + (", ".join(yes) or "none")
+             + (f"; partly: {', '.join(part)}" if part else "") + (f"; does not: {', '.join(no)}" if no else "")
+             + " (criterion in the 'reproduced?' table).")
+    report.add_section("Fig 7: removing MLPs from the top down",
+                       "Zero-ablating the top k MLPs (one sixth of the layers at a time): top-1 accuracy on abstractive "
+                       "prompts (answer from memory) and extractive prompts (answer in the context), with bootstrap 95% "
+                       "CIs. Paper (BLOOM): extractive -17%, abstractive -73% after 24 of 30 FFNs. " + which)
+    report.add_figure(run.figs / "fig7.png")
+    for task, d in fig7.items():
+        c = d["contrast"]
+        rows = [{"MLPs removed": k, "layers": d["table"][j]["layers"],
+                 **{f"{s} accuracy": format_ci(d["accuracy"][s][j], d["accuracy_ci"][s][j]) for s in d["accuracy"]}}
+                for j, k in enumerate(d["removed"])]
+        cap = (f"{task} (n = {', '.join(f'{s} {n}' for s, n in (d['sizes'] or {}).items())}): relative drop after "
+               f"{c['removed']} of {L} MLPs: abstractive {format_ci(c['abstractive_drop'], c['abstractive_drop_ci'], pct=True)}, "
+               f"extractive {format_ci(c['extractive_drop'], c['extractive_drop_ci'], pct=True)}; difference "
+               f"{format_ci(c['difference'], c['difference_ci'])}: {judged[task]}")
+        report.add_html(f"<div class='lensarith-title'>{html.escape(cap)}</div>")
+        report.add_html(scroll_table(rows))
+
+
+# --------------------------------------------------------------------------- renderers on the capitals prompt
+
+
+def _position_tokens(model, pairs) -> list[list[str]]:
+    """Per position: the distinct tokens the pairs (clean and corrupted) have there, in order of appearance."""
+    from ..viz.circuits import display_tokens
+
+    rows = []
+    for side in (pairs.clean, pairs.corrupted):
+        for ids, n in zip(side.tokens.tolist(), side.lengths.tolist()):
+            rows.append(display_tokens(model, ids[:n]))
+    width = int(pairs.clean.tokens.shape[1])
+    return [list(dict.fromkeys(r[p].replace("\n", "\\n").strip() or repr(r[p]) for r in rows if len(r) > p))
+            for p in range(width)]
+
+
+def _position_labels(tokens: list[list[str]]) -> list[str]:
+    """Axis labels: ``position token`` where every pair has the same token, ``position (k tokens)`` where they differ."""
+    return [f"{p} {t[0]}" if len(t) == 1 else f"{p} ({len(t)} tokens)" for p, t in enumerate(tokens)]
+
+
+def _step_extras(run: _Run) -> None:
+    model, cfg = run.model, run.config
+    source = run.sources["capitals"]
     extras: dict[str, Any] = {}
+    tokens, values = dla_by_position(model, source)
+    extras["dla_by_position"] = {"prompt": source.prompt, "tokens": tokens, "values": [round(v, 4) for v in values]}
+    batch, correct = run.task_data["capitals"]
+    idx = correct.nonzero().flatten()
+    sub = batch.take(idx[:32]) if len(idx) else batch[0:32]
+    heads = top_heads(model, sub, k=2, batch_size=cfg.batch_size)
+    extras["top_heads"] = [{"layer": l, "head": h, "mean_dla": round(v, 4)} for l, h, v in heads]
+    if cfg.patching_pairs:
+        extras["patching"] = _patching(run)
+    run.figures["extras"] = extras
+    run.render(80, _render_extras)
+
+
+def _patching(run: _Run) -> dict[str, Any]:
+    from ..patching import activation_patch, pair_examples
+    from ..viz.heatmap import heatmap
+
+    model, cfg = run.model, run.config
+    try:
+        pairs = pair_examples(model, build_prompts("capitals", n=max(40, 4 * cfg.patching_pairs)),
+                              n=cfg.patching_pairs, seed=cfg.seed)
+        pat = activation_patch(model, pairs, site="resid_pre", metric="recovery", progress=run.progress)
+    except LensarithError as exc:
+        return {"skipped": str(exc)}
+    pat.save(run.results / "patching")
+    tokens = _position_tokens(model, pairs)
+    labels = _position_labels(tokens)
+    run.png(heatmap(pat, col_labels=labels, title=f"activation patching over {len(pairs)} pairs of capitals prompts "
+                                                  "(resid_pre, clean into corrupted): recovery of the logit difference "
+                                                  "(0 = corrupted run, 1 = clean run; blank: |value| < 0.005). Axis: "
+                                                  "position and the token all pairs share there, or how many different "
+                                                  "tokens the pairs have there (listed in the report)"), "patching")
+    best = int(pat.values.abs().amax(-1).argmax())
+    run.shared.update(pat=pat, pairs=pairs, best=best)
+    return {"pairs": len(pairs), "site": "resid_pre", "metric": "recovery",
+            "values": [[round(float(x), 4) for x in row] for row in pat.values],
+            "layers": pat.labels["layer"], "positions": pat.labels.get("pos"), "position_labels": labels,
+            "position_tokens": tokens, "clean_mean": float(pat.clean.mean()), "corrupted_mean": float(pat.corrupted.mean())}
+
+
+def _render_extras(run: _Run, report) -> None:
+    from ..viz import circuits
+
+    model, extras = run.model, run.figures["extras"]
+    source = run.sources["capitals"]
     report.add_section("Inside the capitals prompt: renderers",
                        "Per-position direct logit attribution through attention, the attention patterns of the heads "
                        "with the largest direct effect, and activation patching between capitals prompts.")
-    tokens, values = dla_by_position(model, source)
-    extras["dla_by_position"] = {"prompt": source.prompt, "tokens": tokens, "values": [round(v, 4) for v in values]}
-    report.add_widget(circuits.colored_tokens(tokens, values, title=f"direct effect via attention of each position on "
-                                                                    f"logit({source.answer!r}) - logit({source.argument!r})"))
-    batch, correct = capitals
-    idx = correct.nonzero().flatten()
-    sub = batch.take(idx[:32]) if len(idx) else batch[0:32]
-    heads = top_heads(model, sub, k=2, batch_size=config.batch_size)
-    extras["top_heads"] = [{"layer": l, "head": h, "mean_dla": round(v, 4)} for l, h, v in heads]
+    d = extras["dla_by_position"]
+    report.add_widget(circuits.colored_tokens(d["tokens"], d["values"], title=f"direct effect via attention of each "
+                                              f"position on logit({source.answer!r}) - logit({source.argument!r})"))
+    heads = [(h["layer"], h["head"]) for h in extras["top_heads"]]
     if heads:
-        report.add_widget(circuits.attention_patterns(model, source, [(l, h) for l, h, _ in heads],
+        report.add_widget(circuits.attention_patterns(model, source, heads,
                                                       title="attention of the heads with the largest direct effect on "
-                                                            "answer - argument: " + ", ".join(f"L{l}H{h}" for l, h, _ in heads)))
-    if config.patching_pairs:
-        from ..patching import activation_patch, pair_examples
-
-        try:
-            pairs = pair_examples(model, build_prompts("capitals", n=max(40, 4 * config.patching_pairs)),
-                                  n=config.patching_pairs, seed=config.seed)
-            pat = activation_patch(model, pairs, site="resid_pre", metric="recovery", progress=progress)
-        except LensarithError as exc:
-            extras["patching"] = {"skipped": str(exc)}
-            report.add_text(f"activation patching skipped: {exc}", note=True)
-        else:
-            pat.save(results / "patching")
-            from ..viz.heatmap import heatmap
-
-            labels = pat.labels.get("pos", [str(i) for i in range(pat.values.shape[1])])
-            png(heatmap(pat, title="activation patching (resid_pre, clean into corrupted): recovery of the logit "
-                                   "difference (0 = corrupted run, 1 = clean run)"), "patching")
-            best = int(pat.values.abs().amax(-1).argmax())
-            extras["patching"] = {"pairs": len(pairs), "site": "resid_pre", "metric": "recovery",
-                                  "values": [[round(float(x), 4) for x in row] for row in pat.values],
-                                  "layers": pat.labels["layer"], "positions": labels, "clean_mean": float(pat.clean.mean()),
-                                  "corrupted_mean": float(pat.corrupted.mean())}
-            report.add_figure(figs / "patching.png", caption=f"{len(pairs)} pairs of capitals prompts (same length, "
-                                                             "different answers); e.g. " + pairs.clean.examples[0].prompt.splitlines()[-2])
-            report.add_widget(circuits.patch_tokens(pat, best, title=f"patching by position at layer {pat.labels['layer'][best]}"))
-    summary["figures"]["extras"] = extras
+                                                            "answer - argument: " + ", ".join(f"L{l}H{h}" for l, h in heads)))
+    pat = extras.get("patching")
+    if pat is None:
+        return
+    if "skipped" in pat:
+        report.add_text(f"activation patching skipped: {pat['skipped']}", note=True)
+        return
+    pairs, best = run.shared["pairs"], run.shared["best"]
+    varied = "; ".join(f"position {p}: {' / '.join(t)}" for p, t in enumerate(pat["position_tokens"]) if len(t) > 1)
+    report.add_figure(run.figs / "patching.png", caption=f"{len(pairs)} pairs of capitals prompts (aligned token by token, "
+                                                         "different answers); e.g. "
+                                                         + pairs.clean.examples[0].prompt.splitlines()[-2]
+                                                         + (f". Tokens where the pairs differ: {varied}." if varied else ""))
+    report.add_widget(circuits.patch_tokens(run.shared["pat"], best,
+                                            title=f"patching by position at layer {run.shared['pat'].labels['layer'][best]} "
+                                                  "(first pair's tokens)"))
 
 
-def _fmt(x: Any) -> str:
-    if x is None:
-        return "–"
-    if isinstance(x, float):
-        return f"{x:.2f}"
-    return str(x)
-
-
-def format_summary(summary: dict[str, Any]) -> str:
-    """Every figure's headline numbers next to the paper's, as text."""
-    f = summary["figures"]
-    L = summary["n_layers"]
-    rows: list[tuple[str, str, str]] = []
-    if "fig2" in f:
-        p, c = f["fig2"]["capitals"], f["fig2"]["colours"]
-        arg, ans = p["argument"].strip(), p["answer"].strip()
-        extra = ("" if p["paper_prompt"] else
-                 f" (Poland prompt answered {p.get('paper_prompt_prediction', '?').strip()!r}; shown: {arg})")
-        rows.append((f"Fig 2 {arg}", f"{arg!r} top-1 at layers {p['argument_layers'] or 'none'}, {ans!r} from "
-                                     f"{_fmt(p['answer_from'])} (of {L}); predicts {p['top1'][-1].strip()!r}{extra}",
-                     PAPER["fig2"]["poland"]))
-        extra = ("" if c["paper_prompt"] else
-                 f" (brown-paper prompt answered {c.get('paper_prompt_prediction', '?').strip()!r})")
-        rows.append(("Fig 2 colours", f"({c['argument'].strip()}) {c['answer'].strip()!r} from {_fmt(c['answer_from'])} (of {L}); "
-                                      f"predicts {c['top1'][-1].strip()!r}{extra}", PAPER["fig2"]["colours"]))
-    for task, s in f.get("fig3", {}).items():
-        rows.append((f"Fig 3 {task}", f"acc {s['accuracy']:.2f} (n={s['n']}); argument peak L{s['argument_peak_layer']} "
-                                      f"(MRR {s['argument_peak_mrr']:.2f}); answer above argument from L{_fmt(s['crossover_layer'])}"
-                                      f" = {_fmt(s['crossover_fraction'])} of depth", "~2/3 of depth"))
-    if "fig4" in f:
-        d = f["fig4"]
-        rows.append(("Fig 4", f"{d['top1_original']!r} -> {d['top1_transplant']!r}; rank of {d['answer']!r} "
-                              f"{d['answer_rank_original']} -> {d['answer_rank_transplant']}", "' Beijing' promoted to the top"))
-    for k, v in f.get("fig5", {}).items():
-        p = PAPER["fig5"].get(k, {})
-        paper = (f"rank {p['control_rank']} -> {p['transplant_rank']}" if "control_rank" in p else p.get("text", ""))
-        if "no_effect" in p:
-            paper += f", no effect {p['no_effect']:.0%}"
-        rows.append((f"Fig 5 {k}", f"rank {_fmt(v['control_rank'])} -> {_fmt(v['transplant_rank'])}, top-1 "
-                                   f"{v['control_top1']:.2f} -> {v['transplant_top1']:.2f}, no effect {v['no_effect_rate']:.0%}"
-                                   f" (n={v['n']})", paper))
-    if "fig6" in f:
-        a, e = f["fig6"]["abstractive"], f["fig6"]["extractive"]
-        rows.append(("Fig 6", f"answer top-1 from L{_fmt(a['answer_from'])} (abstractive) vs L{_fmt(e['answer_from'])} "
-                              "(extractive)", "extractive saturates at once"))
-    for task, d in f.get("fig7", {}).items():
-        rel, j = d["relative_drop_at_80pct"], d["removed"].index(d["at_80pct"])
-        rows.append((f"Fig 7 {task}", f"after {d['at_80pct']}/{L} MLPs: " + ", ".join(
-            f"{s} {acc[0]:.2f}->{acc[j]:.2f}" + (f" (-{rel[s]:.0%})" if rel[s] is not None else "")
-            for s, acc in d["accuracy"].items()), "BLOOM, 24/30 FFNs: extractive -17%, abstractive -73%"))
-    w1 = max(len(r[0]) for r in rows) if rows else 6
-    w2 = max(len(r[1]) for r in rows) if rows else 4
-    head = f"{'figure':<{w1}}  {'ours (' + str(summary['model']) + ')':<{w2}}  paper (GPT2-Medium)"
-    return "\n".join([head, "-" * len(head)] + [f"{a:<{w1}}  {b:<{w2}}  {c}" for a, b, c in rows])
+#: the steps of a run, in the order they compute (the report orders their sections itself)
+_STEPS = (("fig3", _step_fig3), ("fig2", _step_fig2), ("layers", _step_layers), ("fig5", _step_fig5),
+          ("fig4", _step_fig4), ("fig6", _step_fig6), ("fig7", _step_fig7), ("extras", _step_extras))

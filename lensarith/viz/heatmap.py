@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import textwrap
 
 import torch
 
@@ -15,7 +16,23 @@ from .._errors import LensarithError
 from .._io import atomic_write_bytes
 from ..core import Result
 
-__all__ = ["heatmap"]
+__all__ = ["heatmap", "format_cell"]
+
+
+def format_cell(value: float, digits: int = 2, zero: str = "") -> str:
+    """A cell's text: ``value`` rounded to ``digits``; ``zero`` (default blank) where it rounds
+    to 0, so no cell reads ``-0.00``.
+
+    Example:
+        >>> format_cell(-0.004), format_cell(-0.006), format_cell(0.5, zero="0")
+        ('', '-0.01', '0.50')
+    """
+    if value != value:  # NaN
+        return "nan"
+    rounded = round(float(value), digits)
+    if rounded == 0:
+        return zero
+    return f"{rounded:.{digits}f}"
 
 
 def _grid(result: Result, tensor: str) -> tuple[torch.Tensor, list[str], list[str], str, str]:
@@ -46,6 +63,10 @@ def heatmap(
     ax=None,
     annotate: bool | None = None,
     dpi: int = 120,
+    col_labels: list[str] | None = None,
+    row_labels: list[str] | None = None,
+    digits: int = 2,
+    zero: str = "",
 ):
     """Draw a 2-d (or ``[layer, head, pos]``) tensor of a result as a heatmap.
 
@@ -59,6 +80,9 @@ def heatmap(
         ax: draw into an existing matplotlib ``Axes`` instead of a new figure.
         annotate: write values in the cells (default: when there are at most 300 cells).
         dpi: PNG resolution.
+        col_labels, row_labels: axis tick labels instead of the result's (one per column / row).
+        digits: decimals of the cell values.
+        zero: the text of a cell that rounds to 0 at ``digits`` (default blank; never ``-0.00``).
 
     Returns:
         The matplotlib ``Figure``.
@@ -73,9 +97,14 @@ def heatmap(
     from matplotlib.figure import Figure
 
     data, rows, cols, row_axis, col_axis = _grid(result, tensor)
+    for given, have, what in ((col_labels, cols, "col_labels"), (row_labels, rows, "row_labels")):
+        if given is not None and len(given) != len(have):
+            raise LensarithError(f"{what} needs one label per {what[:3]} ({len(have)}), got {len(given)}")
+    cols = [str(c) for c in col_labels] if col_labels is not None else cols
+    rows = [str(r) for r in row_labels] if row_labels is not None else rows
     if ax is None:
         width = min(2.0 + 0.45 * len(cols), 24.0)
-        height = min(1.5 + 0.3 * len(rows), 30.0)
+        height = min(1.5 + 0.3 * len(rows) + 0.06 * max((len(c) for c in cols), default=0), 30.0)
         fig = Figure(figsize=(max(width, 4.0), max(height, 3.0)))
         ax = fig.add_subplot()
     else:
@@ -92,12 +121,12 @@ def heatmap(
     if title is None:
         parts = [meta.get("recipe", result.kind), meta.get("site"), meta.get("metric"), meta.get("direction")]
         title = " · ".join(str(p) for p in parts if p)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(textwrap.fill(title, width=int(max(40, 9 * fig.get_size_inches()[0]))), fontsize=9)
     fig.colorbar(image, ax=ax, label=str(meta.get("metric", tensor)))
     if annotate if annotate is not None else data.numel() <= 300:
         for (i, j), value in zip(torch.cartesian_prod(torch.arange(data.shape[0]), torch.arange(data.shape[1])).tolist(),
                                  data.flatten().tolist()):
-            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6,
+            ax.text(j, i, format_cell(value, digits, zero), ha="center", va="center", fontsize=6,
                     color="white" if abs(value) > 0.6 * vmax else "black")
     fig.tight_layout()
     if path is not None:
