@@ -126,8 +126,12 @@ def test_report_is_one_offline_page(small_run):
 
 
 def test_gpt2_medium_uses_the_papers_layers():
-    fake = types.SimpleNamespace(cfg=types.SimpleNamespace(model_name="gpt2-medium", n_layers=24, d_model=1024))
+    fake = types.SimpleNamespace(cfg=types.SimpleNamespace(model_name="gpt2-medium", n_layers=24, d_model=1024,
+                                                           d_vocab=50257))
     assert is_gpt2_medium(fake)
+    # a local folder named gpt2-medium holding another model is not GPT2-Medium
+    other = types.SimpleNamespace(cfg=types.SimpleNamespace(model_name="gpt2-medium", n_layers=8, d_model=128, d_vocab=4683))
+    assert not is_gpt2_medium(other)
     src = la.build_prompts("past", n=1)[0]
     info, found = choose_layers(fake, "past", src, [], ReproduceConfig())
     assert found is None and info == {"method": "paper", "application": 18, "replace": list(range(18, 24))}

@@ -180,3 +180,15 @@ def test_init_notebook_sends_the_bundle_once(monkeypatch, no_network):
     assert len(repr(first)) < 200 and "var CircuitsVis=" in first._repr_html_()
     later = circuits.colored_tokens(["a", "b"], [1.0, 2.0])._repr_html_()
     assert "var CircuitsVis=" not in later and "setTimeout" in later  # waits for the notebook's bundle
+
+
+def test_an_inlined_png_that_spells_a_cdn_name_is_not_an_external_url():
+    import base64
+
+    page = Report("x")
+    payload = base64.b64decode("AAAAunpkgAAA//cdnAAA")  # base64 text that spells both markers
+    page.add_figure(payload, caption="fig")
+    assert "unpkg" in page.html() and "<img" in page.html()
+    page.add_html("<script src='https://unpkg.com/x.js'></script>")
+    with pytest.raises(la.LensarithError, match="external resources"):
+        page.html()

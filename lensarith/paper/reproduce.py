@@ -119,10 +119,13 @@ class ReproduceConfig:
 
 
 def is_gpt2_medium(model) -> bool:
-    """True for GPT2-Medium (the paper's model: its layers are used as published)."""
+    """True for GPT2-Medium (the paper's model: its layers are used as published): its shape
+    (24 layers, d_model 1024, GPT-2's vocabulary) and either its name or GPT-2's architecture. A
+    local folder named ``gpt2-medium`` holding another model is not taken for it."""
     cfg = model.cfg
-    return getattr(cfg, "model_name", "") == "gpt2-medium" or (
-        cfg.n_layers == 24 and cfg.d_model == 1024 and "gpt2" in str(getattr(cfg, "original_architecture", "")).lower())
+    shape = cfg.n_layers == 24 and cfg.d_model == 1024 and cfg.d_vocab == 50257
+    named = getattr(cfg, "model_name", "") == "gpt2-medium"
+    return shape and (named or "gpt2" in str(getattr(cfg, "original_architecture", "")).lower())
 
 
 def choose_layers(model, task: str, source: Example, search_examples: list[Example], config: ReproduceConfig,
