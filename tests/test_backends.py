@@ -293,7 +293,7 @@ def test_reproduce_small_matches_the_3_9_golden(tmp_path):
 
     want = _numbers(json.loads((recipes.HERE / "reproduce_small.json").read_text()))
     got = _numbers(json.loads(json.dumps(recipes.reproduce_small(tmp_path), default=str)))
-    assert set(got) == set(want)
+    assert set(want) <= set(got), sorted(set(want) - set(got))[:10]  # the report may add numbers; none disappear
     bad = [k for k in want if (abs(want[k] - got[k]) > TOL if isinstance(want[k], float) else want[k] != got[k])]
     assert not bad, [(k, want[k], got[k]) for k in bad[:5]]
 
