@@ -87,10 +87,10 @@ class Backend:
         ones) are attached to the model."""
         raise NotImplementedError
 
-    # ---- readout
+    # ---- readout (both TransformerLens model classes expose these under the same names)
     def final_norm(self, x: Tensor) -> Tensor:
         """``ln_final`` on ``[batch, pos, d_model]``."""
-        raise NotImplementedError
+        return self.model.ln_final(x)
 
     def final_norm_weights(self) -> tuple[Tensor | None, Tensor | None]:
         """``(weight, bias)`` of the final norm (None where it has none)."""
@@ -98,19 +98,19 @@ class Backend:
 
     def unembed(self, x: Tensor) -> Tensor:
         """Normed ``[batch, pos, d_model]`` -> logits ``[batch, pos, d_vocab]`` (no soft cap)."""
-        raise NotImplementedError
+        return self.model.unembed(x)
 
     @property
     def W_U(self) -> Tensor:
-        raise NotImplementedError
+        return self.model.W_U
 
     @property
     def b_U(self) -> Tensor:
-        raise NotImplementedError
+        return self.model.b_U
 
     @property
     def W_E(self) -> Tensor:
-        raise NotImplementedError
+        return self.model.W_E
 
     # ---- block internals (decomposition, the fast patching engine)
     def block(self, layer: int) -> BlockWeights:

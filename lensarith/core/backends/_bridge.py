@@ -176,9 +176,6 @@ class BridgeBackend(Backend):
         return False
 
     # ---- readout
-    def final_norm(self, x: Tensor) -> Tensor:
-        return self.model.ln_final(x)
-
     def final_norm_weights(self) -> tuple[Tensor | None, Tensor | None]:
         return self._norm_params(self.model.ln_final)
 
@@ -186,21 +183,6 @@ class BridgeBackend(Backend):
     def _norm_params(module) -> tuple[Tensor | None, Tensor | None]:
         inner = getattr(module, "original_component", None) or module
         return getattr(inner, "weight", None), getattr(inner, "bias", None)
-
-    def unembed(self, x: Tensor) -> Tensor:
-        return self.model.unembed(x)
-
-    @property
-    def W_U(self) -> Tensor:
-        return self.model.W_U
-
-    @property
-    def b_U(self) -> Tensor:
-        return self.model.b_U
-
-    @property
-    def W_E(self) -> Tensor:
-        return self.model.W_E
 
     # ---- block internals
     def block(self, layer: int) -> BlockWeights:

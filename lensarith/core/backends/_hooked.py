@@ -38,27 +38,9 @@ class HookedBackend(Backend):
     def has_user_hooks(self) -> bool:
         return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in self.model.modules())
 
-    def final_norm(self, x: Tensor) -> Tensor:
-        return self.model.ln_final(x)
-
     def final_norm_weights(self) -> tuple[Tensor | None, Tensor | None]:
         ln = self.model.ln_final
         return getattr(ln, "w", None), getattr(ln, "b", None)
-
-    def unembed(self, x: Tensor) -> Tensor:
-        return self.model.unembed(x)
-
-    @property
-    def W_U(self) -> Tensor:
-        return self.model.W_U
-
-    @property
-    def b_U(self) -> Tensor:
-        return self.model.b_U
-
-    @property
-    def W_E(self) -> Tensor:
-        return self.model.W_E
 
     def block(self, layer: int) -> BlockWeights:
         blk = self.model.blocks[layer]
