@@ -273,11 +273,13 @@ def random_token_contexts(
     return out
 
 
-def default_vocab() -> list[str]:
-    """Every word of the paper tasks' files (``PAPER_TASKS``), prompt templates and filler words."""
+def default_vocab(tasks: Sequence[str] | None = None) -> list[str]:
+    """Every word of the prompt templates, filler words and the files of ``tasks`` (default
+    ``PAPER_TASKS``: the bench tasks' words are not in it, so tiny models and the organism stay as
+    they were)."""
     texts: list[str] = ["Q: A: What is the capital of the state of ? . , \n Today I Yesterday Capitalize word"]
     texts += list(FILLER_WORDS)
-    for task in PAPER_TASKS:  # the bench tasks' words are not in it: tiny models and the organism stay as they were
+    for task in PAPER_TASKS if tasks is None else tasks:
         for row in load_pairs(task):
             texts.extend(str(v) for k, v in row.items() if k in ("argument", "answer", "question"))
             texts.append(row["argument"][:1].upper() + row["argument"][1:])

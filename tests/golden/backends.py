@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -42,18 +41,9 @@ PATCH_SITES = ("resid_pre", "attn_out", "mlp_out", "z")
 
 def vocab() -> list[str]:
     """Every word of the capitals task and the prompt templates."""
-    from lensarith.tasks import FILLER_WORDS, WORD_PATTERN
-    from lensarith.tasks._datasets import load_pairs
+    from lensarith.tasks import default_vocab
 
-    texts = ["Q: A: What is the capital of the state of ? . , \n Today I Yesterday Capitalize word", *FILLER_WORDS]
-    for row in load_pairs("capitals"):
-        texts += [str(v) for k, v in row.items() if k in ("argument", "answer", "question")]
-        texts.append(row["argument"][:1].upper() + row["argument"][1:])
-    seen: dict[str, None] = {}
-    for text in texts:
-        for tok in re.findall(WORD_PATTERN, text):
-            seen.setdefault(tok, None)
-    return list(seen)
+    return default_vocab(tasks=("capitals",))
 
 
 def hf_model(family: str, tokenizer):
