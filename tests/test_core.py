@@ -46,6 +46,18 @@ def test_readout_equals_the_models_own_logits(norm, cap):
         assert float(want.abs().max()) <= cap
 
 
+@pytest.mark.parametrize("shape", [(5, 32), (2, 5, 32), (3, 2, 5, 32)])
+def test_unembed_equals_the_unembed_module_bit_for_bit_and_respects_its_hooks(model, shape):
+    x = torch.randn(*shape)
+    with torch.no_grad():
+        want = model.unembed(x.reshape(-1, 1, shape[-1])).reshape(*shape[:-1], -1)
+        assert torch.equal(readout.unembed(model, x), want)
+        # a hook on the module is honoured (the module runs), and removed afterwards
+        with model.hooks(fwd_hooks=[("unembed.hook_out", lambda t, hook: t * 0)]):
+            assert float(readout.unembed(model, x).abs().max()) == 0.0
+        assert torch.equal(readout.unembed(model, x), want)
+
+
 def test_rank_refuses_non_finite_logits():
     logits = torch.randn(3, 10)
     assert readout.rank(logits, torch.tensor([0, 1, 2])).shape == (3,)

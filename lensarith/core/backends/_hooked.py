@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -37,6 +38,15 @@ class HookedBackend(Backend):
 
     def has_user_hooks(self) -> bool:
         return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in self.model.modules())
+
+    def unembed(self, x: Tensor) -> Tensor:
+        # ``Unembed.forward`` on 3.9 copies ``W_U.T.contiguous()`` (d_model x d_vocab floats) on
+        # every call, which made the logit lens's per-layer readout cost as much as the forward;
+        # the same product without the copy (bit-equal on float32, tested against the module).
+        unembed = self.model.unembed
+        if any(m._forward_hooks or m._forward_pre_hooks for m in unembed.modules()):
+            return unembed(x)
+        return torch.matmul(x, unembed.W_U) + unembed.b_U
 
     def final_norm_weights(self) -> tuple[Tensor | None, Tensor | None]:
         ln = self.model.ln_final
