@@ -1,0 +1,182 @@
+"""A Hugging Face causal LM behind nnsight, with what lensarith reads of a model.
+
+``NNsightModel`` holds an nnsight ``Envoy`` (``nnsight.NNsight`` over a local module, or a
+``TransformersModel`` / ``LanguageModel`` for NDIF), the tokenizer and a TransformerLens-style
+``cfg`` (``n_layers``, ``d_model``, ``normalization_type`` ...) built from the Hugging Face
+config, so recipes read it as they read a ``HookedTransformer``. The core runs it through
+``lensarith.core.backends.NNsightBackend`` (one nnsight trace per forward).
+
+nnsight is imported only here and only when a model is wrapped (``pip install lensarith[nnsight]``).
+
+Example:
+    >>> nn = wrap_nnsight(to_hf_gpt2(model), tokenizer=model.tokenizer)
+    >>> nn.cfg.n_layers == model.cfg.n_layers, nn.architecture
+    (True, 'gpt2')
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .._errors import LensarithError
+
+__all__ = ["NNsightModel", "wrap_nnsight", "ARCHITECTURES"]
+
+#: Hugging Face ``model_type`` -> what the TransformerLens-style cfg says about it
+ARCHITECTURES = {
+    "gpt2": dict(normalization_type="LN", positional_embedding_type="standard", parallel_attn_mlp=False),
+    "gptj": dict(normalization_type="LN", positional_embedding_type="rotary", parallel_attn_mlp=True),
+    "bloom": dict(normalization_type="LN", positional_embedding_type="alibi", parallel_attn_mlp=False),
+    "llama": dict(normalization_type="RMS", positional_embedding_type="rotary", parallel_attn_mlp=False),
+}
+
+
+def _require_nnsight():
+    try:
+        import nnsight
+    except ImportError:
+        raise LensarithError("the nnsight backend needs nnsight: pip install 'lensarith[nnsight]'") from None
+    return nnsight
+
+
+def _num(c, *names, default=None):
+    for n in names:
+        v = getattr(c, n, None)
+        if v is not None:
+            return v
+    return default
+
+
+def _tl_cfg(hf_config, *, device: str, dtype: torch.dtype, name: str, prepend_bos: bool):
+    """A ``HookedTransformerConfig`` describing the Hugging Face model (TransformerLens 3 and 4 have it)."""
+    try:
+        from transformer_lens import HookedTransformerConfig
+    except Exception:  # TransformerLens 4: the class lives in its config module
+        from transformer_lens.config import HookedTransformerConfig
+    kind = hf_config.model_type
+    if kind not in ARCHITECTURES:
+        raise LensarithError(f"the nnsight backend maps sites for {', '.join(ARCHITECTURES)} models; this one is "
+                             f"{kind!r} ({type(hf_config).__name__})")
+    d = _num(hf_config, "n_embd", "hidden_size")
+    H = _num(hf_config, "n_head", "num_attention_heads")
+    act = {"gpt2": lambda: hf_config.activation_function, "gptj": lambda: hf_config.activation_function,
+           "bloom": lambda: "gelu_fast", "llama": lambda: hf_config.hidden_act}[kind]()
+    eps = _num(hf_config, "layer_norm_epsilon", "rms_norm_eps", default=1e-5)
+    return HookedTransformerConfig(
+        n_layers=_num(hf_config, "n_layer", "num_hidden_layers"), d_model=d, n_heads=H, d_head=d // H,
+        d_mlp=_num(hf_config, "n_inner", "intermediate_size", default=None) or 4 * d,
+        d_vocab=hf_config.vocab_size, n_ctx=_num(hf_config, "n_positions", "max_position_embeddings", "seq_length",
+                                                 default=2048),
+        act_fn=act, eps=eps, model_name=name, device=device, dtype=dtype, default_prepend_bos=prepend_bos,
+        n_key_value_heads=_num(hf_config, "num_key_value_heads", default=None) if kind == "llama" else None,
+        gated_mlp=kind == "llama", original_architecture=(hf_config.architectures or [kind])[0],
+        **ARCHITECTURES[kind])
+
+
+class NNsightModel:
+    """A Hugging Face causal LM wrapped by nnsight (see ``wrap_nnsight``).
+
+    Attributes:
+        lm: the nnsight ``Envoy`` every forward traces.
+        module: the Hugging Face ``PreTrainedModel`` under it (meta tensors for a remote model).
+        architecture: the Hugging Face ``model_type`` (``gpt2``, ``gptj``, ``bloom``, ``llama``).
+        remote: traces run on NDIF (``remote=True`` is passed to every ``lm.trace``).
+        cfg, tokenizer: as on a ``HookedTransformer``.
+    """
+
+    lensarith_nnsight = True  # what backend_of recognises, without importing nnsight
+
+    def __init__(self, lm, tokenizer, cfg, *, remote: bool = False) -> None:
+        self.lm = lm
+        self.module = lm._module
+        self.architecture = self.module.config.model_type
+        self.tokenizer = tokenizer
+        self.cfg = cfg
+        self.remote = remote
+        if tokenizer is not None and getattr(tokenizer, "padding_side", None) is not None:
+            tokenizer.padding_side = "right"
+
+    def __repr__(self) -> str:
+        where = "NDIF" if self.remote else str(self.cfg.device)
+        return f"NNsightModel({type(self.module).__name__}, {self.cfg.n_layers} layers, on {where})"
+
+    # ---- what the core and the recipes read of a model
+    def modules(self):
+        return self.module.modules()
+
+    def eval(self):
+        self.module.eval()
+        return self
+
+    def parameters(self):
+        return self.module.parameters()
+
+    def to_tokens(self, text: str | list[str], prepend_bos: bool | None = None, truncate: bool = False,
+                  move_to_device: bool = True, **_: Any) -> torch.Tensor:
+        """Token ids ``[1, pos]`` (or ``[n, pos]``, right-padded) as ``HookedTransformer.to_tokens`` gives them."""
+        if self.tokenizer is None:
+            raise LensarithError("this nnsight model has no tokenizer: pass tokenizer= to wrap_nnsight")
+        texts = [text] if isinstance(text, str) else list(text)
+        bos = self.cfg.default_prepend_bos if prepend_bos is None else prepend_bos
+        rows = []
+        for t in texts:
+            ids = self.tokenizer(t, add_special_tokens=False)["input_ids"]
+            if bos:
+                ids = [self.tokenizer.bos_token_id] + list(ids)
+            rows.append(ids)
+        width = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        out = torch.tensor([r + [pad] * (width - len(r)) for r in rows], dtype=torch.long)
+        return out.to(self.cfg.device) if move_to_device and not self.remote else out
+
+    def to_str_tokens(self, tokens, prepend_bos: bool | None = None, **_: Any) -> list[str]:
+        if isinstance(tokens, str):
+            tokens = self.to_tokens(tokens, prepend_bos=prepend_bos)[0]
+        ids = torch.as_tensor(tokens).flatten().tolist()
+        return self.tokenizer.batch_decode([[int(t)] for t in ids], clean_up_tokenization_spaces=False)
+
+
+def wrap_nnsight(model, tokenizer=None, *, remote: bool = False, name: str | None = None,
+                 prepend_bos: bool | None = None) -> NNsightModel:
+    """Wrap a Hugging Face causal LM (or an nnsight model over one) for lensarith's recipes.
+
+    Args:
+        model: a ``transformers`` causal LM (``GPT2LMHeadModel``, ``GPTJForCausalLM``,
+            ``BloomForCausalLM``, ``LlamaForCausalLM``), or an nnsight ``NNsight`` /
+            ``TransformersModel`` / ``LanguageModel`` over one (for NDIF: built from the repo
+            id, weights on the meta device).
+        tokenizer: the tokenizer (default: the nnsight model's).
+        remote: run every trace on NDIF (``remote=True``); the key comes from ``NDIF_API_KEY``
+            (nnsight's ``CONFIG``). Local modules such as lensarith are shipped with the request.
+        name: the model name recorded in results (default: the config's ``_name_or_path``).
+        prepend_bos: whether prompts get the BOS token (default: the tokenizer has one).
+
+    Returns:
+        An ``NNsightModel``.
+
+    Raises:
+        LensarithError: nnsight is missing, or the architecture has no site map.
+    """
+    nnsight = _require_nnsight()
+    if isinstance(model, torch.nn.Module):
+        if getattr(getattr(model, "config", None), "model_type", None) is None:
+            raise LensarithError(f"model must be a Hugging Face causal LM, got a {type(model).__name__}")
+        lm = nnsight.NNsight(model.eval())
+    elif hasattr(model, "_module") and hasattr(model, "trace"):
+        lm = model
+    else:
+        raise LensarithError(f"model must be a Hugging Face causal LM or an nnsight model, got {type(model).__name__}")
+    module = lm._module
+    tok = tokenizer if tokenizer is not None else getattr(lm, "tokenizer", None)
+    try:
+        p = next(module.parameters())
+        device, dtype = ("cpu" if p.device.type == "meta" else str(p.device)), p.dtype
+    except StopIteration:  # pragma: no cover
+        device, dtype = "cpu", torch.float32
+    bos = prepend_bos if prepend_bos is not None else bool(tok is not None and tok.bos_token is not None)
+    label = name or getattr(module.config, "_name_or_path", None) or module.config.model_type
+    cfg = _tl_cfg(module.config, device=device, dtype=dtype, name=str(label) or module.config.model_type,
+                  prepend_bos=bos)
+    return NNsightModel(lm, tok, cfg, remote=remote)
