@@ -138,6 +138,13 @@ class NNsightModel:
         return self.tokenizer.batch_decode([[int(t)] for t in ids], clean_up_tokenization_spaces=False)
 
 
+    def to_single_str_token(self, token: int) -> str:
+        return self.to_str_tokens(torch.tensor([int(token)]))[0]
+
+    def to_string(self, tokens) -> str:
+        return self.tokenizer.decode(torch.as_tensor(tokens).flatten().tolist(), clean_up_tokenization_spaces=False)
+
+
 def wrap_nnsight(model, tokenizer=None, *, remote: bool = False, name: str | None = None,
                  prepend_bos: bool | None = None) -> NNsightModel:
     """Wrap a Hugging Face causal LM (or an nnsight model over one) for lensarith's recipes.

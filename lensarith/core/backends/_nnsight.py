@@ -75,7 +75,7 @@ def _apply(plan: dict[str, list[HookFn]], name: str, act: Tensor, seen: list | N
     return cur, changed
 
 
-def _interleave(lm, sm: SiteMap, plan: dict[str, list[HookFn]], *, n: int, stop: int, heads: int,
+def _interleave(lm, sm: SiteMap, plan: dict[str, list[HookFn]], *, rows: int, n: int, stop: int, heads: int,
                 start: tuple[int, Tensor] | None, seen: list | None) -> Tensor:
     """The body of one trace: hooks in forward order, then the residual entering block ``stop``."""
     if "hook_embed" in plan:
@@ -85,7 +85,8 @@ def _interleave(lm, sm: SiteMap, plan: dict[str, list[HookFn]], *, n: int, stop:
             env.output = new
     if "hook_pos_embed" in plan:
         env = _path(lm, sm.pos_embed)
-        new, changed = _apply(plan, "hook_pos_embed", env.output, seen)
+        pos = env.output  # [1, pos, d_model] in Hugging Face models: TransformerLens's hook is per row
+        new, changed = _apply(plan, "hook_pos_embed", pos.expand(rows, *pos.shape[1:]), seen)
         if changed:
             env.output = new
     layers = _path(lm, sm.layers)
@@ -235,7 +236,7 @@ class NNsightBackend(Backend):
         kwargs = {"remote": True} if remote else {}
         with lm.trace(tokens, **kwargs) as tracer:
             seen = [] if remote else None
-            resid = _interleave(lm, sm, plan, n=n, stop=stop, heads=heads, start=start, seen=seen)
+            resid = _interleave(lm, sm, plan, rows=tokens.shape[0], n=n, stop=stop, heads=heads, start=start, seen=seen)
             resid = resid.save()
             if remote:
                 seen = nnsight.save(seen)
