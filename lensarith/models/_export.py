@@ -76,7 +76,12 @@ def to_hf_gpt2(model):
         scale_attn_weights=bool(getattr(cfg, "use_attn_scale", True)), tie_word_embeddings=False,
         bos_token_id=None, eos_token_id=None, pad_token_id=None)
     hf_cfg._attn_implementation = "eager"
-    sd = {k: v.detach() for k, v in model.state_dict().items()}
+    if getattr(cfg, "architecture", None) == "TransformerLensNative":  # TransformerLens 4: a native bridge
+        from ._tl4 import tl3_state_dict
+
+        sd = tl3_state_dict(model)
+    else:
+        sd = {k: v.detach() for k, v in model.state_dict().items()}
     dtype = sd["embed.W_E"].dtype
     hf = GPT2LMHeadModel(hf_cfg).to(dtype)
     hf.lm_head = torch.nn.Linear(cfg.d_model, cfg.d_vocab, bias=True, dtype=dtype)
@@ -107,4 +112,4 @@ def to_hf_gpt2(model):
                                  f"fill: {sorted(missing)[:4]}")
         for name, value in out.items():
             params[name].copy_(value.to(params[name].dtype))
-    return hf.to(cfg.device).eval()
+    return hf.to(cfg.device or "cpu").eval()

@@ -22,7 +22,7 @@ import torch
 
 from .._errors import LensarithError
 
-__all__ = ["NNsightModel", "wrap_nnsight", "ARCHITECTURES"]
+__all__ = ["NNsightModel", "wrap_nnsight", "load_nnsight", "ARCHITECTURES"]
 
 #: Hugging Face ``model_type`` -> what the TransformerLens-style cfg says about it
 ARCHITECTURES = {
@@ -187,3 +187,65 @@ def wrap_nnsight(model, tokenizer=None, *, remote: bool = False, name: str | Non
     cfg = _tl_cfg(module.config, device=device, dtype=dtype, name=str(label) or module.config.model_type,
                   prepend_bos=bos)
     return NNsightModel(lm, tok, cfg, remote=remote)
+
+
+def load_nnsight(name_or_path: str, *, local, device: str | None, device_map, remote: bool, **kwargs: Any
+                 ) -> NNsightModel:
+    """``load_model(..., backend="nnsight")``: the organism or a lensarith folder (exported with
+    ``to_hf_gpt2``), a Hugging Face folder (``from_pretrained``, ``device_map`` passed on), or a hub
+    repository id through nnsight (weights on ``device_map``; ``remote=True``: on NDIF, nothing
+    downloaded but the config and tokenizer). ``local(path)`` loads a lensarith folder (from ``_load``)."""
+    from pathlib import Path
+
+    from .._errors import ModelNotAvailableError
+    from .._paths import data_dir
+    from ._export import to_hf_gpt2
+    from ._hf import is_hf_directory
+    from ._tokenizer import load_tokenizer
+
+    nnsight = _require_nnsight()
+    if name_or_path == "organism" or (Path(name_or_path).is_dir() and not is_hf_directory(Path(name_or_path))):
+        if remote:
+            raise LensarithError("remote=True runs a model NDIF hosts (a hub repository id), not "
+                                 f"{name_or_path!r}; load it locally (remote=False)")
+        directory = data_dir() / "organism" if name_or_path == "organism" else Path(name_or_path)
+        tl = local(directory)
+        hf = to_hf_gpt2(tl)
+        if device_map is not None:
+            from accelerate import dispatch_model, infer_auto_device_map
+
+            dm = infer_auto_device_map(hf) if device_map == "auto" else device_map
+            hf = dispatch_model(hf, device_map=dm)
+        return wrap_nnsight(hf, tokenizer=tl.tokenizer, name=tl.cfg.model_name,
+                            prepend_bos=tl.cfg.default_prepend_bos)
+    path = Path(name_or_path)
+    if path.is_dir():
+        if remote:
+            raise LensarithError(f"remote=True runs a model NDIF hosts (a hub repository id), not the folder {name_or_path!r}")
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            hf = AutoModelForCausalLM.from_pretrained(str(path), attn_implementation="eager", device_map=device_map,
+                                                      **kwargs)
+        except Exception as exc:  # OSError, ValueError (an unknown model type), SafetensorError
+            raise ModelNotAvailableError(f"{name_or_path!r} is not a Hugging Face model folder transformers can "
+                                         f"load: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}") from None
+        if device is not None and device_map is None:
+            hf = hf.to(device)
+        tok = load_tokenizer(path) if (path / "tokenizer.json").is_file() else AutoTokenizer.from_pretrained(str(path))
+        return wrap_nnsight(hf, tokenizer=tok, name=path.resolve().name)
+    from nnsight import TransformersModel
+
+    try:
+        if remote:
+            lm = TransformersModel(name_or_path, task="text-generation", **kwargs)
+        else:
+            lm = TransformersModel(name_or_path, task="text-generation", device_map=device_map or device or "auto",
+                                  dispatch=True, **kwargs)
+    except Exception as exc:
+        raise ModelNotAvailableError(
+            f"nnsight cannot load {name_or_path!r} ({type(exc).__name__}: "
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); a hub repository id needs the network "
+            "(and NDIF_API_KEY for remote=True)") from None
+    del nnsight
+    return wrap_nnsight(lm, remote=remote, name=name_or_path)

@@ -23,7 +23,7 @@ from ._base import BlockWeights as BlockWeights
 from ._bridge import BridgeBackend as BridgeBackend
 from ._hooked import HookedBackend as HookedBackend
 
-__all__ = ["Backend", "BlockWeights", "BridgeBackend", "HookedBackend", "backend_of", "is_bridge", "is_nnsight"]
+__all__ = ["Backend", "BlockWeights", "BridgeBackend", "HookedBackend", "backend_of", "is_bridge", "is_nnsight", "trace_count", "with_traces"]
 
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -45,6 +45,19 @@ def _new(model) -> Backend:
 
         return NNsightBackend(model)
     return (BridgeBackend if is_bridge(model) else HookedBackend)(model)
+
+
+def trace_count(model) -> int | None:
+    """Traces the nnsight backend has run for ``model`` so far (None on other backends); a recipe
+    records the difference over a sweep in its metadata (``meta["traces"]``)."""
+    return backend_of(model).traces if is_nnsight(model) else None
+
+
+def with_traces(model, before: int | None, meta: dict) -> dict:
+    """``meta`` plus ``"traces"``: the nnsight traces run since ``before`` (unchanged on other backends)."""
+    if before is None:
+        return meta
+    return {**meta, "traces": trace_count(model) - before}
 
 
 def backend_of(model) -> Backend:

@@ -229,9 +229,7 @@ class NNsightBackend(Backend):
         if remote:
             import nnsight
 
-            import lensarith
-
-            nnsight.register(lensarith)
+            nnsight.register(__name__.split(".")[0])  # ship lensarith's code with the request
         self.traces += 1
         kwargs = {"remote": True} if remote else {}
         with lm.trace(tokens, **kwargs) as tracer:
@@ -276,20 +274,24 @@ class NNsightBackend(Backend):
         return self._fetched[path]
 
     def final_norm(self, x: Tensor) -> Tensor:
+        """The final norm's formula on its weights (``x`` visits the norm's device and comes back)."""
         w, b = self.final_norm_weights()
         eps = self.model.cfg.eps
+        where, x = x.device, x.to(w.device)
         if self.model.cfg.normalization_type == "RMS":
             x32 = x.float()
-            out = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
-            return w * out.to(x.dtype)
-        return torch.nn.functional.layer_norm(x, (x.shape[-1],), w, b, eps)
+            out = w * (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
+        else:
+            out = torch.nn.functional.layer_norm(x, (x.shape[-1],), w, b, eps)
+        return out.to(where)
 
     def final_norm_weights(self) -> tuple[Tensor | None, Tensor | None]:
         ln = self.site_map.ln_f
         return self._param(ln + ".weight"), self._param(ln + ".bias")
 
     def unembed(self, x: Tensor) -> Tensor:
-        return x @ self.W_U + self.b_U
+        W_U = self.W_U
+        return (x.to(W_U.device) @ W_U + self.b_U).to(x.device)
 
     @property
     def W_U(self) -> Tensor:
