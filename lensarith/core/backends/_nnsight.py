@@ -25,6 +25,8 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
+import nnsight
+
 from ..._errors import LensarithError
 from ._base import Backend, BlockWeights, HookFn
 from ._hf_sites import SiteMap, site_map_for
@@ -155,6 +157,26 @@ def _interleave(lm, sm: SiteMap, plan: dict[str, list[HookFn]], *, rows: int, n:
     return layers[stop].input
 
 
+@contextmanager
+def _shipped(remote: bool):
+    """For a remote trace: lensarith's code travels with the request, by value (``nnsight.register``),
+    for this trace only (the registration is undone after it)."""
+    if not remote:
+        yield
+        return
+    import nnsight
+    from cloudpickle.cloudpickle import _PICKLE_BY_VALUE_MODULES
+
+    name = __name__.split(".")[0]
+    added = name not in _PICKLE_BY_VALUE_MODULES
+    nnsight.register(name)
+    try:
+        yield
+    finally:
+        if added:
+            _PICKLE_BY_VALUE_MODULES.discard(name)
+
+
 def replay(plan: dict[str, list[HookFn]], seen: list) -> None:
     """Call each hook again on the value it saw in a remote trace (``(name, index, value)``), so
     captures and other side effects of hooks happen in this process too."""
@@ -226,13 +248,9 @@ class NNsightBackend(Backend):
             plan.setdefault(name, []).append(fn)
         lm, sm, heads = model.lm, self.site_map, model.cfg.n_heads
         remote = bool(model.remote)
-        if remote:
-            import nnsight
-
-            nnsight.register(__name__.split(".")[0])  # ship lensarith's code with the request
         self.traces += 1
         kwargs = {"remote": True} if remote else {}
-        with lm.trace(tokens, **kwargs) as tracer:
+        with _shipped(remote), lm.trace(tokens, **kwargs) as tracer:
             seen = [] if remote else None
             resid = _interleave(lm, sm, plan, rows=tokens.shape[0], n=n, stop=stop, heads=heads, start=start, seen=seen)
             resid = resid.save()
