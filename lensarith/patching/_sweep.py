@@ -222,7 +222,7 @@ def activation_patch(
                 # A patch after the read position cannot change it (causal attention).
                 late = torch.tensor([grid.jobs[i][2] for i in chunk], device=read.device)[:, None] > read[None]
                 final = torch.where(late[..., None], base.final[None], final)
-            raw[torch.tensor(chunk, device=raw.device)] = score(model, bound, final, cfg.max_logits)
+            raw[torch.tensor(chunk, device=raw.device)] = score(model, bound, final, cfg.max_logits).to(raw.dtype)
             bar.update(len(chunk))
     meta = {"recipe": "activation_patch", "direction": direction, "engine": engine_name,
             "hooks": [hook(grid.site, layer) for layer in grid.layers]}
