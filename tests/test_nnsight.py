@@ -149,6 +149,28 @@ def test_loading_a_hugging_face_folder_with_the_nnsight_backend():
     assert float((a - b).abs().max()) < 1e-4
 
 
+def test_a_device_map_passes_through_to_hugging_face(organism, monkeypatch):
+    """``device_map`` reaches ``from_pretrained`` (a folder) or accelerate's dispatch (the organism);
+    a CPU machine has one map to give, so this checks the pass-through, not a split."""
+    from transformers import AutoModelForCausalLM
+
+    seen, real = [], AutoModelForCausalLM.from_pretrained.__func__
+
+    def spy(cls, *args, **kwargs):
+        seen.append(kwargs.get("device_map"))
+        return real(cls, *args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", classmethod(spy))
+    llama = la.load_model(B.DIR / "llama", backend="nnsight", device_map={"": "cpu"})
+    assert seen == [{"": "cpu"}]
+    ref = _hf("llama")
+    batch = la.tokenize(ref, B.prompts())
+    assert torch.equal(la.run_with_interventions(llama, batch), la.run_with_interventions(ref, batch))
+    split = la.load_model("organism", backend="nnsight", device_map={"": "cpu"})
+    batch = la.tokenize(organism, B.prompts())
+    assert float((la.run_with_interventions(split, batch) - la.run_with_interventions(organism, batch)).abs().max()) < 1e-4
+
+
 def test_interventions_at_resid_mid_and_embeddings_match(organism, nn_organism):
     batch = la.tokenize(organism, B.prompts())
     v = torch.randn(organism.cfg.d_model, generator=torch.Generator().manual_seed(1))
