@@ -171,6 +171,16 @@ def test_a_device_map_passes_through_to_hugging_face(organism, monkeypatch):
     assert float((la.run_with_interventions(split, batch) - la.run_with_interventions(organism, batch)).abs().max()) < 1e-4
 
 
+@pytest.mark.parametrize("name", ("organism",) + HF)
+def test_attention_patterns_are_read_as_on_transformer_lens(name, nn_organism):
+    tl, model = B.load(name), (nn_organism if name == "organism" else _hf(name))
+    batch = la.tokenize(tl, B.prompts())
+    sites = [la.Site("pattern", 1), la.Site("pattern", 0, head=2)]
+    a, b = la.collect(tl, batch, sites), la.collect(model, batch, sites)
+    for s in sites:
+        assert a[s].shape == b[s].shape and float((a[s] - b[s]).abs().max()) < 1e-5, s
+
+
 def test_interventions_at_resid_mid_and_embeddings_match(organism, nn_organism):
     batch = la.tokenize(organism, B.prompts())
     v = torch.randn(organism.cfg.d_model, generator=torch.Generator().manual_seed(1))
@@ -222,8 +232,10 @@ def test_a_site_the_architecture_lacks_is_named_with_the_model():
         la.collect(gptj, batch, [la.Site("resid_mid", 0, "last")])
     with pytest.raises(LensarithError, match=r"hook_resid_mid.*GPTJForCausalLM"):
         la.run_with_interventions(gptj, batch, [la.Ablate(la.Site("resid_mid", 1))])
-    with pytest.raises(LensarithError, match=r"hook_pattern.*not a module"):
-        la.collect(gptj, batch, [la.Site("pattern", 0)])
+    with pytest.raises(LensarithError, match=r"hook_q.*not a module"):
+        la.collect(gptj, batch, [la.Site("q", 0)])
+    with pytest.raises(LensarithError, match=r"hook_pattern is read-only"):
+        la.run_with_interventions(gptj, batch, [la.Ablate(la.Site("pattern", 0))])
     with pytest.raises(LensarithError, match=r"hook_pos_embed.*GPT-J has no learned position"):
         with backend_of(gptj).hooks([("hook_pos_embed", lambda act, hook: None)]):
             pass  # pragma: no cover

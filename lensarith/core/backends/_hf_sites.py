@@ -13,6 +13,7 @@ site                  read at                     notes
                       output projection
 ``hook_attn_out``     attention output            BLOOM: its ``dense`` output (the module adds
                                                   the residual itself)
+``attn.hook_pattern`` attention module output [1]  read-only, eager attention only
 ``hook_resid_mid``    resid_pre + attn_out        BLOOM: the attention module's output; GPT-J
                                                   has none (attention and MLP run in parallel)
 ``mlp.hook_pre``      the up (gate) projection's  Llama: the gate's pre-activation
@@ -23,8 +24,10 @@ site                  read at                     notes
 ``hook_resid_post``   the block's output
 ====================  ==========================  ===========================================
 
-Attention patterns, q/k/v, per-head results and the final norm's scale are not sites here:
-Hugging Face computes them inside a function, not a module (a clear error names them).
+``attn.hook_pattern`` is read from the attention module's second output (eager attention only)
+and cannot be written (the module has used it by then). q/k/v, per-head results and the final
+norm's scale are not sites here: Hugging Face computes them inside a function, not a module (a
+clear error names them).
 """
 
 from __future__ import annotations
@@ -49,7 +52,10 @@ class SiteMap:
         o_proj: in a block, the attention output projection (its input is ``hook_z``).
         attn_out: in a block, the module whose output (first element) is ``hook_attn_out``.
         mid: how ``hook_resid_mid`` is found: ``"sum"`` (resid_pre + attn_out), ``"module"``
-            (the output of ``mid_module``), or None (no such site: parallel blocks).
+            (the output of ``attention``, which adds the residual itself), or None (no such
+            site: parallel blocks).
+        attention: in a block, the attention module; its output is ``(out, pattern)``, the
+            pattern only under eager attention (read-only: the output is already computed).
         mlp_up: in a block, the module whose output is ``mlp.hook_pre``.
         mlp_down: in a block, the MLP's down projection (its input is ``mlp.hook_post``).
         mlp_out: in a block, the module whose output is ``hook_mlp_out``.
@@ -63,7 +69,7 @@ class SiteMap:
     o_proj: str
     attn_out: str
     mid: str | None
-    mid_module: str | None
+    attention: str
     mlp_up: str
     mlp_down: str
     mlp_out: str
@@ -88,11 +94,13 @@ class SiteMap:
         if kind == "hook_resid_mid":
             return None if self.mid else (f"{self.architecture} runs attention and MLP in parallel, so "
                                           "hook_resid_mid is not a state of its residual stream")
+        if kind == "attn.hook_pattern":
+            return None
         return (f"{name!r} is computed inside a Hugging Face function, not a module, so nnsight cannot read "
                 f"it on {self.architecture}")
 
     def names(self, n_layers: int) -> list[str]:
-        kinds = ["hook_resid_pre", "attn.hook_z", "hook_attn_out", "hook_resid_mid", "mlp.hook_pre", "mlp.hook_post",
+        kinds = ["hook_resid_pre", "attn.hook_pattern", "attn.hook_z", "hook_attn_out", "hook_resid_mid", "mlp.hook_pre", "mlp.hook_post",
                  "hook_mlp_out", "hook_resid_post"]
         out = ["hook_embed"] + (["hook_pos_embed"] if self.pos_embed else [])
         out += [f"blocks.{layer}.{k}" for layer in range(n_layers) for k in kinds]
@@ -101,14 +109,14 @@ class SiteMap:
 
 SITE_MAPS = {
     "gpt2": SiteMap("GPT-2", "transformer.h", "transformer.wte", "transformer.wpe", "attn.c_proj", "attn", "sum",
-                    None, "mlp.c_fc", "mlp.c_proj", "mlp", "transformer.ln_f", "lm_head"),
-    "gptj": SiteMap("GPT-J", "transformer.h", "transformer.wte", None, "attn.out_proj", "attn", None, None,
+                    "attn", "mlp.c_fc", "mlp.c_proj", "mlp", "transformer.ln_f", "lm_head"),
+    "gptj": SiteMap("GPT-J", "transformer.h", "transformer.wte", None, "attn.out_proj", "attn", None, "attn",
                     "mlp.fc_in", "mlp.fc_out", "mlp", "transformer.ln_f", "lm_head"),
     "bloom": SiteMap("BLOOM", "transformer.h", "transformer.word_embeddings_layernorm", None,
                      "self_attention.dense", "self_attention.dense", "module", "self_attention",
                      "mlp.dense_h_to_4h", "mlp.dense_4h_to_h", "mlp.dense_4h_to_h", "transformer.ln_f", "lm_head"),
     "llama": SiteMap("Llama", "model.layers", "model.embed_tokens", None, "self_attn.o_proj", "self_attn", "sum",
-                     None, "mlp.gate_proj", "mlp.down_proj", "mlp", "model.norm", "lm_head"),
+                     "self_attn", "mlp.gate_proj", "mlp.down_proj", "mlp", "model.norm", "lm_head"),
 }
 
 

@@ -77,6 +77,18 @@ def _apply(plan: dict[str, list[HookFn]], name: str, act: Tensor, seen: list | N
     return cur, changed
 
 
+def _read_pattern(plan: dict[str, list[HookFn]], p: str, out, seen: list | None) -> None:
+    name = p + "attn.hook_pattern"
+    pattern = out[1] if isinstance(out, tuple) and len(out) > 1 else None
+    if pattern is None:
+        raise LensarithError(f"{name}: the attention returned no pattern; load the Hugging Face model with "
+                             "attn_implementation='eager' (lensarith's loaders do)")
+    _, changed = _apply(plan, name, pattern, seen)
+    if changed:
+        raise LensarithError(f"{name} is read-only on the nnsight backend: the attention output is computed from "
+                             "the pattern inside a Hugging Face function before the module returns it")
+
+
 def _interleave(lm, sm: SiteMap, plan: dict[str, list[HookFn]], *, rows: int, n: int, stop: int, heads: int,
                 start: tuple[int, Tensor] | None, seen: list | None) -> Tensor:
     """The body of one trace: hooks in forward order, then the residual entering block ``stop``."""
@@ -112,23 +124,28 @@ def _interleave(lm, sm: SiteMap, plan: dict[str, list[HookFn]], *, rows: int, n:
             new, changed = _apply(plan, p + "attn.hook_z", z.view(b, t, heads, -1), seen)
             if changed:
                 env.input = new.reshape(b, t, -1)
-        if p + "hook_attn_out" in plan or (sm.mid == "sum" and p + "hook_resid_mid" in plan):
+        separate = sm.attn_out != sm.attention  # BLOOM: attn_out is the projection inside the module
+        if separate and p + "hook_attn_out" in plan:
             env = _path(blk, sm.attn_out)
+            new, changed = _apply(plan, p + "hook_attn_out", env.output, seen)
+            if changed:
+                env.output = new
+        if (p + "attn.hook_pattern" in plan or (not separate and p + "hook_attn_out" in plan)
+                or (p + "hook_resid_mid" in plan and sm.mid is not None)):
+            env = _path(blk, sm.attention)
             out = env.output
-            a, changed = _apply(plan, p + "hook_attn_out", _first(out), seen)
-            if sm.mid == "sum" and p + "hook_resid_mid" in plan:
-                mid = x + a
+            if p + "attn.hook_pattern" in plan:
+                _read_pattern(plan, p, out, seen)
+            a, changed = _first(out), False
+            if not separate:
+                a, changed = _apply(plan, p + "hook_attn_out", a, seen)
+            if p + "hook_resid_mid" in plan:  # "sum": resid_pre + attn_out; "module": the output itself
+                mid = x + a if sm.mid == "sum" else a
                 new_mid, mid_changed = _apply(plan, p + "hook_resid_mid", mid, seen)
                 if mid_changed:
-                    a, changed = new_mid - x, True
+                    a, changed = (new_mid - x if sm.mid == "sum" else new_mid), True
             if changed:
                 env.output = _with_first(out, a)
-        if sm.mid == "module" and p + "hook_resid_mid" in plan:
-            env = _path(blk, sm.mid_module)
-            out = env.output
-            new, changed = _apply(plan, p + "hook_resid_mid", _first(out), seen)
-            if changed:
-                env.output = _with_first(out, new)
         if p + "mlp.hook_pre" in plan:
             env = _path(blk, sm.mlp_up)
             new, changed = _apply(plan, p + "mlp.hook_pre", env.output, seen)
