@@ -9,6 +9,7 @@ config, so recipes read it as they read a ``HookedTransformer``. The core runs i
 nnsight is imported only here and only when a model is wrapped (``pip install lensarith[nnsight]``).
 
 Example:
+    >>> from lensarith.models import to_hf_gpt2
     >>> nn = wrap_nnsight(to_hf_gpt2(model), tokenizer=model.tokenizer)
     >>> nn.cfg.n_layers == model.cfg.n_layers, nn.architecture
     (True, 'gpt2')
