@@ -172,13 +172,18 @@ def test_a_device_map_passes_through_to_hugging_face(organism, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ("organism",) + HF)
-def test_attention_patterns_are_read_as_on_transformer_lens(name, nn_organism):
+def test_attention_sites_are_read_and_written_as_on_transformer_lens(name, nn_organism):
+    """Patterns, q / k / v (fused projections in GPT-2 and BLOOM, grouped k / v heads in Llama)."""
     tl, model = B.load(name), (nn_organism if name == "organism" else _hf(name))
     batch = la.tokenize(tl, B.prompts())
-    sites = [la.Site("pattern", 1), la.Site("pattern", 0, head=2)]
+    sites = [la.Site("pattern", 1), la.Site("pattern", 0, head=2)] + [la.Site(k, 1, "last") for k in "qkv"]
     a, b = la.collect(tl, batch, sites), la.collect(model, batch, sites)
     for s in sites:
-        assert a[s].shape == b[s].shape and float((a[s] - b[s]).abs().max()) < 1e-5, s
+        assert a[s].shape == b[s].shape and float((a[s] - b[s]).abs().max()) < 1e-4, s
+    v = torch.randn(tl.cfg.d_head, generator=torch.Generator().manual_seed(0))
+    ivs = [la.Replace(la.Site("v", 0, -1, head=1), v), la.Add(la.Site("q", 1, "last", head=0), v)]
+    diff = la.run_with_interventions(tl, batch, ivs) - la.run_with_interventions(model, batch, ivs)
+    assert float(diff.abs().max()) < 1e-4
 
 
 def test_interventions_at_resid_mid_and_embeddings_match(organism, nn_organism):
@@ -232,8 +237,8 @@ def test_a_site_the_architecture_lacks_is_named_with_the_model():
         la.collect(gptj, batch, [la.Site("resid_mid", 0, "last")])
     with pytest.raises(LensarithError, match=r"hook_resid_mid.*GPTJForCausalLM"):
         la.run_with_interventions(gptj, batch, [la.Ablate(la.Site("resid_mid", 1))])
-    with pytest.raises(LensarithError, match=r"hook_q.*not a module"):
-        la.collect(gptj, batch, [la.Site("q", 0)])
+    with pytest.raises(LensarithError, match=r"ln_final.hook_scale.*not a site the nnsight backend maps"):
+        la.collect(gptj, batch, [la.Site("ln_final_scale")])
     with pytest.raises(LensarithError, match=r"hook_pattern is read-only"):
         la.run_with_interventions(gptj, batch, [la.Ablate(la.Site("pattern", 0))])
     with pytest.raises(LensarithError, match=r"hook_pos_embed.*GPT-J has no learned position"):

@@ -13,6 +13,8 @@ site                  read at                     notes
                       output projection
 ``hook_attn_out``     attention output            BLOOM: its ``dense`` output (the module adds
                                                   the residual itself)
+``attn.hook_q/k/v``   the q / k / v projections'  ``[batch, pos, head, d_head]`` (before rotary,
+                      outputs                     as in TransformerLens); fused in GPT-2, BLOOM
 ``attn.hook_pattern`` attention module output [1]  read-only, eager attention only
 ``hook_resid_mid``    resid_pre + attn_out        BLOOM: the attention module's output; GPT-J
                                                   has none (attention and MLP run in parallel)
@@ -25,7 +27,7 @@ site                  read at                     notes
 ====================  ==========================  ===========================================
 
 ``attn.hook_pattern`` is read from the attention module's second output (eager attention only)
-and cannot be written (the module has used it by then). q/k/v, per-head results and the final
+and cannot be written (the module has used it by then). Per-head results and the final
 norm's scale are not sites here: Hugging Face computes them inside a function, not a module (a
 clear error names them).
 """
@@ -75,6 +77,10 @@ class SiteMap:
     mlp_out: str
     ln_f: str
     lm_head: str
+    #: in a block, the q / k / v projections: one fused module (``qkv_layout`` "cat": [q | k | v],
+    #: "bloom": per head (q, k, v)) or three ("separate"); their outputs are ``hook_q/k/v``
+    qkv: tuple[str, ...] = ()
+    qkv_layout: str = "separate"
 
     def supports(self, name: str, n_layers: int) -> str | None:
         """None when ``name`` is a site here, else why not (a sentence naming the site)."""
@@ -94,13 +100,13 @@ class SiteMap:
         if kind == "hook_resid_mid":
             return None if self.mid else (f"{self.architecture} runs attention and MLP in parallel, so "
                                           "hook_resid_mid is not a state of its residual stream")
-        if kind == "attn.hook_pattern":
+        if kind in ("attn.hook_pattern", "attn.hook_q", "attn.hook_k", "attn.hook_v"):
             return None
         return (f"{name!r} is computed inside a Hugging Face function, not a module, so nnsight cannot read "
                 f"it on {self.architecture}")
 
     def names(self, n_layers: int) -> list[str]:
-        kinds = ["hook_resid_pre", "attn.hook_pattern", "attn.hook_z", "hook_attn_out", "hook_resid_mid", "mlp.hook_pre", "mlp.hook_post",
+        kinds = ["hook_resid_pre", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_pattern", "attn.hook_z", "hook_attn_out", "hook_resid_mid", "mlp.hook_pre", "mlp.hook_post",
                  "hook_mlp_out", "hook_resid_post"]
         out = ["hook_embed"] + (["hook_pos_embed"] if self.pos_embed else [])
         out += [f"blocks.{layer}.{k}" for layer in range(n_layers) for k in kinds]
@@ -109,14 +115,18 @@ class SiteMap:
 
 SITE_MAPS = {
     "gpt2": SiteMap("GPT-2", "transformer.h", "transformer.wte", "transformer.wpe", "attn.c_proj", "attn", "sum",
-                    "attn", "mlp.c_fc", "mlp.c_proj", "mlp", "transformer.ln_f", "lm_head"),
+                    "attn", "mlp.c_fc", "mlp.c_proj", "mlp", "transformer.ln_f", "lm_head",
+                    ("attn.c_attn",), "cat"),
     "gptj": SiteMap("GPT-J", "transformer.h", "transformer.wte", None, "attn.out_proj", "attn", None, "attn",
-                    "mlp.fc_in", "mlp.fc_out", "mlp", "transformer.ln_f", "lm_head"),
+                    "mlp.fc_in", "mlp.fc_out", "mlp", "transformer.ln_f", "lm_head",
+                    ("attn.q_proj", "attn.k_proj", "attn.v_proj")),
     "bloom": SiteMap("BLOOM", "transformer.h", "transformer.word_embeddings_layernorm", None,
                      "self_attention.dense", "self_attention.dense", "module", "self_attention",
-                     "mlp.dense_h_to_4h", "mlp.dense_4h_to_h", "mlp.dense_4h_to_h", "transformer.ln_f", "lm_head"),
+                     "mlp.dense_h_to_4h", "mlp.dense_4h_to_h", "mlp.dense_4h_to_h", "transformer.ln_f", "lm_head",
+                     ("self_attention.query_key_value",), "bloom"),
     "llama": SiteMap("Llama", "model.layers", "model.embed_tokens", None, "self_attn.o_proj", "self_attn", "sum",
-                     "self_attn", "mlp.gate_proj", "mlp.down_proj", "mlp", "model.norm", "lm_head"),
+                     "self_attn", "mlp.gate_proj", "mlp.down_proj", "mlp", "model.norm", "lm_head",
+                     ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")),
 }
 
 

@@ -77,6 +77,40 @@ def _apply(plan: dict[str, list[HookFn]], name: str, act: Tensor, seen: list | N
     return cur, changed
 
 
+def _qkv(plan: dict[str, list[HookFn]], p: str, blk, sm: SiteMap, d_head: int, seen: list | None) -> None:
+    """``hook_q/k/v`` at the projections' outputs, viewed as ``[batch, pos, head, d_head]``."""
+    names = [p + f"attn.hook_{c}" for c in "qkv"]
+    if sm.qkv_layout == "separate":
+        for name, path in zip(names, sm.qkv):
+            if name in plan:
+                env = _path(blk, path)
+                out = env.output
+                b, t, _ = out.shape
+                new, changed = _apply(plan, name, out.view(b, t, -1, d_head), seen)
+                if changed:
+                    env.output = new.reshape(b, t, -1)
+        return
+    env = _path(blk, sm.qkv[0])
+    out = env.output
+    b, t, _ = out.shape
+    fused = out.view(b, t, 3, -1, d_head) if sm.qkv_layout == "cat" else out.view(b, t, -1, 3, d_head)
+    changed_any = False
+    for i, name in enumerate(names):
+        if name not in plan:
+            continue
+        part = fused[:, :, i] if sm.qkv_layout == "cat" else fused[:, :, :, i]
+        new, changed = _apply(plan, name, part, seen)
+        if changed:
+            fused = fused.clone()
+            if sm.qkv_layout == "cat":
+                fused[:, :, i] = new
+            else:
+                fused[:, :, :, i] = new
+            changed_any = True
+    if changed_any:
+        env.output = fused.reshape(b, t, -1)
+
+
 def _read_pattern(plan: dict[str, list[HookFn]], p: str, out, seen: list | None) -> None:
     name = p + "attn.hook_pattern"
     pattern = out[1] if isinstance(out, tuple) and len(out) > 1 else None
@@ -89,7 +123,7 @@ def _read_pattern(plan: dict[str, list[HookFn]], p: str, out, seen: list | None)
                              "the pattern inside a Hugging Face function before the module returns it")
 
 
-def _interleave(lm, sm: SiteMap, plan: dict[str, list[HookFn]], *, rows: int, n: int, stop: int, heads: int,
+def _interleave(lm, sm: SiteMap, plan: dict[str, list[HookFn]], *, rows: int, n: int, stop: int, heads: int, d_head: int,
                 start: tuple[int, Tensor] | None, seen: list | None) -> Tensor:
     """The body of one trace: hooks in forward order, then the residual entering block ``stop``."""
     if "hook_embed" in plan:
@@ -117,6 +151,8 @@ def _interleave(lm, sm: SiteMap, plan: dict[str, list[HookFn]], *, rows: int, n:
             x, changed = _apply(plan, p + "hook_resid_pre", x, seen)
             if changed:
                 blk.input = x
+        if any(p + f"attn.hook_{c}" in plan for c in "qkv"):
+            _qkv(plan, p, blk, sm, d_head, seen)
         if p + "attn.hook_z" in plan:
             env = _path(blk, sm.o_proj)
             z = env.input
@@ -269,7 +305,7 @@ class NNsightBackend(Backend):
         kwargs = {"remote": True} if remote else {}
         with _shipped(remote), lm.trace(tokens, **kwargs) as tracer:
             seen = [] if remote else None
-            resid = _interleave(lm, sm, plan, rows=tokens.shape[0], n=n, stop=stop, heads=heads, start=start, seen=seen)
+            resid = _interleave(lm, sm, plan, rows=tokens.shape[0], n=n, stop=stop, heads=heads, d_head=model.cfg.d_head, start=start, seen=seen)
             resid = resid.save()
             if remote:
                 seen = nnsight.save(seen)
