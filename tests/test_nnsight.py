@@ -36,6 +36,7 @@ from lensarith.models._tokenizer import load_tokenizer  # noqa: E402
 from lensarith.models._version import tl_major  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent / "golden"))
+sys.path.insert(0, str(Path(__file__).parent))
 import backends as B  # noqa: E402
 
 TOL = 1e-4
@@ -316,3 +317,23 @@ def test_remote_traces_replay_the_hooks_here(organism, monkeypatch):
     monkeypatch.setattr(N, "replay", lambda plan, seen: None)
     with pytest.raises(Exception):  # without the replay nothing lands here
         la.collect(model, batch, sites)
+
+
+def test_reproduce_small_through_nnsight_matches_the_3_9_golden(tmp_path):
+    """The paper's figures on the organism (``reproduce --small``) through nnsight: every number of
+    the 3.9 golden within 1e-4 (its steps are forward-only)."""
+    import json
+
+    import recipes
+    from test_backends import _numbers
+
+    from lensarith.paper.reproduce import ReproduceConfig, reproduce
+
+    model = la.load_model("organism", backend="nnsight")
+    summary = reproduce(model, tmp_path, ReproduceConfig.small_run(), model_name="organism", progress=False)
+    want = _numbers(json.loads((recipes.HERE / "reproduce_small.json").read_text()))
+    got = _numbers(json.loads(json.dumps({"figures": summary["figures"], "layers": summary["layers"]}, default=str)))
+    assert set(want) <= set(got), sorted(set(want) - set(got))[:10]
+    bad = [k for k in want if (abs(want[k] - got[k]) > TOL if isinstance(want[k], float) else want[k] != got[k])]
+    assert not bad, [(k, want[k], got[k]) for k in bad[:5]]
+    assert backend_of(model).traces > 0

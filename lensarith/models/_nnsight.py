@@ -217,8 +217,11 @@ def load_nnsight(name_or_path: str, *, local, device: str | None, device_map, re
 
             dm = infer_auto_device_map(hf) if device_map == "auto" else device_map
             hf = dispatch_model(hf, device_map=dm)
-        return wrap_nnsight(hf, tokenizer=tl.tokenizer, name=tl.cfg.model_name,
-                            prepend_bos=tl.cfg.default_prepend_bos)
+        model = wrap_nnsight(hf, tokenizer=tl.tokenizer, name=tl.cfg.model_name,
+                             prepend_bos=tl.cfg.default_prepend_bos)
+        # a lensarith-built model, not a hub checkpoint (the paper's BOS convention reads this)
+        model.cfg.original_architecture = getattr(tl.cfg, "original_architecture", None)
+        return model
     path = Path(name_or_path)
     if path.is_dir():
         if remote:
