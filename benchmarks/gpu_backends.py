@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "golden"))
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-FAMILIES = ("gpt2", "gptj", "bloom", "llama")
+FAMILIES = ("gpt2", "neox", "gptj", "bloom", "llama")
 
 
 def sync(device: str) -> None:

@@ -3,7 +3,7 @@
 - The organism exported as a Hugging Face ``GPT2LMHeadModel`` (``to_hf_gpt2``) computes the
   HookedTransformer's logits.
 - Parity: every forward-only recipe family of ``tests/golden/backends.py`` on the organism and on
-  the tiny random GPT-2, GPT-J, BLOOM and Llama folders, through nnsight, equals the goldens
+  the tiny random GPT-2, GPT-NeoX, GPT-J, BLOOM and Llama folders, through nnsight, equals the goldens
   (TransformerLens 3.9 on the same weights) within 1e-4.
 - Identities on the same models (decompositions sum to the residual, DLA to the logit difference).
 - Few round trips: a patching sweep, an ablation curve and a layer search count their traces in
@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import backends as B  # noqa: E402
 
 TOL = 1e-4
-HF = ("gpt2", "gptj", "bloom", "llama")
+HF = ("gpt2", "neox", "gptj", "bloom", "llama")
 
 pytestmark = pytest.mark.skipif(tl_major() >= 4, reason="the goldens' TransformerLens 3.9 path")
 

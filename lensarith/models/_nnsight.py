@@ -31,6 +31,7 @@ ARCHITECTURES = {
     "gptj": dict(normalization_type="LN", positional_embedding_type="rotary", parallel_attn_mlp=True),
     "bloom": dict(normalization_type="LN", positional_embedding_type="alibi", parallel_attn_mlp=False),
     "llama": dict(normalization_type="RMS", positional_embedding_type="rotary", parallel_attn_mlp=False),
+    "gpt_neox": dict(normalization_type="LN", positional_embedding_type="rotary", parallel_attn_mlp=True),
 }
 
 
@@ -63,8 +64,12 @@ def _tl_cfg(hf_config, *, device: str, dtype: torch.dtype, name: str, prepend_bo
     d = _num(hf_config, "n_embd", "hidden_size")
     H = _num(hf_config, "n_head", "num_attention_heads")
     act = {"gpt2": lambda: hf_config.activation_function, "gptj": lambda: hf_config.activation_function,
-           "bloom": lambda: "gelu_fast", "llama": lambda: hf_config.hidden_act}[kind]()
-    eps = _num(hf_config, "layer_norm_epsilon", "rms_norm_eps", default=1e-5)
+           "bloom": lambda: "gelu_fast", "llama": lambda: hf_config.hidden_act,
+           "gpt_neox": lambda: hf_config.hidden_act}[kind]()
+    eps = _num(hf_config, "layer_norm_epsilon", "rms_norm_eps", "layer_norm_eps", default=1e-5)
+    arch = dict(ARCHITECTURES[kind])
+    if kind == "gpt_neox":
+        arch["parallel_attn_mlp"] = bool(hf_config.use_parallel_residual)
     return HookedTransformerConfig(
         n_layers=_num(hf_config, "n_layer", "num_hidden_layers"), d_model=d, n_heads=H, d_head=d // H,
         d_mlp=_num(hf_config, "n_inner", "intermediate_size", default=None) or 4 * d,
@@ -72,8 +77,7 @@ def _tl_cfg(hf_config, *, device: str, dtype: torch.dtype, name: str, prepend_bo
                                                  default=2048),
         act_fn=act, eps=eps, model_name=name, device=device, dtype=dtype, default_prepend_bos=prepend_bos,
         n_key_value_heads=_num(hf_config, "num_key_value_heads", default=None) if kind == "llama" else None,
-        gated_mlp=kind == "llama", original_architecture=(hf_config.architectures or [kind])[0],
-        **ARCHITECTURES[kind])
+        gated_mlp=kind == "llama", original_architecture=(hf_config.architectures or [kind])[0], **arch)
 
 
 class NNsightModel:
@@ -82,7 +86,7 @@ class NNsightModel:
     Attributes:
         lm: the nnsight ``Envoy`` every forward traces.
         module: the Hugging Face ``PreTrainedModel`` under it (meta tensors for a remote model).
-        architecture: the Hugging Face ``model_type`` (``gpt2``, ``gptj``, ``bloom``, ``llama``).
+        architecture: the Hugging Face ``model_type`` (``gpt2``, ``gpt_neox``, ``gptj``, ``bloom``, ``llama``).
         remote: traces run on NDIF (``remote=True`` is passed to every ``lm.trace``).
         cfg, tokenizer: as on a ``HookedTransformer``.
     """

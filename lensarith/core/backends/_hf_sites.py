@@ -130,5 +130,16 @@ SITE_MAPS = {
 }
 
 
-def site_map_for(model_type: str) -> SiteMap | None:
-    return SITE_MAPS.get(model_type)
+SITE_MAPS["gpt_neox"] = SiteMap("GPT-NeoX", "gpt_neox.layers", "gpt_neox.embed_in", None, "attention.dense",
+                                "attention", None, "attention", "mlp.dense_h_to_4h", "mlp.dense_4h_to_h", "mlp",
+                                "gpt_neox.final_layer_norm", "lm_head", ("attention.query_key_value",), "bloom")
+
+
+def site_map_for(model_type: str, config=None) -> SiteMap | None:
+    """The site map of a Hugging Face ``model_type`` (``config`` decides GPT-NeoX's residual layout)."""
+    sm = SITE_MAPS.get(model_type)
+    if sm is not None and model_type == "gpt_neox" and config is not None and not config.use_parallel_residual:
+        from dataclasses import replace
+
+        sm = replace(sm, mid="sum")
+    return sm

@@ -252,7 +252,7 @@ class NNsightBackend(Backend):
         import nnsight
 
         self.name = f"nnsight-{nnsight.__version__}"
-        sm = site_map_for(model.architecture)
+        sm = site_map_for(model.architecture, model.module.config)
         if sm is None:  # pragma: no cover - wrap_nnsight refuses these
             raise LensarithError(f"no nnsight site map for {model.architecture!r}")
         self.site_map = sm
@@ -407,12 +407,15 @@ class NNsightBackend(Backend):
             W_O, b_O = g("attn.c_proj.weight").reshape(H, dh, d), g("attn.c_proj.bias")
             return BlockWeights(Wq, Wk, Wv, W_O, bq, bk, bv, b_O, W_in=g("mlp.c_fc.weight"), b_in=g("mlp.c_fc.bias"),
                                 W_out=g("mlp.c_proj.weight"), b_out=g("mlp.c_proj.bias"))
-        if arch == "bloom":
-            w = g("self_attention.query_key_value.weight").view(H, 3, dh, d)
-            b = g("self_attention.query_key_value.bias").view(H, 3, dh)
+        if arch in ("bloom", "gpt_neox"):
+            att = "self_attention." if arch == "bloom" else "attention."
+            w = g(att + "query_key_value.weight").view(H, 3, dh, d)
+            b = g(att + "query_key_value.bias")
+            b = b.view(H, 3, dh) if b is not None else zeros(H, 3, dh)
             Wq, Wk, Wv = (w[:, i].transpose(1, 2) for i in range(3))
-            W_O = g("self_attention.dense.weight").T.reshape(H, dh, d)
-            return BlockWeights(Wq, Wk, Wv, W_O, b[:, 0], b[:, 1], b[:, 2], g("self_attention.dense.bias"),
+            W_O = g(att + "dense.weight").T.reshape(H, dh, d)
+            b_O = g(att + "dense.bias") if g(att + "dense.bias") is not None else zeros(d)
+            return BlockWeights(Wq, Wk, Wv, W_O, b[:, 0], b[:, 1], b[:, 2], b_O,
                                 W_in=lin_T(g("mlp.dense_h_to_4h.weight")), b_in=g("mlp.dense_h_to_4h.bias"),
                                 W_out=lin_T(g("mlp.dense_4h_to_h.weight")), b_out=g("mlp.dense_4h_to_h.bias"))
         prefix = "attn." if arch == "gptj" else "self_attn."
