@@ -155,7 +155,7 @@ def wrap_nnsight(model, tokenizer=None, *, remote: bool = False, name: str | Non
     """Wrap a Hugging Face causal LM (or an nnsight model over one) for lensarith's recipes.
 
     Args:
-        model: a ``transformers`` causal LM (``GPT2LMHeadModel``, ``GPTJForCausalLM``,
+        model: a ``transformers`` causal LM (``GPT2LMHeadModel``, ``GPTNeoXForCausalLM``, ``GPTJForCausalLM``,
             ``BloomForCausalLM``, ``LlamaForCausalLM``), or an nnsight ``NNsight`` /
             ``TransformersModel`` / ``LanguageModel`` over one (for NDIF: built from the repo
             id, weights on the meta device).
