@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_SPEC)
-	$(BIN)/python -m pip install -q -e ".[dev]" "$(TL_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[dev,nnsight]" "$(TL_SPEC)"
 	touch $(STAMP)
 
 $(TL4_STAMP): pyproject.toml
@@ -52,6 +52,7 @@ test-tl4: $(TL4_STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/logit_lens.py
 	$(BIN)/python benchmarks/patching.py
+	$(BIN)/python benchmarks/nnsight_backend.py
 
 bench-tl4: $(TL4_STAMP)
 	$(TL4_BIN)/python benchmarks/patching.py --tl-sites 24

@@ -420,6 +420,12 @@ CASES: list[Case] = [
     Case("load an unknown hub name", lambda e: la.load_model("no-such-model-xyz"), r"is neither a local directory, 'organism', nor a TransformerLens hub name",
          exc=la.ModelNotAvailableError),
     Case("load a directory without config", lambda e: la.load_model(str(e.tmp)), r"is not in lensarith's format", exc=la.ModelNotAvailableError),
+    Case("load with an unknown backend", lambda e: la.load_model("organism", backend="vllm"), r"backend must be None \(TransformerLens\) or 'nnsight', got 'vllm'"),
+    Case("load remote without nnsight", lambda e: la.load_model("organism", remote=True), r"remote=True runs the model on NDIF through nnsight: pass backend='nnsight'"),
+    Case("load remote as a string", lambda e: la.load_model("organism", backend="nnsight", remote="yes"), r"remote must be True or False, got 'yes'"),
+    Case("load with device and device_map", lambda e: la.load_model("organism", device="cpu", device_map="auto"), r"give device or device_map, not both"),
+    Case("load with a numeric device_map", lambda e: la.load_model("organism", device_map=3), r"device_map must be None, a str such as 'auto' or a dict, got 3"),
+    Case("load with zero devices", lambda e: la.load_model("organism", n_devices=0), r"n_devices must be a positive int, got 0"),
     # ---- renderers
     Case("heatmap of a missing tensor", lambda e: la.viz.heatmap(e.lens, tensor="nope"), r"tensor='nope' is not in this result"),
     Case("coloured tokens of the wrong count", lambda e: la.viz.colored_tokens(["a"], [1, 2]), r"colored_tokens: 1 tokens but 2 values"),

@@ -45,7 +45,8 @@ def _loaded_after(code: str) -> set[str]:
     return set(out.strip().splitlines()[-1].split(","))
 
 
-HEAVY = {"torch", "transformers", "transformer_lens", "datasets", "pandas", "circuitsvis", "matplotlib", "plotly"}
+HEAVY = {"torch", "transformers", "transformer_lens", "datasets", "pandas", "circuitsvis", "matplotlib", "plotly",
+         "nnsight"}
 
 
 def test_import_is_light():
@@ -56,6 +57,12 @@ def test_touching_a_recipe_loads_torch_but_not_transformer_lens():
     loaded = _loaded_after("import lensarith as la\nla.logit_lens; la.activation_patch; la.transplant; la.Site")
     assert "torch" in loaded
     assert not (loaded & {"transformers", "transformer_lens", "datasets", "pandas", "circuitsvis", "matplotlib"})
+
+
+def test_running_a_recipe_on_transformer_lens_does_not_import_nnsight():
+    loaded = _loaded_after("import lensarith as la\nm = la.load_model('organism')\n"
+                           "la.logit_lens(m, la.build_prompts('capitals', n=2))\nimport lensarith.models")
+    assert "transformer_lens" in loaded and "nnsight" not in loaded
 
 
 def test_cli_help_and_usage_errors_do_not_import_torch():

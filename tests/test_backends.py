@@ -335,3 +335,16 @@ def test_hub_names_fail_fast_without_the_hub(monkeypatch):
     with pytest.raises(ModelNotAvailableError, match="not in the local Hugging Face cache"):
         la.load_model("gpt2")
     assert time.perf_counter() - t0 < 2
+
+
+def test_device_map_passes_through_to_transformer_lens_4():
+    """``load_model(folder, device_map=...)``: TransformerLens 4 boots the folder split by the map
+    (here the one map a CPU machine has); 3.9 says what to use instead."""
+    if not ON_4:
+        with pytest.raises(la.LensarithError, match="device_map needs TransformerLens 4"):
+            la.load_model(B.DIR / "gpt2", device_map={"": "cpu"})
+        return
+    split = la.load_model(B.DIR / "gpt2", device_map={"": "cpu"})
+    one = B.load("gpt2")
+    batch = la.tokenize(one, B.prompts())
+    assert torch.equal(la.run_with_interventions(split, batch), la.run_with_interventions(one, batch))

@@ -228,7 +228,7 @@ def compile_hooks(model, interventions: Sequence[Intervention], batch: Batch | N
             raise LensarithError(f"interventions must be lensarith interventions (Replace, Add, Ablate, Patch, Hook), got {type(item).__name__}")
         site = item.site.resolve(model.cfg)
         if not backend.has_hook(site.hook_name):
-            raise LensarithError(f"hook {site.hook_name!r} does not exist on this model")
+            raise LensarithError(backend.why_no_hook(site.hook_name))
         resolved = type(item)(**{**item.__dict__, "site": site})
         hooks.append(resolved.hook(batch))
     return hooks

@@ -95,9 +95,10 @@ def unembed(model, x: Float[Tensor, "*rows d_model"], columns: Int[Tensor, "batc
     if columns is not None:
         squeeze = x.ndim == 2
         x3 = x[None] if squeeze else x
-        cols = columns.to(x.device)
-        out = torch.einsum("vbd,dbk->vbk", x3, backend.W_U[:, cols]) + backend.b_U[cols]
-        out = cap(out)
+        W_U = backend.W_U  # on the unembedding's device (a split model's last one); x comes to it and back
+        cols = columns.to(W_U.device)
+        out = torch.einsum("vbd,dbk->vbk", x3.to(W_U.device), W_U[:, cols]) + backend.b_U[cols].to(W_U.device)
+        out = cap(out).to(x.device)
         return out[0] if squeeze else out
     if x.ndim == 2:
         out = backend.unembed(x[:, None])[:, 0]

@@ -146,7 +146,8 @@ def _forward(model, chunk: Batch, groups: Sequence[Group], sites: Sequence[Site]
     if read is not None:
         pos = (read if k == 1 else read.repeat(k)).to(out.device)
         final = out[torch.arange(out.shape[0], device=out.device), pos]
-    return {s: cap.captured[s] for s in sites}, final
+    # split over devices (device_map), each slice comes to the model's first device: read, not the model
+    return {s: cap.captured[s].to(device) for s in sites}, final
 
 
 def _stream_sites(model) -> list[Site]:

@@ -17,4 +17,17 @@ from ._tokenizer import SPECIAL_TOKENS as SPECIAL_TOKENS
 from ._tokenizer import word_tokenizer as word_tokenizer
 
 __all__ = ["load_model", "save_model", "tiny_model", "word_tokenizer", "config_hash", "cfg_to_json", "cfg_from_json",
-           "new_hooked_transformer", "SPECIAL_TOKENS"]
+           "new_hooked_transformer", "SPECIAL_TOKENS", "to_hf_gpt2", "wrap_nnsight", "NNsightModel"]
+
+#: imported on first use (torch, transformers, nnsight stay out of ``import lensarith.models``)
+_LAZY = {"to_hf_gpt2": "._export", "wrap_nnsight": "._nnsight", "NNsightModel": "._nnsight"}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'lensarith.models' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    return value

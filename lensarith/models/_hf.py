@@ -25,7 +25,7 @@ from .._errors import ModelNotAvailableError
 from ._tokenizer import load_tokenizer
 from ._version import tl_major
 
-__all__ = ["is_hf_directory", "load_hf_directory"]
+__all__ = ["is_hf_directory", "load_hf_directory", "load_hf_split"]
 
 #: Hugging Face architectures whose activation TransformerLens 4's config builder does not read
 _ACT_FNS = {"BloomForCausalLM": "gelu_fast"}
@@ -121,3 +121,32 @@ def _hooked(directory: Path, hf, tokenizer, device: str | None, build: Callable,
             f"TransformerLens 3 converts the {type(hf).__name__} in {str(directory)!r} into another shape: "
             f"{str(exc).strip().splitlines()[-1].strip()}") from None
     return model
+
+
+def load_hf_split(directory: Path, device_map, n_devices: int | None) -> Any:
+    """A Hugging Face folder split over devices: TransformerLens 4's ``boot_transformers`` loads it
+    itself with ``device_map`` / ``n_devices`` (it refuses both next to a pre-loaded ``hf_model``)."""
+    if tl_major() < 4:
+        from .._errors import LensarithError
+
+        raise LensarithError("splitting a Hugging Face folder over devices needs TransformerLens 4 (device_map / "
+                             "n_devices on TransformerBridge.boot_transformers) or backend='nnsight'")
+    from transformer_lens.model_bridge import TransformerBridge
+
+    directory = Path(directory)
+    tokenizer = load_tokenizer(directory) if (directory / "tokenizer.json").is_file() else None
+    try:
+        model = TransformerBridge.boot_transformers(str(directory), tokenizer=tokenizer, device_map=device_map,
+                                                    n_devices=n_devices)
+    except (ValueError, KeyError, NotImplementedError, RuntimeError) as exc:
+        raise ModelNotAvailableError(
+            f"TransformerLens 4 cannot split {str(directory)!r} over devices: "
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
+    arch = getattr(model.cfg, "architecture", None)
+    if arch in _ACT_FNS:
+        model.cfg.act_fn = _ACT_FNS[arch]
+    model.cfg.model_name = Path(os.path.abspath(directory)).name
+    model.cfg.default_prepend_bos = bool(tokenizer is not None and tokenizer.bos_token is not None)
+    if model.tokenizer is not None:
+        model.tokenizer.padding_side = "right"
+    return model.eval()

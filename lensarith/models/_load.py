@@ -183,6 +183,25 @@ def _check_device(device: Any) -> str | None:
     return str(parsed)
 
 
+def _check_placement(backend: Any, device: str | None, device_map: Any, n_devices: Any, remote: Any) -> None:
+    """``backend``, ``device_map``, ``n_devices`` and ``remote`` fit together, or a ``LensarithError``."""
+    if backend not in (None, "nnsight"):
+        raise LensarithError(f"backend must be None (TransformerLens) or 'nnsight', got {backend!r}")
+    if not isinstance(remote, bool):
+        raise LensarithError(f"remote must be True or False, got {remote!r}")
+    if remote and backend != "nnsight":
+        raise LensarithError("remote=True runs the model on NDIF through nnsight: pass backend='nnsight'")
+    if device_map is not None and not isinstance(device_map, (str, dict)):
+        raise LensarithError(f"device_map must be None, a str such as 'auto' or a dict, got {device_map!r}")
+    if device_map is not None and device is not None:
+        raise LensarithError("give device or device_map, not both (device_map places every module itself)")
+    if n_devices is not None:
+        if isinstance(n_devices, bool) or not isinstance(n_devices, int) or n_devices < 1:
+            raise LensarithError(f"n_devices must be a positive int, got {n_devices!r}")
+        if backend == "nnsight":
+            raise LensarithError("n_devices is TransformerLens's; with backend='nnsight' give device_map='auto'")
+
+
 def _check_name(name_or_path: Any) -> str:
     """``name_or_path`` as text, or a ``LensarithError`` saying what is valid."""
     valid = ("a TransformerLens hub name such as 'gpt2-medium', 'organism', or a directory written by "
@@ -671,7 +690,9 @@ def _load_hub(name: str, device: str | None, **kwargs: Any):
                 "it again where the hub can be reached. " + _WHAT_TO_DO) from None
 
 
-def load_model(name_or_path: str | os.PathLike[str], *, device: str | None = None, **kwargs: Any):
+def load_model(name_or_path: str | os.PathLike[str], *, device: str | None = None, backend: str | None = None,
+               device_map: str | dict | None = None, n_devices: int | None = None, remote: bool = False,
+               **kwargs: Any):
     """Load a HookedTransformer by hub name, local directory, or ``"organism"``.
 
     Args:
@@ -682,6 +703,17 @@ def load_model(name_or_path: str | os.PathLike[str], *, device: str | None = Non
             local cache) within about two seconds, and global state is left as it was.
         device: e.g. ``"cpu"``, ``"cuda"`` or a ``torch.device``; defaults to
             TransformerLens's choice.
+        backend: ``None`` (TransformerLens: ``HookedTransformer`` on 3.x, ``TransformerBridge`` on
+            4.x) or ``"nnsight"``: the Hugging Face model behind nnsight (``NNsightModel``; the
+            organism is exported with ``to_hf_gpt2``; forward-only recipes; ``pip install
+            'lensarith[nnsight]'``).
+        device_map: split the model over devices (``"auto"``, ``"balanced"`` or a Hugging Face
+            map): TransformerLens 4's ``boot_transformers(device_map=...)``, or Hugging Face's
+            for ``backend="nnsight"``; not with ``device``.
+        n_devices: split over this many GPUs (TransformerLens 3's ``from_pretrained(n_devices=)``,
+            4's ``boot_transformers(n_devices=)``); hub names only.
+        remote: with ``backend="nnsight"`` and a hub repository id: run every trace on NDIF
+            (``NDIF_API_KEY`` in the environment); nothing is downloaded but config and tokenizer.
         **kwargs: passed to ``HookedTransformer.from_pretrained`` for hub names.
 
     Returns:
@@ -701,6 +733,20 @@ def load_model(name_or_path: str | os.PathLike[str], *, device: str | None = Non
     """
     text = _check_name(name_or_path)
     device = _check_device(device)
+    _check_placement(backend, device, device_map, n_devices, remote)
+    if backend == "nnsight":
+        from ._nnsight import load_nnsight
+
+        return load_nnsight(text, local=lambda d: _load_local(d, device), device=device, device_map=device_map,
+                            remote=remote, **kwargs)
+    if n_devices is not None:
+        kwargs["n_devices"] = n_devices
+    if device_map is not None:
+        if tl_major() < 4:
+            raise LensarithError(
+                "device_map needs TransformerLens 4 (TransformerBridge) or backend='nnsight'; TransformerLens 3 "
+                "splits a hub model's layers over GPUs with n_devices=")
+        kwargs["device_map"] = device_map
     if isinstance(name_or_path, str) and name_or_path == "organism":
         directory = data_dir() / "organism"
         if not (directory / "model.safetensors").is_file():
@@ -711,6 +757,13 @@ def load_model(name_or_path: str | os.PathLike[str], *, device: str | None = Non
         return _load_local(directory, device)
     path = Path(text).expanduser()
     if path.is_dir():
+        if "device_map" in kwargs or "n_devices" in kwargs:
+            from ._hf import is_hf_directory, load_hf_split
+
+            if not is_hf_directory(path):
+                raise LensarithError("device_map / n_devices split Hugging Face folders and hub models; a lensarith "
+                                     "folder loads on one device (device=)")
+            return load_hf_split(path, kwargs.pop("device_map", None), kwargs.pop("n_devices", None))
         return _load_local(path, device)
     if path.exists():
         raise ModelNotAvailableError(

@@ -10,6 +10,7 @@ import torch
 
 from .._errors import LensarithError, check_int
 from ..core import Site, check_layer
+from ..core.backends import backend_of, is_nnsight
 from ._pairs import PromptPairs
 
 __all__ = ["PatchConfig", "Grid", "build_grid", "grid_labels", "hook", "POSITION_SITES", "HEAD_SITES", "PATCH_SITES"]
@@ -72,8 +73,10 @@ def build_grid(model, pairs: PromptPairs, site: str, by_position: bool | None, l
     if site not in PATCH_SITES:
         raise LensarithError(f"site={site!r} is not patchable; valid sites: {', '.join(PATCH_SITES)}")
     Site(site, 0).resolve(cfg)  # raises for 'result' without use_attn_result
-    if Site(site, 0).hook_name not in model.hook_dict:
-        raise LensarithError(f"site={site!r} does not exist on this model (attention-only models have no MLP sites)")
+    backend = backend_of(model)
+    if not backend.has_hook(Site(site, 0).hook_name):
+        why = backend.why_no_hook(Site(site, 0).hook_name) if is_nnsight(model) else None
+        raise LensarithError(why or f"site={site!r} does not exist on this model (attention-only models have no MLP sites)")
     if site in POSITION_SITES and by_position is False:
         raise LensarithError(f"site={site!r} is patched by position; by_position=False applies to head sites (z, result)")
     per_pos = site in POSITION_SITES or bool(by_position)

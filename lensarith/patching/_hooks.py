@@ -39,19 +39,34 @@ class HookEngine:
         return n_batch * self.batch.tokens.shape[1]
 
     def run(self, ids: Sequence[int]) -> Float[Tensor, "job batch d_model"]:
+        """One forward for the jobs ``ids``: one layer when the run starts from the cached residual,
+        any mix of layers otherwise (each layer's hook edits its own jobs' rows)."""
         grid = self.grid
-        layer = grid.jobs[ids[0]][0]
-        if any(grid.jobs[i][0] != layer for i in ids):
-            raise LensarithError("internal: a hooks-engine chunk must hold one layer")  # pragma: no cover
+        layers = sorted({grid.jobs[i][0] for i in ids})
+        if len(layers) > 1 and self.from_resid:
+            raise LensarithError("internal: a hooks-engine chunk that starts mid-stack must hold one layer")  # pragma: no cover
         B, J = len(self.batch), len(ids)
         dev = self.read.device
+        hooks = [Hook(Site(grid.site, layer), self._patch(ids, [j for j, i in enumerate(ids) if grid.jobs[i][0] == layer],
+                                                          layer, J * B)) for layer in layers]
+        tiled = self.batch.tile(J)
+        layer = layers[0]
+        start = (layer, self.base.acts[Site("resid_pre", layer).hook_name].repeat(J, 1, 1)) if self.from_resid else None
+        out = run(self.model, tiled, interventions=hooks, start=start, read=self.read.repeat(J))
+        return out.final.view(J, B, -1)
+
+    def _patch(self, ids: Sequence[int], chosen: list[int], layer: int, n_rows: int):
+        """The hook patching the rows of jobs ``chosen`` (indices into ``ids``) at ``layer``."""
+        grid, B, dev = self.grid, len(self.batch), self.read.device
         heads = torch.tensor([grid.jobs[i][1] if grid.jobs[i][1] is not None else 0 for i in ids], device=dev)
         pos = torch.tensor([grid.jobs[i][2] if grid.jobs[i][2] is not None else 0 for i in ids], device=dev)
-        rows = torch.arange(J * B, device=dev)
+        sel = torch.tensor(chosen, device=dev)
+        rows = (sel[:, None] * B + torch.arange(B, device=dev)).flatten()
         job_of, ex_of = rows // B, rows % B
         site = Site(grid.site, layer)
         source = self.src.acts[site.hook_name]
         per_head, all_pos = grid.site in HEAD_SITES, grid.all_positions
+        J = n_rows // B
 
         def patch(act: Tensor, hook) -> Tensor:
             if act.shape[0] != J * B:
@@ -66,7 +81,4 @@ class HookEngine:
                 act[rows, pos[job_of]] = src[ex_of, pos[job_of]]
             return act
 
-        tiled = self.batch.tile(J)
-        start = (layer, self.base.acts[Site("resid_pre", layer).hook_name].repeat(J, 1, 1)) if self.from_resid else None
-        out = run(self.model, tiled, interventions=[Hook(site, patch)], start=start, read=self.read.repeat(J))
-        return out.final.view(J, B, -1)
+        return patch

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from .._errors import LensarithError
 from ..core import Result, Site, provenance, register_recipe
+from ..core.backends import trace_count, with_traces
 from ..core.progress import progress_bar
 from ._fast import FastEngine, fast_unsupported
 from ._grid import PatchConfig, build_grid, grid_labels, hook
@@ -184,6 +185,7 @@ def activation_patch(
     cfg = _config(config)
     pairs, grid, metric_, bound, base_b, src_b = _setup(
         model, clean, corrupted, site, metric, direction, by_position, layers, positions)
+    traces = trace_count(model)
     why = fast_unsupported(model)
     if cfg.engine == "fast" and why is not None:
         raise LensarithError(f"engine='fast' does not support this model ({why}); use engine='hooks' or 'auto'")
@@ -207,7 +209,10 @@ def activation_patch(
         chunks = _chunks(ids, lambda i: engine.tokens(grid.jobs[i], B), cfg.max_tokens, lambda i: 0)
     else:
         engine = HookEngine(model, grid, base_b, base, src, read)
-        chunks = _chunks(ids, lambda i: engine.tokens_per_job(B), cfg.max_tokens, lambda i: grid.jobs[i][0])
+        # a chunk starting mid-stack holds one layer; from the tokens (nnsight, hooks already on the
+        # model) any layers share a forward: fewer traces per sweep
+        same = (lambda i: grid.jobs[i][0]) if engine.from_resid else (lambda i: 0)  # noqa: E731
+        chunks = _chunks(ids, lambda i: engine.tokens_per_job(B), cfg.max_tokens, same)
     raw = torch.empty(len(grid.jobs), B, device=base.final.device)
     with torch.no_grad(), progress_bar(total=len(ids), desc=f"patching {grid.site}", unit="site", show=progress,
                                        enough=len(chunks) > 3) as bar:
@@ -217,10 +222,11 @@ def activation_patch(
                 # A patch after the read position cannot change it (causal attention).
                 late = torch.tensor([grid.jobs[i][2] for i in chunk], device=read.device)[:, None] > read[None]
                 final = torch.where(late[..., None], base.final[None], final)
-            raw[torch.tensor(chunk, device=raw.device)] = score(model, bound, final, cfg.max_logits)
+            raw[torch.tensor(chunk, device=raw.device)] = score(model, bound, final, cfg.max_logits).to(raw.dtype)
             bar.update(len(chunk))
     meta = {"recipe": "activation_patch", "direction": direction, "engine": engine_name,
             "hooks": [hook(grid.site, layer) for layer in grid.layers]}
+    meta = with_traces(model, traces, meta)  # nnsight: the sweep's traces (one per chunk of sites, plus two)
     return _result(PatchResult, model, pairs, grid, metric_, raw, clean_raw, corrupt_raw, meta)
 
 

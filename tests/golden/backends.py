@@ -122,8 +122,10 @@ def prompts():
     return la.build_prompts("capitals", n=6)
 
 
-def one_model(model, name: str, patch_engines: list[str] | None = None) -> dict[str, torch.Tensor]:
-    """Every recipe family on one model; keys ``<name>/<recipe>/<tensor>``."""
+def one_model(model, name: str, patch_engines: list[str] | None = None, gradients: bool = True
+              ) -> dict[str, torch.Tensor]:
+    """Every recipe family on one model; keys ``<name>/<recipe>/<tensor>`` (``gradients=False``
+    leaves out attribution patching, for forward-only backends)."""
     import lensarith as la
     from lensarith.ablation import ffn_ablation
     from lensarith.patching import PatchConfig, activation_patch, attribution_patch, pair_examples
@@ -158,7 +160,7 @@ def one_model(model, name: str, patch_engines: list[str] | None = None) -> dict[
             res = activation_patch(model, pairs, site=site, config=PatchConfig(engine=engine))
             put(f"patch_{engine}_{site}/values", res.values)
             put(f"patch_{engine}_{site}/per_example", res.per_example)
-    for site in ("resid_pre", "mlp_out", "z"):
+    for site in ("resid_pre", "mlp_out", "z") if gradients else ():
         res = attribution_patch(model, pairs, site=site)
         put(f"attribution_{site}/values", res.values)
         put(f"attribution_{site}/clean", res.clean)

@@ -2,7 +2,9 @@
 
 - ``hooked`` — TransformerLens 3.x ``HookedTransformer`` (the calls lensarith always made);
 - ``bridge`` — TransformerLens 4.x ``TransformerBridge`` (legacy hook names, its own stop and
-  start handling, weights in TL layout from its properties).
+  start handling, weights in TL layout from its properties);
+- ``nnsight`` — a Hugging Face model behind nnsight (``lensarith.models.wrap_nnsight``; local or
+  NDIF), one trace per forward; imported only for such a model.
 
 Recipes speak TL's legacy hook names (``blocks.{l}.hook_resid_pre`` ...), which both map
 to their modules. ``backend_of`` picks the backend by the model's class and caches it per model.
@@ -21,7 +23,7 @@ from ._base import BlockWeights as BlockWeights
 from ._bridge import BridgeBackend as BridgeBackend
 from ._hooked import HookedBackend as HookedBackend
 
-__all__ = ["Backend", "BlockWeights", "BridgeBackend", "HookedBackend", "backend_of", "is_bridge"]
+__all__ = ["Backend", "BlockWeights", "BridgeBackend", "HookedBackend", "backend_of", "is_bridge", "is_nnsight", "trace_count", "with_traces"]
 
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -32,13 +34,39 @@ def is_bridge(model) -> bool:
                for c in type(model).__mro__)
 
 
+def is_nnsight(model) -> bool:
+    """Whether ``model`` is a ``lensarith.models.NNsightModel`` (by a class flag, no import)."""
+    return bool(getattr(type(model), "lensarith_nnsight", False))
+
+
+def _new(model) -> Backend:
+    if is_nnsight(model):
+        from ._nnsight import NNsightBackend  # noqa: PLC0415 - nnsight is an optional extra
+
+        return NNsightBackend(model)
+    return (BridgeBackend if is_bridge(model) else HookedBackend)(model)
+
+
+def trace_count(model) -> int | None:
+    """Traces the nnsight backend has run for ``model`` so far (None on other backends); a recipe
+    records the difference over a sweep in its metadata (``meta["traces"]``)."""
+    return backend_of(model).traces if is_nnsight(model) else None
+
+
+def with_traces(model, before: int | None, meta: dict) -> dict:
+    """``meta`` plus ``"traces"``: the nnsight traces run since ``before`` (unchanged on other backends)."""
+    if before is None:
+        return meta
+    return {**meta, "traces": trace_count(model) - before}
+
+
 def backend_of(model) -> Backend:
     """The backend for ``model`` (cached per model object)."""
     try:
         got = _CACHE.get(model)
     except TypeError:  # not weak-referenceable: build one each time
-        return (BridgeBackend if is_bridge(model) else HookedBackend)(model)
+        return _new(model)
     if got is None:
-        got = (BridgeBackend if is_bridge(model) else HookedBackend)(model)
+        got = _new(model)
         _CACHE[model] = got
     return got

@@ -82,6 +82,10 @@ class Backend:
     def has_hook(self, name: str) -> bool:
         raise NotImplementedError
 
+    def why_no_hook(self, name: str) -> str | None:
+        """Why ``name`` is not a site of this model (a sentence naming the site and the model), or None."""
+        return None if self.has_hook(name) else f"hook {name!r} does not exist on this model"
+
     def has_user_hooks(self) -> bool:
         """Whether hooks the backend does not own (a user's, TransformerLens's or plain PyTorch
         ones) are attached to the model."""
