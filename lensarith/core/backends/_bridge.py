@@ -266,4 +266,10 @@ class BridgeBackend(Backend):
             out.append(f"{cfg.normalization_type} block norms on a TransformerBridge")
         if getattr(self.model, "compatibility_mode", False):
             out.append("compatibility mode (processed weights)")
+        if cfg.positional_embedding_type != "standard":  # no rotary tables or ALiBi checked on the bridge yet
+            out.append(f"{cfg.positional_embedding_type} positions on a TransformerBridge")
+        if getattr(cfg, "parallel_attn_mlp", False):
+            out.append("parallel attention and MLP on a TransformerBridge")
+        if getattr(cfg, "n_key_value_heads", None) not in (None, cfg.n_heads):
+            out.append("grouped-query attention on a TransformerBridge")
         return out
