@@ -37,8 +37,9 @@ from ._runs import Run
 POSITIONAL = ("standard", "rotary", "alibi")
 
 
-def fast_unsupported(model) -> str | None:
-    """Why the fast engine cannot run this model, or None."""
+def fast_unsupported(model, *, hooks: bool = True) -> str | None:
+    """Why the fast engine cannot run this model, or None (``hooks=False``: leaving out hooks
+    already on the model, for computations that recompute blocks without the model's hooks)."""
     from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
 
     cfg = model.cfg
@@ -57,7 +58,7 @@ def fast_unsupported(model) -> str | None:
         (getattr(cfg, "load_in_4bit", False), "4-bit weights"),
         (getattr(cfg, "n_devices", 1) > 1, "several devices"),
         *((True, why) for why in backend.fast_unsupported()),
-        (has_hooks(model), "hooks already on the model"),
+        (hooks and has_hooks(model), "hooks already on the model"),
     ]
     found = [why for bad, why in reasons if bad]
     return ", ".join(found) if found else None
@@ -83,10 +84,31 @@ class _Group:
     x: Tensor
 
 
-def _alibi_slopes(n_heads: int) -> Tensor:
+def alibi_slopes(n_heads: int) -> Tensor:
     """ALiBi's per-head multipliers, as TransformerLens computes them (``2^(-8/n)`` geometric)."""
     start = 2 ** (-8 / n_heads)
     return start * (start ** torch.arange(n_heads))
+
+
+def rotate(cfg, x: Tensor, sin: Tensor, cos: Tensor) -> Tensor:
+    """Rotary embedding of ``x [..., head, d_head]`` with ``sin``/``cos`` broadcastable to
+    ``x[..., :rotary_dim]``, as TransformerLens's ``apply_rotary`` computes it."""
+    rd = cfg.rotary_dim
+    rot, keep = x[..., :rd], x[..., rd:]
+    if cfg.rotary_adjacent_pairs:
+        flip = torch.stack([-rot[..., 1::2], rot[..., ::2]], -1).flatten(-2)
+    else:
+        half = rd // 2
+        flip = torch.cat([-rot[..., half:], rot[..., :half]], -1)
+    out = rot * cos + flip * sin
+    return torch.cat([out, keep], -1) if keep.shape[-1] else out
+
+
+def score_cap(scores: Tensor, cap: float | None) -> Tensor:
+    """Attention-score soft cap ``cap * tanh(scores / cap)`` (Gemma-2), identity when off."""
+    if cap is None or cap <= 0:
+        return scores
+    return cap * torch.tanh(scores / cap)
 
 
 class FastEngine:
@@ -103,7 +125,7 @@ class FastEngine:
         self._w: tuple[int, dict[str, Tensor]] | None = None  # one layer's flattened weights at a time
         self._scale = [self.backend.attn_scale(layer) for layer in range(self.n)]
         self.rotary = cfg.positional_embedding_type == "rotary"
-        self.alibi = _alibi_slopes(self.H).to(self.read.device) if cfg.positional_embedding_type == "alibi" else None
+        self.alibi = alibi_slopes(self.H).to(self.read.device) if cfg.positional_embedding_type == "alibi" else None
         lo = min(grid.layers)
         self.G = self.backend.kv_weights(lo)[0].shape[0]
         # keys the base run's earlier positions offer to patched queries (rotated once, where rotary)
@@ -154,18 +176,7 @@ class FastEngine:
         return tables
 
     def _rotate(self, x: Tensor, sin: Tensor, cos: Tensor) -> Tensor:
-        """Rotary embedding of ``x [..., head, d_head]`` with ``sin``/``cos`` broadcastable to
-        ``x[..., :rotary_dim]``, as TransformerLens's ``apply_rotary`` computes it."""
-        cfg = self.model.cfg
-        rd = cfg.rotary_dim
-        rot, keep = x[..., :rd], x[..., rd:]
-        if cfg.rotary_adjacent_pairs:
-            flip = torch.stack([-rot[..., 1::2], rot[..., ::2]], -1).flatten(-2)
-        else:
-            half = rd // 2
-            flip = torch.cat([-rot[..., half:], rot[..., :half]], -1)
-        out = rot * cos + flip * sin
-        return torch.cat([out, keep], -1) if keep.shape[-1] else out
+        return rotate(self.model.cfg, x, sin, cos)
 
     # ---- pieces of a block on flat token lists ``[tokens, d_model]``, in cache-sized row blocks
     _ROWS = 1024
@@ -375,7 +386,7 @@ class FastEngine:
         if pos:
             before = torch.einsum("jbqgrd,bkgd->jbgrqk", qg, self._k0[layer][:, :pos])
             scores = torch.cat([before, scores], -1)
-        scores = _score_cap(scores.reshape(J, B, self.H, Q, pos + S) / self._scale[layer],
+        scores = score_cap(scores.reshape(J, B, self.H, Q, pos + S) / self._scale[layer],
                             self.model.cfg.attn_scores_soft_cap)
         if last:
             allowed = (key_pos[None, :] <= query_pos)[None, :, None, None, :]  # [1, B, 1, 1, K]
@@ -391,13 +402,6 @@ class FastEngine:
         if pos:
             z = z + torch.einsum("jbgrqk,bkgd->jbqgrd", pattern[..., :pos], self.base.acts[_hook("v", layer)][:, :pos])
         return z.reshape(J, B, Q, self.H, self.dh)
-
-
-def _score_cap(scores: Tensor, cap: float | None) -> Tensor:
-    """Attention-score soft cap ``cap * tanh(scores / cap)`` (Gemma-2), identity when off."""
-    if cap is None or cap <= 0:
-        return scores
-    return cap * torch.tanh(scores / cap)
 
 
 def _offsets(sizes: Sequence[int]) -> list[int]:

@@ -128,6 +128,11 @@ class Backend:
         """The MLP of ``layer`` on normed token rows ``[n, d_model]``."""
         raise NotImplementedError
 
+    def norm_params(self, layer: int, which: str) -> tuple[Tensor | None, float]:
+        """``(weight, eps)`` of ``ln1``/``ln2`` of ``layer`` (weight None for LNPre/RMSPre or no norm);
+        the kind is ``cfg.normalization_type``."""
+        raise NotImplementedError
+
     def kv_weights(self, layer: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``(W_K, W_V, b_K, b_V)`` of ``layer`` with one entry per key/value head
         (``[kv_head, d_model, d_head]``, ``[kv_head, d_head]``): not expanded under

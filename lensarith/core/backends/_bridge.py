@@ -248,6 +248,13 @@ class BridgeBackend(Backend):
             return x
         return module(x[None])[0]
 
+    def norm_params(self, layer: int, which: str) -> tuple[Tensor | None, float]:
+        module = getattr(self.model.blocks[layer], which)
+        w, _ = self._norm_params(module)
+        inner = getattr(module, "original_component", None) or module
+        eps = getattr(inner, "eps", None) or getattr(inner, "variance_epsilon", None) or self.model.cfg.eps
+        return (w if self.model.cfg.normalization_type in ("LN", "RMS") else None), float(eps)
+
     def mlp(self, layer: int, x: Tensor) -> Tensor:
         blk = self.block(layer)
         act = ACTIVATIONS[self.model.cfg.act_fn]

@@ -74,6 +74,10 @@ class HookedBackend(Backend):
             return F.layer_norm(x, (x.shape[-1],), None, None, module.eps)
         return module(x[None])[0]
 
+    def norm_params(self, layer: int, which: str) -> tuple[Tensor | None, float]:
+        module = getattr(self.model.blocks[layer], which)
+        return getattr(module, "w", None), float(getattr(module, "eps", self.model.cfg.eps))
+
     def mlp(self, layer: int, x: Tensor) -> Tensor:
         import torch
 
