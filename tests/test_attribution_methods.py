@@ -11,7 +11,7 @@ from lensarith.patching import activation_patch, attribution_patch, make_pairs, 
 from lensarith.patching._atp import BUDGET, Trace, _one_position_terms
 from lensarith.patching._runs import unpatched
 
-METHODS = ["atp", "atp+qk", "atp*", "relp"]
+METHODS = ["atp", "atp+qk", "atp*", "relp", "relp+qk"]
 SITES = [("resid_pre", None), ("attn_out", None), ("mlp_out", None), ("z", None), ("z", True), ("resid_mid", None),
          ("resid_post", None)]
 
@@ -39,7 +39,7 @@ def test_methods_run_within_budget_and_track_exact_patching(model, pairs, method
     torch.testing.assert_close(res.clean, exact.clean, atol=1e-4, rtol=0)
     torch.testing.assert_close(res.corrupted, exact.corrupted, atol=1e-4, rtol=0)
     assert torch.isfinite(res.per_example).all()
-    assert _corr(res, exact) > (0.5 if method in ("atp*", "relp") else 0.8), (method, site, _corr(res, exact))
+    assert _corr(res, exact) > (0.5 if method in ("atp*", "relp", "relp+qk") else 0.8), (method, site, _corr(res, exact))
     if method == "atp*":
         assert res.meta["graddrop_groups"], "GradDrop found no budget"
 
@@ -112,11 +112,11 @@ def test_the_new_methods_beat_plain_atp_where_attention_saturates():
     pairs = make_pairs(model, clean, corrupt, answers=list(range(6)), corrupted_answers=list(range(10, 16)))
     exact = activation_patch(model, pairs, site="resid_pre")
     r = {m: _corr(attribution_patch(model, pairs, site="resid_pre", method=m), exact) for m in METHODS}
-    assert r["atp+qk"] > r["atp"] + 0.1, r
+    assert r["atp+qk"] > r["atp"] + 0.1 and r["relp+qk"] > r["atp"] + 0.1, r
 
 
 def test_bad_method_and_unsupported_models(model, pairs):
-    with pytest.raises(la.LensarithError, match=r"method must be one of 'atp', 'atp\+qk', 'atp\*', 'relp'.*got 'atp\+'"):
+    with pytest.raises(la.LensarithError, match=r"method must be one of 'atp', 'atp\+qk', 'atp\*', 'relp', 'relp\+qk'.*got 'atp\+'"):
         attribution_patch(model, pairs, method="atp+")
     cfg = HookedTransformerConfig(n_layers=1, d_model=32, n_heads=4, d_head=8, d_mlp=64, d_vocab=40, n_ctx=16,
                                   act_fn="solu_ln", normalization_type="LN", seed=1)

@@ -22,6 +22,7 @@ estimate each site's patching effect from one backward pass:
   (LayerNorm centring stays), MLP activations pass relevance by the identity rule
   (``act(x) / x``), attention patterns are frozen (relevance flows through the values),
   and a gated MLP's product splits relevance in half between its factors.
+- ``"relp+qk"``: relevance patching with the QK fix's exact first attention block.
 
 ``meta["forward_equivalents"]`` counts the work in forwards of the whole model on the batch
 (a backward without weight gradients costs about one forward).
@@ -43,7 +44,7 @@ from ._grid import HEAD_SITES, Grid
 
 __all__ = ["METHODS", "BUDGET", "method_unsupported", "Trace", "estimate", "qk_flops", "node_key", "qk_block"]
 
-METHODS = ("atp", "atp+qk", "atp*", "relp")
+METHODS = ("atp", "atp+qk", "atp*", "relp", "relp+qk")
 #: forward-equivalents a method may spend (the issue's budget)
 BUDGET = 5.0
 #: elements of a recomputed attention pattern chunk (QK fix)
@@ -384,5 +385,5 @@ def estimate(trace: Trace, grid: Grid, src: dict[tuple[str, int], Tensor], grads
 def check_method(method: str) -> None:
     if method not in METHODS:
         raise LensarithError(f"method must be one of {', '.join(repr(m) for m in METHODS)} (plain attribution "
-                             f"patching, AtP*'s QK fix, AtP* with the QK fix and GradDrop, relevance patching), "
+                             f"patching, AtP*'s QK fix, AtP* with the QK fix and GradDrop, relevance patching, relevance patching with the QK fix), "
                              f"got {method!r}")

@@ -253,11 +253,12 @@ def attribution_patch(
             queries, keys and values, linear thereafter); ``"atp*"`` (AtP*, Kramar et al.
             2024: the QK fix and GradDrop, which repeats the backward with groups of
             downstream blocks dropped and reports ``sign * mean |estimate|`` to expose
-            cancelling paths; a screening score, not a closer estimate); ``"relp"`` (relevance patching:
-            the gradient through a modified backward with LRP's rules: norm scales constant,
-            identity rule on MLP activations, attention patterns frozen, half rule on gated
-            products). Each costs at most 5 forward-equivalents
-            (``meta["forward_equivalents"]``); ``atp*`` and ``relp`` recompute blocks from the
+            cancelling paths; a screening score, not a closer estimate); ``"relp"`` (relevance
+            patching: the gradient through a modified backward with LRP's rules: norm scales
+            constant, identity rule on MLP activations, attention patterns frozen, half rule on
+            gated products); ``"relp+qk"`` (relevance patching with the QK fix's exact first
+            attention block). Each costs at most 5 forward-equivalents
+            (``meta["forward_equivalents"]``); all but ``atp`` recompute blocks from the
             weights and support the fast engine's families.
 
     Returns:
@@ -330,7 +331,7 @@ def _attribution_methods(model, cfg: PatchConfig, pairs, grid, metric_: Metric, 
                              f"({why}); use method='atp'")
     n, lo = model.cfg.n_layers, min(grid.layers)
     read = pairs.read.to(model.cfg.device)
-    relp, star, drop = method == "relp", method in ("atp*", "atp+qk"), method == "atp*"
+    relp, star, drop = method in ("relp", "relp+qk"), method in ("atp*", "atp+qk", "relp+qk"), method == "atp*"
     src_sites = [Site("z" if grid.site in HEAD_SITES else grid.site, layer) for layer in grid.layers]
     src = unpatched(model, src_b, src_sites, read)
     src_nodes = {node_key(grid.site, layer): src.acts[site.hook_name] for layer, site in zip(grid.layers, src_sites)}
