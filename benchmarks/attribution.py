@@ -89,6 +89,7 @@ def one_model(name: str, model, pairs) -> None:
     cost: dict[str, float] = {m: 0.0 for m in METHODS}
     times: dict[str, float] = {m: 0.0 for m in METHODS}
     groups: set[str] = set()
+    fixed: list[str] = []
     for site in SITES:
         t0 = time.perf_counter()
         exact = activation_patch(model, pairs, site=site, progress=False)
@@ -102,11 +103,14 @@ def one_model(name: str, model, pairs) -> None:
             cost[m] = max(cost[m], res.meta["forward_equivalents"])
             if "graddrop_groups" in res.meta:
                 groups.add(str(res.meta["graddrop_groups"]))
+            if m == "atp+qk":
+                fixed.append(f"{site} {res.meta['qk_fixed_sites']}")
             cells.append(f"{corr(moved, res.per_example - res.corrupted):6.3f} ({corr(exact.values, res.values):5.3f})")
         print(f"{site:10} " + " ".join(f"{c:>15}" for c in cells) + f" {exact_s:8.2f}", flush=True)
     print("forward-equivalents (max over sites): " + ", ".join(f"{m} {cost[m]:.2f}" for m in METHODS))
     print("attribution time, all sites: " + ", ".join(f"{m} {times[m]:.2f} s" for m in METHODS))
     print("GradDrop groups (atp*): " + "; ".join(sorted(groups)))
+    print("sites given the QK fix within the budget (atp+qk): " + ", ".join(fixed))
 
 
 def main() -> None:

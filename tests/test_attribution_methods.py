@@ -126,3 +126,14 @@ def test_bad_method_and_unsupported_models(model, pairs):
     with pytest.raises(la.LensarithError, match=r"method='relp' recomputes the model's blocks.*solu_ln.*method='atp'"):
         attribution_patch(solu, p, method="relp")
     assert attribution_patch(solu, p).meta["method"] == "atp"
+
+
+def test_a_tight_budget_fixes_the_largest_sites_first(model, pairs, monkeypatch):
+    import lensarith.patching._sweep as sweep
+
+    full = attribution_patch(model, pairs, site="z", method="atp+qk")
+    monkeypatch.setattr(sweep, "BUDGET", full.meta["forward_equivalents"] - 0.02)
+    tight = attribution_patch(model, pairs, site="z", method="atp+qk")
+    fixed, total = (int(x) for x in tight.meta["qk_fixed_sites"].split(" of "))
+    assert 0 < fixed < total and tight.meta["forward_equivalents"] <= sweep.BUDGET
+    assert full.meta["qk_fixed_sites"] == f"{total} of {total}"

@@ -318,6 +318,20 @@ def test_the_fast_engine_equals_the_hooks_engine_on_this_backend(norm):
         assert float((fast.per_example - hooks.per_example).abs().max()) < 1e-5, (norm, site)
 
 
+@pytest.mark.parametrize("method", ["atp+qk", "atp*", "relp", "relp+qk"])
+def test_attribution_methods_recompute_the_base_run_on_this_backend(method):
+    from lensarith.patching import activation_patch, attribution_patch, pair_examples
+
+    model = la.tiny_model(n_layers=2, d_model=32, n_heads=4, seed=0, vocab=B.vocab())
+    pairs = pair_examples(model, la.build_prompts("capitals", format="zero_shot", n=40), n=4)
+    exact = activation_patch(model, pairs, site="resid_pre")
+    res = attribution_patch(model, pairs, site="resid_pre", method=method)
+    assert float((res.corrupted - exact.corrupted).abs().max()) < 1e-4  # the recomputed base run is the model's
+    assert res.meta["forward_equivalents"] <= 5
+    moved = torch.stack([(exact.per_example - exact.corrupted).flatten(), (res.per_example - res.corrupted).flatten()])
+    assert float(torch.corrcoef(moved)[0, 1]) > 0.5, method
+
+
 @pytest.mark.parametrize("name", ["tiny", "gpt2", "bloom", "llama"])
 def test_writing_resid_mid_moves_the_residual_stream(name):
     """resid_mid = resid_pre + attn_out, so adding v at resid_mid is adding v to attn_out. (A bridge's

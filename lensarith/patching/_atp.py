@@ -42,7 +42,7 @@ from ..core.backends._activations import ACTIVATIONS
 from ._fast import alibi_slopes, fast_unsupported, rotate, score_cap
 from ._grid import HEAD_SITES, Grid
 
-__all__ = ["METHODS", "BUDGET", "method_unsupported", "Trace", "estimate", "qk_flops", "node_key", "qk_block"]
+__all__ = ["METHODS", "BUDGET", "method_unsupported", "Trace", "estimate", "qk_costs", "node_key", "qk_block"]
 
 METHODS = ("atp", "atp+qk", "atp*", "relp", "relp+qk")
 #: forward-equivalents a method may spend (the issue's budget)
@@ -56,7 +56,7 @@ def method_unsupported(model) -> str | None:
     why = fast_unsupported(model, hooks=False)
     cfg = model.cfg
     extra = []
-    if not cfg.attn_only and (cfg.act_fn not in ACTIVATIONS or cfg.is_layer_norm_activation()):
+    if not cfg.attn_only and cfg.act_fn not in ACTIVATIONS:  # (solu_ln and other norm activations are not there)
         extra.append(f"the MLP activation {cfg.act_fn!r}")
     found = ([why] if why else []) + extra
     return ", ".join(found) if found else None
@@ -157,20 +157,21 @@ class Trace:
         return torch.einsum("...d,hde->...he", h, W_V.detach()) + b_V.detach()
 
     def attend(self, pattern: Tensor, v: Tensor) -> Tensor:
-        """``z [..., W, H, dh]`` of ``pattern [..., H, W, W]`` over ``v [..., W, G, dh]``."""
-        G, W = v.shape[-2], v.shape[-3]
-        pg = pattern.reshape(*pattern.shape[:-3], G, self.H // G, W, W)
+        """``z [..., Q, H, dh]`` of ``pattern [..., H, Q, W]`` over ``v [..., W, G, dh]``."""
+        G, W, Q = v.shape[-2], v.shape[-3], pattern.shape[-2]
+        pg = pattern.reshape(*pattern.shape[:-3], G, self.H // G, Q, W)
         z = torch.einsum("...grqk,...kgd->...qgrd", pg, v)
         return z.reshape(*z.shape[:-3], self.H, self.dh)
 
-    def pattern(self, layer: int, q: Tensor, k: Tensor) -> Tensor:
-        """Causal attention pattern ``[..., H, W, W]`` of ``q [..., W, H, dh]``, ``k [..., W, G, dh]``."""
-        G, r, W = k.shape[-2], self.H // k.shape[-2], q.shape[-3]
+    def pattern(self, layer: int, q: Tensor, k: Tensor, q_start: int = 0) -> Tensor:
+        """Causal attention pattern ``[..., H, Q, W]`` of queries ``q [..., Q, H, dh]`` at positions
+        ``q_start..`` over keys ``k [..., W, G, dh]`` at ``0..W-1``."""
+        G, r, Q, W = k.shape[-2], self.H // k.shape[-2], q.shape[-3], k.shape[-3]
         qg = q.reshape(*q.shape[:-2], G, r, self.dh)
         s = torch.einsum("...qgrd,...kgd->...grqk", qg, k)
-        s = s.reshape(*s.shape[:-4], self.H, W, W) / self.backend.attn_scale(layer)
+        s = s.reshape(*s.shape[:-4], self.H, Q, W) / self.backend.attn_scale(layer)
         s = score_cap(s, self.cfg.attn_scores_soft_cap)
-        key, query = self.pos[None, :], self.pos[:, None]
+        key, query = self.pos[None, :W], self.pos[q_start : q_start + Q, None]
         if self.alibi is not None:
             s = s + (self.alibi.view(-1, 1, 1) * (key - query).clamp(max=0).float()).to(s.dtype)
         return s.masked_fill(key > query, float("-inf")).softmax(-1)
@@ -229,21 +230,30 @@ def qk_block(site: str, layer: int) -> int:
     return layer if site == "resid_pre" else layer + 1
 
 
-def qk_flops(trace: Trace, grid: Grid, src: dict[tuple[str, int], Tensor]) -> float:
-    """FLOPs of the QK fix for ``grid``: recomputed queries/keys and pattern rows and columns
-    (jobs whose patch changes nothing, e.g. positions before the first differing token, are skipped)."""
-    cfg, W, total = trace.cfg, trace.W, 0.0
+def qk_costs(trace: Trace, grid: Grid, src: dict[tuple[str, int], Tensor]) -> Tensor:
+    """FLOPs of the QK fix per job ``[job]``: recomputed queries, keys, values and attention rows
+    (zero where the patch changes nothing, e.g. positions before the first differing token)."""
+    cfg, W = trace.cfg, trace.W
+    out = torch.zeros(len(grid.jobs), dtype=torch.float64)
+    proj = 2 * cfg.d_model * trace.dh * (trace.H + 2 * trace.G)
     for layer, ids, hs, ps, delta in _layers(trace, grid, src):
         if qk_block(grid.site, layer) >= trace.n:
             continue
-        live = _live(grid, delta, hs, ps)
+        live = _live(grid, delta, hs, ps).cpu()
         B = delta.shape[0]
-        rows = B * (W if grid.site in HEAD_SITES and grid.all_positions else 1)
-        proj = rows * 2 * cfg.d_model * trace.dh * (trace.H + trace.G)
-        proj = proj * (trace.H + 2 * trace.G) / (trace.H + trace.G)  # values too
-        attn = 4 * B * trace.H * W * W * trace.dh if rows > B else 16 * B * trace.H * W * trace.dh
-        total += int(live.sum()) * (proj + attn)
-    return float(total)
+        if grid.site in HEAD_SITES and grid.all_positions:
+            rows = W - _first_moved(delta)
+            cost = B * rows * (proj + 4 * trace.H * W * trace.dh)
+        else:
+            cost = B * (proj + 16 * trace.H * W * trace.dh)
+        out[ids] = live.double() * cost
+    return out
+
+
+def _first_moved(delta: Tensor) -> int:
+    """The first position where the patch is non-zero for some example."""
+    moved = (delta.abs().flatten(2).amax(-1) > 0).any(0).nonzero()
+    return int(moved[0]) if len(moved) else delta.shape[1]
 
 
 def _layers(trace: Trace, grid: Grid, src: dict[tuple[str, int], Tensor]):
@@ -316,11 +326,12 @@ def _one_position_terms(trace: Trace, L2: int, blk: _Block, qp: Tensor, kp: Tens
 
 
 def estimate(trace: Trace, grid: Grid, src: dict[tuple[str, int], Tensor], grads: list[dict], affected: list,
-             read: Tensor) -> Tensor:
+             read: Tensor, fix: Tensor | None = None) -> Tensor:
     """Effect estimates ``[grad_set, job, batch]`` for each set of gradients.
 
     ``grads[s]`` maps node keys to gradients; ``affected[s]`` the node keys whose gradient
-    that set changed (the others keep set 0's estimate; None: every key)."""
+    that set changed (the others keep set 0's estimate; None: every key); ``fix [job]``: the
+    jobs that get the QK fix (default all, where the trace has it)."""
     n, site = trace.n, grid.site
     S, B = len(grads), read.shape[0]
     out = torch.zeros(S, len(grid.jobs), B, device=read.device)
@@ -342,7 +353,10 @@ def estimate(trace: Trace, grid: Grid, src: dict[tuple[str, int], Tensor], grads
         L2 = qk_block(site, layer)
         if not trace.qk or L2 >= n:
             continue
-        live = _live(grid, delta, hs, ps).nonzero().flatten()
+        live = _live(grid, delta, hs, ps)
+        if fix is not None:
+            live = live & fix.to(live.device)[ids_t]
+        live = live.nonzero().flatten()
         blk = trace.blocks[L2]
         W_O = trace.backend.block(layer).W_O.detach() if heads else None
         W = trace.W
@@ -353,14 +367,17 @@ def estimate(trace: Trace, grid: Grid, src: dict[tuple[str, int], Tensor], grads
             Vs = [None if grads[s].get(("xq", L2)) is None else grads[s]["xq", L2] + grads[s]["xv", L2]
                   for s in range(S)]
             gzs = [grads[s].get(("z", L2)) for s in range(S)]
-            if heads and all_pos:  # the head's direct write to the residual, at every position
-                D = torch.einsum("bwje,jed->jbwd", delta[:, :, h_], W_O[h_])
-                h1 = trace.norm(L2, "ln1", blk.x[None] + D)
-                q, k = trace.project_qk(L2, h1, trace.pos[None, None, :])
-                dz = trace.attend(trace.pattern(L2, q, k), trace.project_v(L2, h1)) - blk.z[None]
-                terms = [torch.zeros(J, B, device=read.device) if gz is None else (dz * gz[None]).sum((2, 3, 4))
-                         for gz in gzs]
-                terms = [t if V is None else t - (D * V[None]).sum((2, 3)) for t, V in zip(terms, Vs)]
+            if heads and all_pos:  # the head's direct write to the residual, at every position from p0 on
+                p0 = _first_moved(delta)
+                D = torch.einsum("bwje,jed->jbwd", delta[:, p0:, h_], W_O[h_])
+                h1 = trace.norm(L2, "ln1", blk.x[None, :, p0:] + D)
+                q, k = trace.project_qk(L2, h1, trace.pos[None, None, p0:])
+                k = torch.cat([blk.k[None, :, :p0].expand(J, -1, -1, -1, -1), k], 2)
+                v = torch.cat([blk.v[None, :, :p0].expand(J, -1, -1, -1, -1), trace.project_v(L2, h1)], 2)
+                dz = trace.attend(trace.pattern(L2, q, k, p0), v) - blk.z[None, :, p0:]
+                terms = [torch.zeros(J, B, device=read.device) if gz is None else
+                         (dz * gz[None, :, p0:]).sum((2, 3, 4)) for gz in gzs]
+                terms = [t if V is None else t - (D * V[None, :, p0:]).sum((2, 3)) for t, V in zip(terms, Vs)]
             else:
                 if heads:  # the head's direct write at the job's position
                     Dp = torch.einsum("bje,jed->jbd", delta[:, p_, h_], W_O[h_])

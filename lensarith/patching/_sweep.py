@@ -11,7 +11,7 @@ from torch import Tensor
 from .._errors import LensarithError
 from ..core import Result, Site, provenance, readout, register_recipe, run
 from ..core.progress import progress_bar
-from ._atp import BUDGET, Trace, check_method, estimate, method_unsupported, node_key, qk_block, qk_flops
+from ._atp import BUDGET, Trace, check_method, estimate, method_unsupported, node_key, qk_block, qk_costs
 from ._fast import FastEngine, fast_unsupported
 from ._grid import HEAD_SITES, PatchConfig, build_grid, grid_labels, hook
 from ._hooks import HookEngine
@@ -347,9 +347,27 @@ def _attribution_methods(model, cfg: PatchConfig, pairs, grid, metric_: Metric, 
         B, W = len(pairs), base_b.tokens.shape[1]
         forward = n * B * W * trace.token_flops()
         cost = (lo + 1) / n + (n - lo) / n + 1.0 + (n - lo) / n  # start, recomputed base, source, backward
-        groups: list[tuple[int, int]] = []
-        if star:
-            cost += qk_flops(trace, grid, src_nodes) / forward
+        if drop:  # where GradDrop groups may end
+            keys += [("resid_pre", b) for b in range(lo + 1, n + 1)]
+        keys = list(dict.fromkeys(keys))
+        got = torch.autograd.grad(base_raw.sum(), [trace.nodes[k] for k in keys], allow_unused=True,
+                                  retain_graph=drop)
+        full = {k: torch.zeros_like(trace.nodes[k]) if g is None else g for k, g in zip(keys, got)}
+        fix, groups = None, []
+        if star:  # the QK fix on every job, or on the jobs with the largest plain estimates that the budget allows
+            costs = qk_costs(trace, grid, src_nodes) / forward
+            allowed = BUDGET - cost - (0.5 if drop else 0.0)
+            if float(costs.sum()) <= allowed:
+                fix = torch.ones(len(grid.jobs), dtype=torch.bool)
+            else:
+                with torch.no_grad():
+                    plain = estimate(trace, grid, src_nodes, [full], [None], read,
+                                     fix=torch.zeros(len(grid.jobs), dtype=torch.bool))[0].abs().sum(-1).cpu()
+                order = plain.argsort(descending=True)
+                take = order[torch.cumsum(costs[order], 0) <= allowed]
+                fix = torch.zeros(len(grid.jobs), dtype=torch.bool)
+                fix[take] = True
+            cost += float(costs[fix].sum())
         if drop:
             for k in range(n - lo, 0, -1):  # as many GradDrop groups as the budget allows
                 bounds = [lo + (n - lo) * i // k for i in range(k + 1)]
@@ -358,11 +376,6 @@ def _attribution_methods(model, cfg: PatchConfig, pairs, grid, metric_: Metric, 
                 if cost + extra <= BUDGET:
                     groups, cost = cand, cost + extra
                     break
-            keys += [("resid_pre", b) for _, b in groups]
-        keys = list(dict.fromkeys(keys))
-        got = torch.autograd.grad(base_raw.sum(), [trace.nodes[k] for k in keys], allow_unused=True,
-                                  retain_graph=bool(groups))
-        full = {k: torch.zeros_like(trace.nodes[k]) if g is None else g for k, g in zip(keys, got)}
         grads, affected = [full], [None]
         for i, (a, b) in enumerate(groups):  # GradDrop: blocks a..b-1 pass the gradient along the residual only
             below = [k for k in keys if k[1] < a or k == ("resid_pre", a)]
@@ -376,7 +389,7 @@ def _attribution_methods(model, cfg: PatchConfig, pairs, grid, metric_: Metric, 
             grads.append({k: torch.zeros_like(trace.nodes[k]) if g is None else g for k, g in zip(below, got)})
             affected.append(set(below))
     with torch.no_grad():
-        est = estimate(trace, grid, src_nodes, grads, affected, read)
+        est = estimate(trace, grid, src_nodes, grads, affected, read, fix)
         effect = est[0]
         if groups:
             effect = torch.sign(est[0]) * est[1:].abs().mean(0)
@@ -387,6 +400,8 @@ def _attribution_methods(model, cfg: PatchConfig, pairs, grid, metric_: Metric, 
     metric_.check(clean_raw, corrupt_raw)
     meta = {"recipe": "attribution_patch", "direction": direction, "engine": "recomputed blocks", "method": method,
             "forward_equivalents": round(cost, 2), "hooks": [hook(grid.site, layer) for layer in grid.layers]}
+    if star:
+        meta["qk_fixed_sites"] = f"{int(fix.sum())} of {len(grid.jobs)}"
     if drop:
         meta["graddrop_groups"] = [[a, b] for a, b in groups]
     return _result(AttributionPatchResult, model, pairs, grid, metric_, raw, clean_raw, corrupt_raw, meta)
