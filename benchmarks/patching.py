@@ -136,7 +136,7 @@ def peak(device: str) -> str:
     return f"{torch.cuda.max_memory_allocated() / 2**20:.0f}" if device == "cuda" else "-"
 
 
-def one_family(family: str, args, size: dict, device: str, dtype: torch.dtype, rate: float) -> dict:
+def one_family(family: str, args, size: dict, device: str, dtype: torch.dtype) -> dict:
     n_pairs, n_tokens = (2, 6) if args.quick else (8, 20)
     model, clean, corrupted, answers, wrong = build(family, size, n_pairs, n_tokens, device, dtype)
     cfg = model.cfg
@@ -177,12 +177,13 @@ def one_family(family: str, args, size: dict, device: str, dtype: torch.dtype, r
         tl_measured = time.perf_counter() - t0
         tl_peak = peak(device)
     del cache
+    rate = throughput(device, dtype)  # per family, next to lensarith's runs: the machine's load moves
     second, res2 = ours()
     ours_time = min(first, second)
     tl_time = tl_measured * n_sites / len(picks)
     diff = float((res.values.flatten()[picks] - got.float().cpu()).abs().max())
     floor_s = floor_flops(cfg, n_tokens) * n_pairs / rate
-    return dict(family=family, tl=tl_time, tl_sites=len(picks), n_sites=n_sites, ours=ours_time, diff=diff,
+    return dict(family=family, rate=rate, tl=tl_time, tl_sites=len(picks), n_sites=n_sites, ours=ours_time, diff=diff,
                 floor=floor_s, engine=res.meta["engine"], tl_peak=tl_peak, ours_peak=ours_peak,
                 rerun=float((res.values - res2.values).abs().max()), backend=backend_of(model).name)
 
@@ -206,18 +207,18 @@ def main() -> None:
           f"{size['d_vocab']}; {'2 pairs x 6' if args.quick else '8 pairs x 20'} tokens; resid_pre at every "
           f"(layer, position); logit difference at the last position; max_tokens {args.max_tokens}")
     for dtype in dtypes:
-        rate = throughput(device, dtype)
-        print(f"\n{str(dtype).replace('torch.', '')}: matmul probe {rate / 1e9:.1f} GFLOP/s")
+        print(f"\n{str(dtype).replace('torch.', '')}")
         head = (f"{'family':7} {'TransformerLens s':>17} {'lensarith s':>11} {'ratio':>7} {'/ floor':>8} "
-                f"{'max diff':>9} {'engine':>6}")
+                f"{'max diff':>9} {'engine':>6} {'GFLOP/s':>8}")
         if device == "cuda":
             head += f" {'TL peak MiB':>11} {'ours peak MiB':>13}"
         print(head)
-        notes = set()
+        notes = {"floor: FLOPs of exact single-site patching at the matmul probe's rate (GFLOP/s, probed per family "
+                 "between the TransformerLens run and lensarith's second run)"}
         for family in families:
-            r = one_family(family, args, size, device, dtype, rate)
+            r = one_family(family, args, size, device, dtype)
             line = (f"{r['family']:7} {r['tl']:17.2f} {r['ours']:11.2f} {r['tl'] / r['ours']:6.2f}x "
-                    f"{r['ours'] / r['floor']:7.2f}x {r['diff']:9.1e} {r['engine']:>6}")
+                    f"{r['ours'] / r['floor']:7.2f}x {r['diff']:9.1e} {r['engine']:>6} {r['rate'] / 1e9:8.1f}")
             if device == "cuda":
                 line += f" {r['tl_peak']:>11} {r['ours_peak']:>13}"
             print(line, flush=True)
