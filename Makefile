@@ -51,7 +51,8 @@ test-tl4: $(TL4_STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/logit_lens.py
-	$(BIN)/python benchmarks/patching.py
+	$(BIN)/python benchmarks/patching.py --tl-sites 24
+	$(BIN)/python benchmarks/attribution.py
 	$(BIN)/python benchmarks/nnsight_backend.py
 
 bench-tl4: $(TL4_STAMP)

@@ -58,13 +58,13 @@ class Env:
         return la.tiny_model(n_layers=2, d_model=32, n_heads=4, seed=2, d_mlp=64)
 
     @cached_property
-    def rotary(self):
+    def shortformer(self):
         from transformer_lens import HookedTransformerConfig
 
         from lensarith.models import new_hooked_transformer
 
         cfg = HookedTransformerConfig(n_layers=2, d_model=32, n_heads=4, d_head=8, d_vocab=50, n_ctx=16, act_fn="gelu",
-                                      normalization_type="LN", positional_embedding_type="rotary", seed=5)
+                                      normalization_type="LN", positional_embedding_type="shortformer", seed=5)
         return new_hooked_transformer(cfg)
 
     @cached_property
@@ -312,11 +312,13 @@ CASES: list[Case] = [
     Case("patch metric raising", lambda e: la.activation_patch(e.model, e.pairs, metric=_boom_metric), r"the metric callable:_boom_metric raised ZeroDivisionError"),
     Case("patch metric of the wrong type", lambda e: la.activation_patch(e.model, e.pairs, metric=42), r"metric must be a name"),
     Case("attribution with ranks", lambda e: la.attribution_patch(e.model, e.pairs, metric="reciprocal_rank"), r"is piecewise constant, so its gradient is zero"),
+    Case("attribution method typo", lambda e: la.attribution_patch(e.model, e.pairs, method="atp**"), r"method must be one of 'atp', 'atp\+qk', 'atp\*', 'relp', 'relp\+qk'.*got 'atp\*\*'"),
+    Case("attribution method of the wrong type", lambda e: la.attribution_patch(e.model, e.pairs, method=None), r"method must be one of 'atp'.*got None"),
     Case("attribution config as dict", lambda e: la.attribution_patch(e.model, e.pairs, config={}), r"config must be a lensarith.PatchConfig"),
     Case("recovery of identical runs", lambda e: la.activation_patch(e.model, la.make_pairs(e.model, e.pairs.clean, e.pairs.clean), metric="recovery"),
          r"metric='recovery' is undefined"),
-    Case("fast engine on a rotary model", lambda e: la.activation_patch(e.rotary, la.make_pairs(e.rotary, torch.tensor([[1, 2, 3]]), torch.tensor([[1, 4, 3]]), answers=[1], corrupted_answers=[2]),
-                                                                    config=la.PatchConfig(engine="fast")), r"engine='fast' does not support this model \(rotary positional embeddings\)"),
+    Case("fast engine on a shortformer model", lambda e: la.activation_patch(e.shortformer, la.make_pairs(e.shortformer, torch.tensor([[1, 2, 3]]), torch.tensor([[1, 4, 3]]), answers=[1], corrupted_answers=[2]),
+                                                                          config=la.PatchConfig(engine="fast")), r"engine='fast' does not support this model \(shortformer positional embeddings\)"),
     Case("pairs with an unknown answer", lambda e: la.make_pairs(e.model, ["a b"], ["a c"], answers=" Zzyzx"), r"answers: ' Zzyzx' is not in the model's vocabulary"),
     Case("pairs with too few answers", lambda e: la.make_pairs(e.model, ["a b", "c d"], ["a c", "c e"], answers=[5]), r"answers needs one token per prompt \(2\)"),
     Case("pair nothing", lambda e: la.pair_examples(e.model, []), r"examples must be a non-empty list of lensarith.Example"),

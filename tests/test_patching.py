@@ -162,7 +162,7 @@ def test_other_architectures():
     pairs = make_pairs(rotary, clean, corrupt, answers=[1, 2], corrupted_answers=[3, 4])
     ref = _tl(rotary, pairs, tlp.get_act_patch_resid_pre, _tl_logit_diff(pairs))
     res = activation_patch(rotary, pairs)
-    assert res.meta["engine"] == "hooks" and res.labels["pos"][0] == "0"
+    assert res.meta["engine"] == "fast" and res.labels["pos"][0] == "0"  # rotary: the fast engine too
     torch.testing.assert_close(res.values, ref, atol=ATOL, rtol=0)
 
 

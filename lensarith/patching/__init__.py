@@ -19,12 +19,18 @@ Two engines compute the same numbers:
   Patches after the attention of layer ``L`` (``attn_out``, ``resid_mid``, ``mlp_out``,
   ``resid_post``, heads) change only their own positions in that layer, so they enter as
   a patched residual at layer ``L + 1``.
+  The fast engine covers learned, rotary and ALiBi positions, sequential and parallel
+  blocks, grouped-query attention, LayerNorm/LNPre/RMS/RMSPre, plain and gated MLPs and soft
+  caps (``_fast.fast_unsupported`` names what it refuses; ``engine="fast"`` raises then).
 - ``"hooks"``: a patching hook on a batch of sites per forward, started at the patched
   layer; it works for every TransformerLens architecture and honours hooks already on the
   model (``"auto"`` falls back to it when the fast engine does not apply).
 
-``attribution_patch`` is the gradient approximation (two forwards and one backward for the
-whole sweep): ``metric(patched) ~ metric(base) + (source - base) . d metric / d activation``.
+``attribution_patch`` estimates a whole sweep in at most 5 forward-equivalents. ``method="atp"``
+is the gradient approximation (two forwards and one backward):
+``metric(patched) ~ metric(base) + (source - base) . d metric / d activation``;
+``"atp+qk"``, ``"atp*"``, ``"relp"`` and ``"relp+qk"`` (AtP*'s QK fix, AtP* with GradDrop,
+relevance patching, both) recompute the base run and are described in ``_atp``.
 """
 
 from ._grid import HEAD_SITES as HEAD_SITES

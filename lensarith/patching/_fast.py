@@ -3,6 +3,14 @@
 It puts many sites on the batch axis (see ``lensarith.patching`` for the scheme) and,
 for a chunk of jobs ``(layer, head, pos)`` of a ``Grid``, returns the final residual at
 each example's read position. ``fast_unsupported`` says why a model cannot use it.
+
+Blocks are recomputed from the backend's weights, for every family TransformerLens's
+recipes build: learned positions, rotary embeddings (adjacent or split pairs, partial
+``rotary_dim``; the layer's own sin/cos tables), ALiBi; sequential or parallel attention and
+MLP; grouped-query attention (queries grouped over the unexpanded key/value heads, never
+expanded copies of K/V); LayerNorm, LNPre, RMS, RMSPre norms; plain or gated MLPs; attention
+score soft caps (the logit soft cap is the readout's). Weights are flattened for one layer
+at a time (one layer's Q/K/V matrix, never a copy per layer).
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from .._errors import LensarithError
 from ..core import Site
 from ..core.backends import backend_of
 from ..core.run import has_hooks
@@ -24,27 +33,32 @@ from ._runs import Run
 
 # --------------------------------------------------------------------------- the fast engine
 
+#: positional embeddings the engine recomputes (``standard`` is in the residual already)
+POSITIONAL = ("standard", "rotary", "alibi")
 
-def fast_unsupported(model) -> str | None:
-    """Why the fast engine cannot run this model, or None."""
+
+def fast_unsupported(model, *, hooks: bool = True) -> str | None:
+    """Why the fast engine cannot run this model, or None (``hooks=False``: leaving out hooks
+    already on the model, for computations that recompute blocks without the model's hooks)."""
     from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
 
     cfg = model.cfg
     backend = backend_of(model)
+    pe = cfg.positional_embedding_type
     reasons = [
-        (cfg.positional_embedding_type != "standard", f"{cfg.positional_embedding_type} positional embeddings"),
-        (cfg.parallel_attn_mlp, "parallel attention and MLP"),
+        (pe not in POSITIONAL, f"{pe} positional embeddings"),
+        (pe == "rotary" and backend.rotary_tables(0) is None, "rotary tables the backend does not expose"),
+        (getattr(cfg, "use_dynamic_ntk_rope", False), "dynamic NTK rotary scaling"),
         (cfg.use_attn_in or cfg.use_split_qkv_input, "split attention inputs"),
         (cfg.use_normalization_before_and_after, "normalisation after blocks"),
         (cfg.original_architecture in POST_NORM_ARCHITECTURES, "post-norm blocks"),
-        (cfg.n_key_value_heads not in (None, cfg.n_heads), "grouped-query attention"),
         (getattr(cfg, "use_qk_norm", False) or getattr(cfg, "clip_qkv", None) is not None, "QK norm or clipping"),
         (getattr(cfg, "use_logn_attn", False) or getattr(cfg, "use_attention_sinks", False), "attention scaling or sinks"),
         (cfg.attention_dir != "causal", "bidirectional attention"),
         (getattr(cfg, "load_in_4bit", False), "4-bit weights"),
         (getattr(cfg, "n_devices", 1) > 1, "several devices"),
         *((True, why) for why in backend.fast_unsupported()),
-        (has_hooks(model), "hooks already on the model"),
+        (hooks and has_hooks(model), "hooks already on the model"),
     ]
     found = [why for bad, why in reasons if bad]
     return ", ".join(found) if found else None
@@ -70,6 +84,33 @@ class _Group:
     x: Tensor
 
 
+def alibi_slopes(n_heads: int) -> Tensor:
+    """ALiBi's per-head multipliers, as TransformerLens computes them (``2^(-8/n)`` geometric)."""
+    start = 2 ** (-8 / n_heads)
+    return start * (start ** torch.arange(n_heads))
+
+
+def rotate(cfg, x: Tensor, sin: Tensor, cos: Tensor) -> Tensor:
+    """Rotary embedding of ``x [..., head, d_head]`` with ``sin``/``cos`` broadcastable to
+    ``x[..., :rotary_dim]``, as TransformerLens's ``apply_rotary`` computes it."""
+    rd = cfg.rotary_dim
+    rot, keep = x[..., :rd], x[..., rd:]
+    if cfg.rotary_adjacent_pairs:
+        flip = torch.stack([-rot[..., 1::2], rot[..., ::2]], -1).flatten(-2)
+    else:
+        half = rd // 2
+        flip = torch.cat([-rot[..., half:], rot[..., :half]], -1)
+    out = rot * cos + flip * sin
+    return torch.cat([out, keep], -1) if keep.shape[-1] else out
+
+
+def score_cap(scores: Tensor, cap: float | None) -> Tensor:
+    """Attention-score soft cap ``cap * tanh(scores / cap)`` (Gemma-2), identity when off."""
+    if cap is None or cap <= 0:
+        return scores
+    return cap * torch.tanh(scores / cap)
+
+
 class FastEngine:
     """Exact patching that recomputes only the layers and positions a patch reaches."""
 
@@ -79,9 +120,22 @@ class FastEngine:
         self.width = width
         cfg = model.cfg
         self.n, self.H, self.dh = cfg.n_layers, cfg.n_heads, cfg.d_head
+        self.parallel = bool(cfg.parallel_attn_mlp)
         self.backend = backend_of(model)
-        self._w: dict[int, dict[str, Tensor]] = {}
+        self._w: tuple[int, dict[str, Tensor]] | None = None  # one layer's flattened weights at a time
         self._scale = [self.backend.attn_scale(layer) for layer in range(self.n)]
+        self.rotary = cfg.positional_embedding_type == "rotary"
+        self.alibi = alibi_slopes(self.H).to(self.read.device) if cfg.positional_embedding_type == "alibi" else None
+        lo = min(grid.layers)
+        self.G = self.backend.kv_weights(lo)[0].shape[0]
+        # keys the base run's earlier positions offer to patched queries (rotated once, where rotary)
+        self._k0 = {}
+        for layer in range(lo, self.n):
+            k = base.acts[_hook("k", layer)]
+            if self.rotary:
+                sin, cos = self._tables(layer)
+                k = self._rotate(k, sin[: k.shape[1], None], cos[: k.shape[1], None])
+            self._k0[layer] = k
 
     @staticmethod
     def sites(model, grid: Grid) -> tuple[list[Site], list[Site]]:
@@ -90,62 +144,86 @@ class FastEngine:
         lo = min(grid.layers)
         base = [Site("resid_pre", layer) for layer in range(lo, n)]
         base += [Site(kv, layer) for layer in range(lo, n) for kv in ("k", "v")]
-        extra = {"mlp_out": ["resid_mid"], "z": ["z"], "result": ["z"]}.get(site, [])
+        if model.cfg.parallel_attn_mlp:  # the other branch's output of a patched layer, unchanged
+            extra = {"attn_out": ["mlp_out"], "mlp_out": ["attn_out"], "z": ["z", "mlp_out"],
+                     "result": ["z", "mlp_out"]}.get(site, [])
+        else:
+            extra = {"mlp_out": ["resid_mid"], "z": ["z"], "result": ["z"]}.get(site, [])
         base += [Site(k, layer) for layer in grid.layers for k in extra]
         src_site = "z" if site in HEAD_SITES else site
         return base, [Site(src_site, layer) for layer in grid.layers]
 
     def weights(self, layer: int) -> dict[str, Tensor]:
-        if layer not in self._w:
+        """``layer``'s attention weights flattened for matmuls (only the latest layer is kept)."""
+        if self._w is None or self._w[0] != layer:
+            self._w = None  # release the previous layer's first
             attn = self.backend.block(layer)
-            d, hd = self.model.cfg.d_model, self.H * self.dh
-            flat = lambda w: w.permute(1, 0, 2).reshape(d, hd)  # noqa: E731 - [head, d_model, d_head] -> [d_model, hd]
-            self._w[layer] = {
-                "W_q": flat(attn.W_Q).contiguous(), "b_q": attn.b_Q.reshape(hd),
-                "W_kv": torch.cat([flat(attn.W_K), flat(attn.W_V)], 1).contiguous(),
-                "b_kv": torch.cat([attn.b_K.reshape(hd), attn.b_V.reshape(hd)]),
-                "W_qkv": torch.cat([flat(attn.W_Q), flat(attn.W_K), flat(attn.W_V)], 1).contiguous(),
-                "b_qkv": torch.cat([attn.b_Q.reshape(hd), attn.b_K.reshape(hd), attn.b_V.reshape(hd)]),
-                "W_O": attn.W_O.reshape(hd, d).contiguous(), "b_O": attn.b_O,
-            }
-        return self._w[layer]
+            W_K, W_V, b_K, b_V = self.backend.kv_weights(layer)
+            d, hd, kd = self.model.cfg.d_model, self.H * self.dh, W_K.shape[0] * self.dh
+            flat = lambda w: w.permute(1, 0, 2).reshape(d, -1)  # noqa: E731 - [head, d_model, d_head] -> [d_model, head*d_head]
+            W_qkv = torch.cat([flat(attn.W_Q), flat(W_K), flat(W_V)], 1).contiguous()
+            b_qkv = torch.cat([attn.b_Q.reshape(hd), b_K.reshape(kd), b_V.reshape(kd)])
+            self._w = (layer, {"W_qkv": W_qkv, "b_qkv": b_qkv, "W_q": W_qkv[:, :hd], "b_q": b_qkv[:hd],
+                               "W_kv": W_qkv[:, hd:], "b_kv": b_qkv[hd:],
+                               "W_O": attn.W_O.reshape(hd, d), "b_O": attn.b_O})
+        return self._w[1]
+
+    # ---- rotary embeddings
+    def _tables(self, layer: int) -> tuple[Tensor, Tensor]:
+        tables = self.backend.rotary_tables(layer)
+        if tables is None:  # pragma: no cover - fast_unsupported refuses such models
+            raise LensarithError(f"internal: no rotary tables for layer {layer}")
+        return tables
+
+    def _rotate(self, x: Tensor, sin: Tensor, cos: Tensor) -> Tensor:
+        return rotate(self.model.cfg, x, sin, cos)
 
     # ---- pieces of a block on flat token lists ``[tokens, d_model]``, in cache-sized row blocks
     _ROWS = 1024
 
-    def _mlp_half(self, layer: int, mid: Tensor) -> Tensor:
-        """resid_mid -> resid_post for rows ``[n, d_model]``."""
-        if self.model.cfg.attn_only:
-            return mid
-        return mid + self.backend.mlp(layer, self.backend.block_norm(layer, "ln2", mid))
+    def _mlp(self, layer: int, x: Tensor) -> Tensor:
+        return self.backend.mlp(layer, self.backend.block_norm(layer, "ln2", x))
 
-    def _post_attn(self, layer: int, mid: Tensor) -> Tensor:
-        """resid_mid -> resid_post (the MLP half of a block), any leading shape."""
-        flat = mid.reshape(-1, mid.shape[-1])
-        out = torch.empty_like(flat)
-        for i in range(0, flat.shape[0], self._ROWS):
-            out[i : i + self._ROWS] = self._mlp_half(layer, flat[i : i + self._ROWS])
-        return out.view(mid.shape)
+    def _block_rows(self, layer: int, pre: Tensor, attn: Tensor, mlp: Tensor | None = None) -> Tensor:
+        """resid_pre and the attention output -> resid_post, for rows ``[n, d_model]``.
+
+        ``mlp``: the MLP's output where it is known (a parallel block's patched attention)."""
+        if self.model.cfg.attn_only:
+            return pre + attn
+        if self.parallel:
+            return pre + attn + (self._mlp(layer, pre) if mlp is None else mlp)
+        mid = pre + attn
+        return mid + self._mlp(layer, mid)
+
+    def _rows(self, fn: Callable[..., Tensor], *xs: Tensor) -> Tensor:
+        """``fn`` on aligned row blocks of ``xs`` (any leading shape, the same for all)."""
+        shape = xs[0].shape
+        flat = [x.reshape(-1, x.shape[-1]) for x in xs]
+        first = fn(*(x[: self._ROWS] for x in flat))
+        if flat[0].shape[0] <= self._ROWS:
+            return first.view(*shape[:-1], first.shape[-1])
+        out = first.new_empty(flat[0].shape[0], first.shape[-1])
+        out[: self._ROWS] = first
+        for i in range(self._ROWS, flat[0].shape[0], self._ROWS):
+            out[i : i + self._ROWS] = fn(*(x[i : i + self._ROWS] for x in flat))
+        return out.view(*shape[:-1], out.shape[-1])
+
+    def _after_attn(self, layer: int, pre: Tensor, attn: Tensor, mlp: Tensor | None = None) -> Tensor:
+        """``_block_rows`` for any leading shape."""
+        if mlp is None:
+            return self._rows(lambda p, a: self._block_rows(layer, p, a), pre, attn)
+        return self._rows(lambda p, a, m: self._block_rows(layer, p, a, m), pre, attn, mlp)
 
     def _project(self, layer: int, x: Tensor, weight: str) -> Tensor:
         """ln1 then a Q/K/V projection, in row blocks."""
         w = self.weights(layer)
-        out = x.new_empty(x.shape[0], w["W_" + weight].shape[1])
-        for i in range(0, x.shape[0], self._ROWS):
-            out[i : i + self._ROWS] = torch.addmm(w["b_" + weight],
-                                                  self.backend.block_norm(layer, "ln1", x[i : i + self._ROWS]),
-                                                  w["W_" + weight])
-        return out
+        W, b = w["W_" + weight], w["b_" + weight]
+        return self._rows(lambda r: torch.addmm(b, self.backend.block_norm(layer, "ln1", r), W), x)
 
     def _finish(self, layer: int, x: Tensor, z: Tensor) -> Tensor:
-        """resid_pre + attention output, then the MLP half, in row blocks."""
+        """resid_pre + attention output, then the MLP, in row blocks."""
         w = self.weights(layer)
-        out = torch.empty_like(x)
-        for i in range(0, x.shape[0], self._ROWS):
-            mid = torch.addmm(w["b_O"], z[i : i + self._ROWS], w["W_O"])
-            mid += x[i : i + self._ROWS]
-            out[i : i + self._ROWS] = self._mlp_half(layer, mid)
-        return out
+        return self._rows(lambda r, zr: self._block_rows(layer, r, torch.addmm(w["b_O"], zr, w["W_O"])), x, z)
 
     def _attn_from_z(self, layer: int, z: Tensor) -> Tensor:
         w = self.weights(layer)
@@ -165,32 +243,38 @@ class FastEngine:
         for layer, js in by_layer.items():
             heads = [grid.jobs[i][1] for i in js]
             pos = [grid.jobs[i][2] for i in js]
+            other_mlp = base.get(_hook("mlp_out", layer)) if self.parallel else None
             if site in HEAD_SITES and grid.all_positions:
                 z = base[_hook("z", layer)].unsqueeze(0).repeat(len(js), 1, 1, 1, 1)  # [J, B, W, H, dh]
                 sz = src[_hook("z", layer)]
                 for j, h in enumerate(heads):
                     z[j, :, :, h] = sz[:, :, h]
-                mid = base[_hook("resid_pre", layer)].unsqueeze(0) + self._attn_from_z(layer, z)
-                post = self._post_attn(layer, mid)
+                pre = base[_hook("resid_pre", layer)].unsqueeze(0).expand(len(js), -1, -1, -1)
+                mlp = None if other_mlp is None else other_mlp.unsqueeze(0).expand_as(pre)
+                post = self._after_attn(layer, pre, self._attn_from_z(layer, z), mlp)
                 out += [_Start(i, layer + 1, 0, full=post[j]) for j, i in enumerate(js)]
                 continue
             p = torch.tensor(pos, device=self.read.device)
+            at = lambda name: base[_hook(name, layer)][:, p]  # noqa: E731 - the base run at the jobs' positions
             if site in ("resid_pre", "resid_post"):
                 vec = src[_hook(site, layer)][:, p]
-            elif site == "resid_mid":
-                vec = self._post_attn(layer, src[_hook(site, layer)][:, p])
+            elif site == "resid_mid":  # sequential blocks only (build_grid refuses parallel ones)
+                vec = self._rows(lambda m: m + self._mlp(layer, m), src[_hook(site, layer)][:, p])
             elif site == "attn_out":
-                mid = base[_hook("resid_pre", layer)][:, p] + src[_hook(site, layer)][:, p]
-                vec = self._post_attn(layer, mid)
+                vec = self._after_attn(layer, at("resid_pre"), src[_hook(site, layer)][:, p],
+                                       at("mlp_out") if self.parallel else None)
             elif site == "mlp_out":
-                vec = base[_hook("resid_mid", layer)][:, p] + src[_hook(site, layer)][:, p]
+                if self.parallel:
+                    vec = at("resid_pre") + at("attn_out") + src[_hook(site, layer)][:, p]
+                else:
+                    vec = at("resid_mid") + src[_hook(site, layer)][:, p]
             else:  # one head at one position
                 z = base[_hook("z", layer)][:, p].clone()  # [B, J, H, dh]
                 sz = src[_hook("z", layer)]
                 for j, (h, q) in enumerate(zip(heads, pos)):
                     z[:, j, h] = sz[:, q, h]
-                mid = base[_hook("resid_pre", layer)][:, p] + self._attn_from_z(layer, z)
-                vec = self._post_attn(layer, mid)
+                vec = self._after_attn(layer, at("resid_pre"), self._attn_from_z(layer, z),
+                                       at("mlp_out") if self.parallel else None)
             start = self.start_layer(grid.jobs[js[0]])
             out += [_Start(i, start, q, vec=vec[:, j]) for j, (i, q) in enumerate(zip(js, pos))]
         return out
@@ -257,7 +341,7 @@ class FastEngine:
         zs, q_off = [], 0
         for g, off, size in zip(groups, _offsets(sizes), sizes):
             J, B, S = g.x.shape[:3]
-            k, v = kv[off : off + size].view(J, B, S, 2, self.H, self.dh).unbind(3)
+            k, v = kv[off : off + size].view(J, B, S, 2, self.G, self.dh).unbind(3)
             nq = J * B if last else size
             q = q_all[q_off : q_off + nq].view(J, B, 1 if last else S, self.H, self.dh)
             q_off += nq
@@ -280,33 +364,44 @@ class FastEngine:
         return offset + rows * S + self._read_local(g.pos).repeat(J)
 
     def _attend(self, layer: int, pos: int, q: Tensor, k: Tensor, v: Tensor, last: bool) -> Tensor:
-        """Attention of suffix queries over the base run's keys before ``pos`` and the new keys."""
-        scale = self._scale[layer]
-        cap = self.model.cfg.attn_scores_soft_cap
-        S = k.shape[2]
-        scores = _score_cap(torch.einsum("jbqhd,jbkhd->jbhqk", q, k) / scale, cap)
-        key_pos = torch.arange(S, device=q.device)
-        if last:  # one query per row: the read position
-            allowed = key_pos[None, :] <= self._read_local(pos)[:, None]  # [B, S]
-            mask = allowed[None, :, None, None, :]
-        else:
-            mask = (key_pos[None, :] <= key_pos[:, None])[None, None, None]
-        scores = scores.masked_fill(~mask, float("-inf"))
+        """Attention of suffix queries over the base run's keys before ``pos`` and the new keys.
+
+        ``q [J, B, Q, head, d_head]``, ``k``/``v [J, B, S, kv_head, d_head]`` at positions
+        ``pos..pos+S-1`` (queries there too, or one query per row at the read position when
+        ``last``). Query heads are grouped over key/value heads, never expanded."""
+        J, B, Q = q.shape[:3]
+        S, G, r = k.shape[2], self.G, self.H // self.G
+        dev = q.device
+        key_pos = torch.arange(pos + S, device=dev)
+        query_pos = self.read[:, None] if last else torch.arange(pos, pos + S, device=dev)  # [B, 1] or [S]
+        if self.rotary:
+            sin, cos = self._tables(layer)
+            k = self._rotate(k, sin[pos : pos + S, None], cos[pos : pos + S, None])
+            if last:
+                q = self._rotate(q, sin[self.read][None, :, None, None], cos[self.read][None, :, None, None])
+            else:
+                q = self._rotate(q, sin[pos : pos + S, None], cos[pos : pos + S, None])
+        qg = q.reshape(J, B, Q, G, r, self.dh)
+        scores = torch.einsum("jbqgrd,jbkgd->jbgrqk", qg, k)
         if pos:
-            k0 = self.base.acts[f"blocks.{layer}.attn.hook_k"][:, :pos]
-            v0 = self.base.acts[f"blocks.{layer}.attn.hook_v"][:, :pos]
-            before = _score_cap(torch.einsum("jbqhd,bkhd->jbhqk", q, k0) / scale, cap)
-            pattern = torch.cat([before, scores], -1).softmax(-1)
-            return (torch.einsum("jbhqk,bkhd->jbqhd", pattern[..., :pos], v0)
-                    + torch.einsum("jbhqk,jbkhd->jbqhd", pattern[..., pos:], v))
-        return torch.einsum("jbhqk,jbkhd->jbqhd", scores.softmax(-1), v)
-
-
-def _score_cap(scores: Tensor, cap: float | None) -> Tensor:
-    """Attention-score soft cap ``cap * tanh(scores / cap)`` (Gemma-2), identity when off."""
-    if cap is None or cap <= 0:
-        return scores
-    return cap * torch.tanh(scores / cap)
+            before = torch.einsum("jbqgrd,bkgd->jbgrqk", qg, self._k0[layer][:, :pos])
+            scores = torch.cat([before, scores], -1)
+        scores = score_cap(scores.reshape(J, B, self.H, Q, pos + S) / self._scale[layer],
+                            self.model.cfg.attn_scores_soft_cap)
+        if last:
+            allowed = (key_pos[None, :] <= query_pos)[None, :, None, None, :]  # [1, B, 1, 1, K]
+        else:
+            allowed = (key_pos[None, :] <= query_pos[:, None])[None, None, None]  # [1, 1, 1, Q, K]
+        if self.alibi is not None:
+            dist = (key_pos - (query_pos if last else query_pos[:, None])).clamp(max=0).float()  # [B or Q, K]
+            bias = self.alibi.view(-1, 1, 1) * dist  # [H, B or Q, K]
+            bias = bias.permute(1, 0, 2)[None, :, :, None] if last else bias[None, None]
+            scores = scores + bias.to(scores.dtype)
+        pattern = scores.masked_fill(~allowed, float("-inf")).softmax(-1).view(J, B, G, r, Q, pos + S)
+        z = torch.einsum("jbgrqk,jbkgd->jbqgrd", pattern[..., pos:], v)
+        if pos:
+            z = z + torch.einsum("jbgrqk,bkgd->jbqgrd", pattern[..., :pos], self.base.acts[_hook("v", layer)][:, :pos])
+        return z.reshape(J, B, Q, self.H, self.dh)
 
 
 def _offsets(sizes: Sequence[int]) -> list[int]:

@@ -73,8 +73,11 @@ def build_grid(model, pairs: PromptPairs, site: str, by_position: bool | None, l
     if site not in PATCH_SITES:
         raise LensarithError(f"site={site!r} is not patchable; valid sites: {', '.join(PATCH_SITES)}")
     Site(site, 0).resolve(cfg)  # raises for 'result' without use_attn_result
+    if site == "resid_mid" and cfg.parallel_attn_mlp:
+        raise LensarithError("site='resid_mid' does not exist on this model: its attention and MLP run in parallel "
+                             "from resid_pre (patch resid_pre, attn_out, mlp_out or resid_post)")
     backend = backend_of(model)
-    if not backend.has_hook(Site(site, 0).hook_name):
+    if not backend.has_hook(Site(site, 0).hook_name) or (cfg.attn_only and site in ("resid_mid", "mlp_out")):
         why = backend.why_no_hook(Site(site, 0).hook_name) if is_nnsight(model) else None
         raise LensarithError(why or f"site={site!r} does not exist on this model (attention-only models have no MLP sites)")
     if site in POSITION_SITES and by_position is False:

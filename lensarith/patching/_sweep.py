@@ -9,11 +9,12 @@ from jaxtyping import Float
 from torch import Tensor
 
 from .._errors import LensarithError
-from ..core import Result, Site, provenance, register_recipe
+from ..core import Result, Site, provenance, readout, register_recipe, run
 from ..core.backends import trace_count, with_traces
 from ..core.progress import progress_bar
+from ._atp import BUDGET, Trace, check_method, estimate, method_unsupported, node_key, qk_block, qk_costs
 from ._fast import FastEngine, fast_unsupported
-from ._grid import PatchConfig, build_grid, grid_labels, hook
+from ._grid import HEAD_SITES, PatchConfig, build_grid, grid_labels, hook
 from ._hooks import HookEngine
 from ._metrics import Metric, resolve_metric
 from ._pairs import PromptPairs, as_pairs
@@ -243,13 +244,28 @@ def attribution_patch(
     layers: Sequence[int] | None = None,
     positions: Sequence[int] | None = None,
     config: PatchConfig | None = None,
+    method: str = "atp",
 ) -> AttributionPatchResult:
-    """Attribution patching: the first-order estimate of ``activation_patch`` for a whole sweep.
+    """Attribution patching: a cheap estimate of ``activation_patch`` for a whole sweep.
 
     ``metric(patched) ~ metric(base) + (source - base) . grad``, with the gradient of the
     metric taken on the base run: two forwards and one backward, whatever the sweep size.
     Arguments are as for ``activation_patch``; the metric must be differentiable
     (``reciprocal_rank`` is not).
+
+    Args:
+        method: ``"atp"`` (the plain gradient, above); ``"atp+qk"`` (AtP*'s QK fix: the
+            attention block a patch feeds first is recomputed exactly with the patched
+            queries, keys and values, linear thereafter); ``"atp*"`` (AtP*, Kramar et al.
+            2024: the QK fix and GradDrop, which repeats the backward with groups of
+            downstream blocks dropped and reports ``sign * mean |estimate|`` to expose
+            cancelling paths; a screening score, not a closer estimate); ``"relp"`` (relevance
+            patching: the gradient through a modified backward with LRP's rules: norm scales
+            constant, identity rule on MLP activations, attention patterns frozen, half rule on
+            gated products); ``"relp+qk"`` (relevance patching with the QK fix's exact first
+            attention block). Each costs at most 5 forward-equivalents
+            (``meta["forward_equivalents"]``); all but ``atp`` recompute blocks from the
+            weights and support the fast engine's families.
 
     Returns:
         An ``AttributionPatchResult`` on the same grid as ``activation_patch`` would give.
@@ -261,11 +277,14 @@ def attribution_patch(
         torch.Size([2, 4])
     """
     cfg = _config(config)
+    check_method(method)
     pairs, grid, metric_, bound, base_b, src_b = _setup(
         model, clean, corrupted, site, metric, direction, by_position, layers, positions)
     if not metric_.differentiable:
         raise LensarithError(f"metric={metric_.describe()!r} is piecewise constant, so its gradient is zero; use "
                              "'logit_diff', 'recovery' or 'answer_prob' for attribution_patch")
+    if method != "atp":
+        return _attribution_methods(model, cfg, pairs, grid, metric_, bound, base_b, src_b, direction, method)
     read = pairs.read.to(model.cfg.device)
     sites = [Site(grid.site, layer) for layer in grid.layers]
     names = [s.hook_name for s in sites]
@@ -294,5 +313,101 @@ def attribution_patch(
         raw = base_raw[None] + est
     clean_raw, corrupt_raw = (src_raw, base_raw) if direction == "denoise" else (base_raw, src_raw)
     metric_.check(clean_raw, corrupt_raw)
-    meta = {"recipe": "attribution_patch", "direction": direction, "engine": "gradient", "hooks": names}
+    meta = {"recipe": "attribution_patch", "direction": direction, "engine": "gradient", "hooks": names,
+            "method": "atp", "forward_equivalents": 3.0}
+    return _result(AttributionPatchResult, model, pairs, grid, metric_, raw, clean_raw, corrupt_raw, meta)
+
+
+def _readout_score(model, bound, final: Tensor, *, frozen: bool, max_logits: int) -> Tensor:
+    """The metric of final residuals ``[batch, d_model]`` (the final norm's scale a constant when ``frozen``)."""
+    if not frozen:
+        return score(model, bound, final[None], max_logits)[0]
+    normed, bias = readout.frozen_final_norm(model, final[None], final.detach())
+    x = normed + bias
+    logits = readout.unembed(model, x, bound.columns) if bound.columns is not None else readout.unembed(model, x)
+    return bound.score(logits)[0]
+
+
+def _attribution_methods(model, cfg: PatchConfig, pairs, grid, metric_: Metric, bound, base_b, src_b, direction: str,
+                         method: str) -> AttributionPatchResult:
+    """``atp*`` and ``relp`` (see ``lensarith.patching._atp``)."""
+    why = method_unsupported(model)
+    if why is not None:
+        raise LensarithError(f"method={method!r} recomputes the model's blocks and does not support this model "
+                             f"({why}); use method='atp'")
+    n, lo = model.cfg.n_layers, min(grid.layers)
+    read = pairs.read.to(model.cfg.device)
+    relp, star, drop = method in ("relp", "relp+qk"), method in ("atp*", "atp+qk", "relp+qk"), method == "atp*"
+    src_sites = [Site("z" if grid.site in HEAD_SITES else grid.site, layer) for layer in grid.layers]
+    src = unpatched(model, src_b, src_sites, read)
+    src_nodes = {node_key(grid.site, layer): src.acts[site.hook_name] for layer, site in zip(grid.layers, src_sites)}
+    start = run(model, base_b, capture=[Site("resid_pre", lo)], stop_at_layer=lo + 1)
+    x0 = start.captured[Site("resid_pre", lo)]
+    with torch.enable_grad():
+        trace = Trace(model, x0, lo, relp=relp, qk=star)
+        base_raw = _readout_score(model, bound, trace.final(read), frozen=relp, max_logits=cfg.max_logits)
+        keys = list(dict.fromkeys(node_key(grid.site, layer) for layer in grid.layers))
+        if star:
+            keys += [(kind, qk_block(grid.site, layer)) for layer in grid.layers for kind in ("xq", "xv", "z")
+                     if qk_block(grid.site, layer) < n]
+        B, W = len(pairs), base_b.tokens.shape[1]
+        forward = n * B * W * trace.token_flops()
+        cost = (lo + 1) / n + (n - lo) / n + 1.0 + (n - lo) / n  # start, recomputed base, source, backward
+        if drop:  # where GradDrop groups may end
+            keys += [("resid_pre", b) for b in range(lo + 1, n + 1)]
+        keys = list(dict.fromkeys(keys))
+        got = torch.autograd.grad(base_raw.sum(), [trace.nodes[k] for k in keys], allow_unused=True,
+                                  retain_graph=drop)
+        full = {k: torch.zeros_like(trace.nodes[k]) if g is None else g for k, g in zip(keys, got)}
+        fix, groups = None, []
+        if star:  # the QK fix on every job, or on the jobs with the largest plain estimates that the budget allows
+            costs = qk_costs(trace, grid, src_nodes) / forward
+            allowed = BUDGET - cost - (0.5 if drop else 0.0)
+            if float(costs.sum()) <= allowed:
+                fix = torch.ones(len(grid.jobs), dtype=torch.bool)
+            else:
+                with torch.no_grad():
+                    plain = estimate(trace, grid, src_nodes, [full], [None], read,
+                                     fix=torch.zeros(len(grid.jobs), dtype=torch.bool))[0].abs().sum(-1).cpu()
+                order = plain.argsort(descending=True)
+                take = order[torch.cumsum(costs[order], 0) <= allowed]
+                fix = torch.zeros(len(grid.jobs), dtype=torch.bool)
+                fix[take] = True
+            cost += float(costs[fix].sum())
+        if drop:
+            for k in range(n - lo, 0, -1):  # as many GradDrop groups as the budget allows
+                bounds = [lo + (n - lo) * i // k for i in range(k + 1)]
+                cand = list(zip(bounds[:-1], bounds[1:]))
+                extra = sum(a - lo for a, _ in cand) / n
+                if cost + extra <= BUDGET:
+                    groups, cost = cand, cost + extra
+                    break
+        grads, affected = [full], [None]
+        for i, (a, b) in enumerate(groups):  # GradDrop: blocks a..b-1 pass the gradient along the residual only
+            below = [k for k in keys if k[1] < a or k == ("resid_pre", a)]
+            if not below:  # no swept node below this group: its estimates are the full ones
+                grads.append({})
+                affected.append(set())
+                continue
+            got = torch.autograd.grad(trace.nodes["resid_pre", a], [trace.nodes[k] for k in below],
+                                      grad_outputs=full["resid_pre", b], allow_unused=True,
+                                      retain_graph=True)
+            grads.append({k: torch.zeros_like(trace.nodes[k]) if g is None else g for k, g in zip(below, got)})
+            affected.append(set(below))
+    with torch.no_grad():
+        est = estimate(trace, grid, src_nodes, grads, affected, read, fix)
+        effect = est[0]
+        if groups:
+            effect = torch.sign(est[0]) * est[1:].abs().mean(0)
+        base_raw = base_raw.detach()
+        raw = base_raw[None] + effect
+        src_raw = score(model, bound, src.final[None], cfg.max_logits)[0]
+    clean_raw, corrupt_raw = (src_raw, base_raw) if direction == "denoise" else (base_raw, src_raw)
+    metric_.check(clean_raw, corrupt_raw)
+    meta = {"recipe": "attribution_patch", "direction": direction, "engine": "recomputed blocks", "method": method,
+            "forward_equivalents": round(cost, 2), "hooks": [hook(grid.site, layer) for layer in grid.layers]}
+    if star:
+        meta["qk_fixed_sites"] = f"{int(fix.sum())} of {len(grid.jobs)}"
+    if drop:
+        meta["graddrop_groups"] = [[a, b] for a, b in groups]
     return _result(AttributionPatchResult, model, pairs, grid, metric_, raw, clean_raw, corrupt_raw, meta)

@@ -132,6 +132,24 @@ class Backend:
         """The MLP of ``layer`` on normed token rows ``[n, d_model]``."""
         raise NotImplementedError
 
+    def norm_params(self, layer: int, which: str) -> tuple[Tensor | None, float]:
+        """``(weight, eps)`` of ``ln1``/``ln2`` of ``layer`` (weight None for LNPre/RMSPre or no norm);
+        the kind is ``cfg.normalization_type``."""
+        raise NotImplementedError
+
+    def kv_weights(self, layer: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(W_K, W_V, b_K, b_V)`` of ``layer`` with one entry per key/value head
+        (``[kv_head, d_model, d_head]``, ``[kv_head, d_head]``): not expanded under
+        grouped-query attention, where query head ``h`` reads key/value head
+        ``h // (n_heads // kv_head)``. The default expands nothing only when ``block`` does not."""
+        w = self.block(layer)
+        return w.W_K, w.W_V, w.b_K, w.b_V
+
+    def rotary_tables(self, layer: int) -> tuple[Tensor, Tensor] | None:
+        """``(sin, cos)`` ``[n_ctx, rotary_dim]`` of a rotary layer, as its attention applies them
+        (``x_rot * cos + rotate(x_rot) * sin``), or None where the backend does not expose them."""
+        return None
+
     def fast_unsupported(self) -> list[str]:
         """Backend-specific reasons the fast patching engine cannot run this model."""
         return []

@@ -248,6 +248,13 @@ class BridgeBackend(Backend):
             return x
         return module(x[None])[0]
 
+    def norm_params(self, layer: int, which: str) -> tuple[Tensor | None, float]:
+        module = getattr(self.model.blocks[layer], which)
+        w, _ = self._norm_params(module)
+        inner = getattr(module, "original_component", None) or module
+        eps = getattr(inner, "eps", None) or getattr(inner, "variance_epsilon", None) or self.model.cfg.eps
+        return (w if self.model.cfg.normalization_type in ("LN", "RMS") else None), float(eps)
+
     def mlp(self, layer: int, x: Tensor) -> Tensor:
         blk = self.block(layer)
         act = ACTIVATIONS[self.model.cfg.act_fn]
@@ -266,4 +273,10 @@ class BridgeBackend(Backend):
             out.append(f"{cfg.normalization_type} block norms on a TransformerBridge")
         if getattr(self.model, "compatibility_mode", False):
             out.append("compatibility mode (processed weights)")
+        if cfg.positional_embedding_type != "standard":  # no rotary tables or ALiBi checked on the bridge yet
+            out.append(f"{cfg.positional_embedding_type} positions on a TransformerBridge")
+        if getattr(cfg, "parallel_attn_mlp", False):
+            out.append("parallel attention and MLP on a TransformerBridge")
+        if getattr(cfg, "n_key_value_heads", None) not in (None, cfg.n_heads):
+            out.append("grouped-query attention on a TransformerBridge")
         return out

@@ -61,6 +61,17 @@ class HookedBackend(Backend):
             W_in=getattr(mlp, "W_in", None), b_in=getattr(mlp, "b_in", None), W_out=getattr(mlp, "W_out", None),
             b_out=getattr(mlp, "b_out", None), W_gate=getattr(mlp, "W_gate", None))
 
+    def kv_weights(self, layer: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        attn = self.model.blocks[layer].attn
+        if hasattr(attn, "_W_K") and not getattr(self.model.cfg, "ungroup_grouped_query_attention", False):
+            return attn._W_K, attn._W_V, attn._b_K, attn._b_V  # grouped-query attention: one per key/value head
+        return attn.W_K, attn.W_V, attn.b_K, attn.b_V
+
+    def rotary_tables(self, layer: int) -> tuple[Tensor, Tensor] | None:
+        attn = self.model.blocks[layer].attn
+        sin, cos = getattr(attn, "rotary_sin", None), getattr(attn, "rotary_cos", None)
+        return None if sin is None or cos is None else (sin, cos)
+
     def attn_scale(self, layer: int) -> float:
         return self.model.blocks[layer].attn.attn_scale
 
@@ -72,6 +83,10 @@ class HookedBackend(Backend):
         if name == "LayerNormPre":
             return F.layer_norm(x, (x.shape[-1],), None, None, module.eps)
         return module(x[None])[0]
+
+    def norm_params(self, layer: int, which: str) -> tuple[Tensor | None, float]:
+        module = getattr(self.model.blocks[layer], which)
+        return getattr(module, "w", None), float(getattr(module, "eps", self.model.cfg.eps))
 
     def mlp(self, layer: int, x: Tensor) -> Tensor:
         import torch
@@ -85,7 +100,7 @@ class HookedBackend(Backend):
         return torch.addmm(mlp.b_out, act(torch.addmm(mlp.b_in, x, mlp.W_in)), mlp.W_out)
 
     def fast_unsupported(self) -> list[str]:
-        if any(type(b.attn).__name__ != "Attention" or getattr(b.attn, "attn_type", "global") != "global"
+        if any(type(b.attn).__name__ not in ("Attention", "GroupedQueryAttention") or getattr(b.attn, "attn_type", "global") != "global"
                for b in self.model.blocks):
             return ["non-standard attention layers"]
         return []
