@@ -656,8 +656,11 @@ def train(
 
 def _main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train the lensarith organism, evaluate it and write its card.")
-    parser.add_argument("--out", default="data/organism", help="output model directory")
-    parser.add_argument("--preset", default="full", choices=sorted(PRESETS))
+    parser.add_argument("--out", default=None, help="output model directory (default data/organism, "
+                                                     "data/organism-planted with --planted)")
+    parser.add_argument("--preset", default=None, choices=sorted(PRESETS), help="default full (planted with --planted)")
+    parser.add_argument("--planted", action="store_true",
+                        help="the planted organism: preset planted, out data/organism-planted, its own card")
     parser.add_argument("--n-tokens", type=int, default=None, help="override the preset's token count")
     parser.add_argument("--run-dir", default=None, help="checkpoints and logs (default runs/organism-<preset>)")
     parser.add_argument("--notes", default=None,
@@ -665,10 +668,12 @@ def _main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-only", action="store_true", help="evaluate the model in --out and rewrite its card")
     parser.add_argument("--card-only", action="store_true", help="rewrite the card from the table.json in --out")
     args = parser.parse_args(argv)
+    args.preset = args.preset or ("planted" if args.planted else "full")
+    args.out = args.out or ("data/organism-planted" if args.planted else "data/organism")
     config = PRESETS[args.preset]
     if args.n_tokens:
         config = dataclasses.replace(config, n_tokens=args.n_tokens)
-    from .evaluate import write_card
+    from .evaluate import write_card, write_planted_card
 
     out = Path(args.out)
     notes_path = Path(args.notes) if args.notes else out / "attempts.md"
@@ -685,6 +690,9 @@ def _main(argv: list[str] | None = None) -> None:
     if notes is not None:
         (out / "attempts.md").write_text(notes)  # save_model replaced the folder
     table = json.loads((out / "table.json").read_text()) if args.card_only else None
+    if config.planted is not None:
+        write_planted_card(model, out, meta, table=table)
+        return
     write_card(model, out, meta, notes=notes, table=table)
 
 
