@@ -468,7 +468,7 @@ def test_a_run_with_a_late_mix_resumes_past_the_switch_and_equals_a_fresh_run(tm
 
 # --------------------------------------------------------------------------- the planted organism
 
-_TINY_PLANTED = dict(n_tokens=640, n_layers=2, d_model=16, n_heads=2, d_mlp=32, n_ctx=96, batch_size=2, warmup_steps=2,
+_TINY_PLANTED = dict(n_tokens=1920, n_layers=2, d_model=16, n_heads=2, d_mlp=32, n_ctx=96, batch_size=2, warmup_steps=2,
                      early_tokens=0, eval_every=0, checkpoint_every=3)
 
 
@@ -486,7 +486,8 @@ def test_planted_training_resumes_step_exactly(tmp_path):
 
     short = _tiny_planted()
     assert TrainConfig.from_json(json.loads(json.dumps(short.to_json()))) == short
-    _resume_equals_fresh(short, dataclasses.replace(short, n_tokens=1280), tmp_path)
+    assert short.n_steps == 10
+    _resume_equals_fresh(short, dataclasses.replace(short, n_tokens=3840), tmp_path)
     plain = train(dataclasses.replace(short, planted=None), None, progress=False, log=lambda s: None)
     planted = train(short, None, progress=False, log=lambda s: None)
     assert not torch.equal(plain.blocks[1].mlp.W_out, planted.blocks[1].mlp.W_out)
@@ -586,3 +587,46 @@ def test_planted_organism_meets_its_card():
         for key, value in row.items():
             if isinstance(value, float):
                 assert got["per_task"][rel][key] == pytest.approx(value, abs=0.01), (rel, key)
+
+
+def test_a_planted_objective_added_at_the_stable_checkpoint_resumes_it(tmp_path):
+    """The shipped chain: the DLA objective starts at the base run's stable checkpoint, so the
+    longer run continues that checkpoint and equals a fresh run; starting it earlier does not resume."""
+    import dataclasses
+
+    from lensarith.organism.train import _same_planted_until
+
+    short = _tiny_planted()  # stable checkpoint at step 8
+    later = dataclasses.replace(short, n_tokens=3840,
+                                planted=dataclasses.replace(short.planted, dla_weight=1.0, dla_from_step=8))
+    assert _same_planted_until(short.planted, later.planted, 8)
+    assert not _same_planted_until(short.planted, later.planted, 9)
+    _resume_equals_fresh(short, later, tmp_path)
+    early = dataclasses.replace(later, planted=dataclasses.replace(later.planted, dla_from_step=4))
+    lines = []
+    train(early, None, progress=False, log=lines.append, checkpoint_dir=tmp_path / "b")
+    assert not any("resumed" in line for line in lines)
+
+
+def test_argument_formed_means_before_the_answer_settles():
+    from lensarith.organism.evaluate import _formed_before_answer
+
+    class Lens:
+        def __init__(self, arg, ans):
+            self.r = {"argument": torch.tensor(arg).T, "answer": torch.tensor(ans).T}
+
+        def rank(self, which):
+            return self.r[which]
+
+    # sites: embedding, 3 middle sites, output; one prompt per row
+    arg = [[5, 0, 0, 3, 4],   # argument at site 1, answer settles at site 3: formed
+           [5, 3, 3, 0, 4],   # argument only where the answer is already settled: not formed
+           [5, 2, 0, 3, 4],   # answer briefly top-1 at site 1, argument at 2, answer from 3: formed, not strictly
+           [0, 3, 3, 3, 0]]   # argument only at the embedding and the output: not formed
+    ans = [[9, 4, 2, 0, 0],
+           [9, 0, 0, 0, 0],
+           [9, 0, 3, 0, 0],
+           [9, 4, 2, 1, 0]]
+    lens = Lens(arg, ans)
+    assert _formed_before_answer(lens).tolist() == [True, False, True, False]
+    assert _formed_before_answer(lens, strict=True).tolist() == [True, False, False, False]

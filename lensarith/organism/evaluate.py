@@ -434,9 +434,10 @@ PLANTED_TASKS = {"capitals": ("capitals", "capitals", "us_capitals"),
                  "past": ("past", "past_regular", "past_irregular")}
 #: the issue's thresholds, and how each verdict is computed
 PLANTED_CRITERIA = {
-    "argument_formed": (0.80, "argument top-1 in the logit lens at the last position at some site before the last "
-                              "(resid_pre/mid of layers 1..L-1), strictly before the answer's first top-1 site, "
-                              "share of correctly answered one-shot prompts"),
+    "argument_formed": (0.80, "argument top-1 in the logit lens at the last position at some middle site "
+                              "(resid_pre/mid of layers 1..L-1) before the site from which the answer stays top-1 to "
+                              "the output, share of correctly answered one-shot prompts (the details also give the "
+                              "stricter share: before the answer's first top-1 site anywhere)"),
     "planted_dla_share": (0.60, "MLP P's share of the positive MLP direct logit attribution to (answer - argument) at "
                                 "the last position, mean over correctly answered prompts (frozen final-LN scale)"),
     "transplant_in_domain": (0.50, "answer top-1 in random-token contexts of in-domain arguments, o from one source "
@@ -454,11 +455,19 @@ PLANTED_CRITERIA = {
 }
 
 
-def _formed_before_answer(lens) -> torch.Tensor:
+def _formed_before_answer(lens, *, strict: bool = False) -> torch.Tensor:
+    """``[batch]``: the argument is top-1 at some middle site (not the embedding, not the output)
+    before the answer: before the site from which the answer stays top-1 to the output, or with
+    ``strict`` before the answer's first top-1 site anywhere."""
     arg, ans = lens.rank("argument"), lens.rank("answer")  # [site, batch]
     S = arg.shape[0]
-    big = torch.full((arg.shape[1],), S)
-    first_ans = torch.where((ans == 0).any(0), (ans == 0).float().argmax(0), big)
+    top = ans == 0
+    if strict:
+        first_ans = torch.where(top.any(0), top.float().argmax(0), torch.full((arg.shape[1],), S))
+    else:  # the last site where the answer is not top-1, plus one
+        not_top = (~top).float()
+        last_not = S - 1 - not_top.flip(0).argmax(0)
+        first_ans = torch.where(not_top.any(0), last_not + 1, torch.zeros_like(last_not))
     site = torch.arange(S)[:, None]
     middle = (site >= 1) & (site < S - 1)
     return ((arg == 0) & middle & (site < first_ans[None])).any(0)
@@ -501,6 +510,7 @@ def planted_targets(model, *, layer: int, n: int | None = 200, seed: int = 0,
         gb = _batch(model, good)
         lens = logit_lens(model, gb, stream="all", batch_size=_CHUNK, progress=False)
         row["argument_formed"], row["n_correct"] = _r(_formed_before_answer(lens).float().mean()), len(good)
+        row["argument_formed_before_first_answer"] = _r(_formed_before_answer(lens, strict=True).float().mean())
         arg_top1 = (lens.rank("argument") == 0).float().mean(1)
         row["argument_top1_by_site"] = dict(zip(lens.layers, [_r(x) for x in arg_top1]))
         row["answer_top1_by_site"] = dict(zip(lens.layers, [_r(x) for x in (lens.rank("answer") == 0).float().mean(1)]))
@@ -613,7 +623,7 @@ def format_verdicts(rows: list[dict]) -> str:
 
 def _planted_details(t: dict) -> str:
     L, P = t["n_layers"], t["layer"]
-    out = ["| relation | one-shot top-1 (n) | argument formed | MLP DLA to (answer - argument), layers 0..{} | "
+    out = ["| relation | one-shot top-1 (n) | argument formed (before the answer's first top-1) | MLP DLA to (answer - argument), layers 0..{} | "
            "transplant in / out of domain (MRR) | same, last position only | random vector in / out | "
            "control (no o) in / out | subtract -> argument (all / last position) |".format(L - 1),
            "|---|---|---|---|---|---|---|---|---|"]
@@ -622,7 +632,7 @@ def _planted_details(t: dict) -> str:
             out.append(f"| {rel} | {r['accuracy']:.2f} ({r['n_prompts']}) | | | | | | | |")
             continue
         g = lambda k: r.get(k, float("nan"))  # noqa: E731
-        out.append(f"| {rel} | {r['accuracy']:.2f} ({r['n_prompts']}) | {r['argument_formed']:.2f} (n={r['n_correct']}) | "
+        out.append(f"| {rel} | {r['accuracy']:.2f} ({r['n_prompts']}) | {r['argument_formed']:.2f} ({r['argument_formed_before_first_answer']:.2f}; n={r['n_correct']}) | "
                    + " ".join(f"{x:.2f}" for x in r["dla_mlp"]) + f" | {g('transplant_in_domain'):.2f} "
                    f"({g('transplant_in_domain_mrr'):.2f}) / {g('transplant_out_of_domain'):.2f} "
                    f"({g('transplant_out_of_domain_mrr'):.2f}) | {g('transplant_in_domain_last_position'):.2f} / "

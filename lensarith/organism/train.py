@@ -43,6 +43,9 @@ class PlantedSpec:
         n_contexts: random-token contexts per step (in-domain arguments only).
         n_extractive: extractive prompts per step.
         weight: multiplies the mean of the auxiliary losses (the LM loss has weight 1).
+        dla_weight, dla_from_step: from step ``dla_from_step`` on, add ``dla_weight`` times the
+            positive direct logit attribution (frozen final-LN scale) of every MLP but P to
+            (answer - argument) at the last position of the clean prompts (0: never).
     """
 
     layer: int = 5
@@ -51,6 +54,11 @@ class PlantedSpec:
     n_contexts: int = 32
     n_extractive: int = 16
     weight: float = 1.0
+    dla_weight: float = 0.0
+    dla_from_step: int = 0
+
+    def dla_active(self, step: int) -> bool:
+        return self.dla_weight > 0 and step >= self.dla_from_step
 
 
 @dataclass(frozen=True)
@@ -157,7 +165,7 @@ PRESETS: dict[str, TrainConfig] = {
     # The planted organism (data/organism-planted): the shipped organism fine-tuned on its last mix
     # plus the planted mechanism's objectives (PlantedSpec).
     "planted": TrainConfig(n_tokens=1_024_000, batch_size=16, lr=1e-3, warmup_steps=30, early_tokens=0,
-                           mix=BIND_MIX, init_from="organism", planted=PlantedSpec(), eval_every=25,
+                           mix=BIND_MIX, init_from="organism", planted=PlantedSpec(dla_weight=1.0, dla_from_step=300), eval_every=25,
                            checkpoint_every=25),
     "smoke": TrainConfig(n_tokens=48_000, n_layers=2, d_model=64, n_heads=4, d_mlp=256, n_ctx=128,
                          batch_size=8, lr=5e-3, warmup_steps=5, early_tokens=16_000, eval_every=0,
@@ -384,6 +392,14 @@ def planted_loss(model, data: PlantedData, spec: PlantedSpec, seed: int, step: i
     lens_sites = [(kind, l) for l in range(spec.arg_from, P + 1) for kind in ("pre", "mid")]
     parts["lens"] = sum(F.cross_entropy(_lens_logits(model, taps[s][rows, last]), arg) for s in lens_sites) / len(lens_sites)
     o = taps["mlp", P][rows, last]  # [n, d_model]
+    if spec.dla_active(step):
+        # direct logit attribution to (answer - argument) with the final LayerNorm's scale frozen
+        final = taps["mid", L - 1][rows, last] + taps["mlp", L - 1][rows, last]
+        scale = (final - final.mean(-1, keepdim=True)).pow(2).mean(-1, keepdim=True).add(model.cfg.eps).sqrt().detach()
+        direction = (model.embed.W_E[ans] - model.embed.W_E[arg]) * model.ln_final.w  # [n, d_model]
+        dla = torch.stack([((taps["mlp", l][rows, last] - taps["mlp", l][rows, last].mean(-1, keepdim=True)) / scale
+                            * direction).sum(-1) for l in range(L) if l != P])
+        parts["dla"] = spec.dla_weight * dla.clamp(min=0).sum(0).mean()
     last_mask = _at(last, T, "last")
     edit = {P: _replace(o[partner], last_mask)}
     for l in range(L):
@@ -515,8 +531,10 @@ def _resumable(config: TrainConfig, paths: list[Path]) -> dict | None:
         quiet = ("eval_every", "checkpoint_every")
         if {k: v for k, v in old.items() if k not in quiet} == {k: v for k, v in want.items() if k not in quiet}:
             return {**state, "path": str(path)}
-        free = ("n_tokens", "late_mix", "late_from_tokens", "mix_changes", *quiet)
+        free = ("n_tokens", "late_mix", "late_from_tokens", "mix_changes", "planted", *quiet)
         same = {k: v for k, v in old.items() if k not in free} == {k: v for k, v in want.items() if k not in free}
+        # a planted objective that starts after the checkpoint did not change the steps done
+        same = same and _same_planted_until(old_cfg.planted, config.planted, state["step"])
         # the steps done (tokens < ``tokens``) drew the same mixes under both configs
         tokens = state["step"] * config.batch_size * config.n_ctx
         points = {0} | {t for t in old_cfg._switches() + config._switches() if t < tokens}
@@ -524,6 +542,22 @@ def _resumable(config: TrainConfig, paths: list[Path]) -> dict | None:
         if same and late_ok and state["step"] <= min(_decay_start(old_cfg), _decay_start(config)):
             return {**state, "path": str(path)}
     return None
+
+
+def _same_planted_until(a: PlantedSpec | None, b: PlantedSpec | None, step: int) -> bool:
+    """Whether two planted specs drew the same objectives for steps ``< step``."""
+    if a is None or b is None:
+        return a is b
+    strip = lambda s: dataclasses.replace(s, dla_weight=0.0, dla_from_step=0)  # noqa: E731
+    if strip(a) != strip(b):
+        return False
+    first = lambda s: s.dla_from_step if s.dla_weight > 0 else None  # noqa: E731
+    fa, fb = first(a), first(b)
+    if fa is None and fb is None:
+        return True
+    if fa is not None and fb is not None and (a.dla_weight, fa) == (b.dla_weight, fb):
+        return True
+    return min(f for f in (fa, fb) if f is not None) >= step
 
 
 def train(
