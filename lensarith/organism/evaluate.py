@@ -36,7 +36,7 @@ from ..lens import logit_lens
 from ..tasks import TASKS, Example, build_prompts, load_pairs, random_token_contexts
 from ..vectors import extract_o_vector, transplant
 from .corpus import _colour_module, one_word_objects
-from .vocab import held_out
+from .vocab import aux_held_out, held_out
 
 __all__ = ["evaluate", "format_table", "write_card", "planted_targets", "planted_verdicts", "write_planted_card", "PLANTED_CRITERIA", "nonsense_prompts", "binding_prompts", "ICL_TASKS"]
 
@@ -483,14 +483,12 @@ def planted_targets(model, *, layer: int, n: int | None = 200, seed: int = 0,
         n: at most this many prompts / contexts per set (None: all).
         seed: seeds subsampling, the contexts' filler words and the random control vectors.
         only_aux_held_out: measure only on arguments the planted objectives never saw
-            (``lensarith.organism.train.aux_held_out``).
+            (``lensarith.organism.vocab.aux_held_out``).
 
     Returns:
         ``{"per_task": {relation: {...}}, "layer": P, ...}`` with the measured values; verdicts
         are added by ``planted_verdicts``.
     """
-    from .train import aux_held_out
-
     P, L = layer, model.cfg.n_layers
     keep = (lambda e: aux_held_out(e.argument)) if only_aux_held_out else (lambda e: True)  # noqa: E731
     gen = torch.Generator().manual_seed(seed)
@@ -678,7 +676,7 @@ def write_planted_card(model, out_dir, meta: dict, *, table: dict | None = None,
         table = {"targets": planted_targets(model, layer=P, n=n),
                  "targets_aux_held_out": planted_targets(model, layer=P, n=n, only_aux_held_out=True),
                  "size_mb": round(size / 1e6, 2), "load_seconds": round(load_seconds, 2),
-                 "general": evaluate(model, n=n, sweep=False)}
+                 "general": evaluate(model, n=100, sweep=False)}
         table["verdicts"] = planted_verdicts(table["targets"], size_mb=table["size_mb"],
                                              load_seconds=table["load_seconds"])
         table["verdicts_aux_held_out"] = planted_verdicts(table["targets_aux_held_out"])
@@ -767,7 +765,7 @@ Criteria:
 
 {_planted_details(table['targets_aux_held_out'])}
 
-## The organism card's measurements on this model (`evaluate(model, sweep=False)`)
+## The organism card's measurements on this model (`evaluate(model, n=100, sweep=False)`: at most 100 seen-fact prompts per task and format; no transplant sweep)
 
 {format_table(table['general'])}
 """

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from ..models import new_hooked_transformer, save_model, word_tokenizer
 from ..tasks import FILLER_WORDS
 from .corpus import Corpus, CorpusMix
-from .vocab import held_out, vocabulary
+from .vocab import aux_held_out, held_out, vocabulary
 
 __all__ = ["TrainConfig", "PlantedSpec", "PlantedData", "planted_loss", "aux_held_out", "PRESETS", "RECALL_MIX", "BIND_MIX", "build_model", "fused_forward", "tie_unembed", "train", "lm_loss"]
 
@@ -268,14 +268,6 @@ _SET_WEIGHTS = {"capitals": 2, "us_capitals": 1, "uppercase": 2, "uppercase_word
                 "past_irregular": 1}
 EXTRACTIVE_SETS = (("capitals", "extractive"), ("capitals", "counterfactual"), ("us_capitals", "extractive"),
                    ("us_capitals", "counterfactual"), ("uppercase", "extractive"))
-
-
-def aux_held_out(argument: str) -> bool:
-    """Arguments the planted objectives never see (a fixed fifth, by CRC32 of the word), so the
-    evaluation can also report the targets on arguments the auxiliary losses did not train on."""
-    import zlib
-
-    return zlib.crc32(argument.strip().encode()) % 5 == 0
 
 
 class PlantedData:
