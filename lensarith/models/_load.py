@@ -711,7 +711,7 @@ def load_model(name_or_path: str | os.PathLike[str], *, device: str | None = Non
             how = "`lensarith organism-train`" if name_or_path == "organism" else \
                 "`python -m lensarith.organism.train --planted`"
             raise ModelNotAvailableError(
-                f"the {name_or_path} model is not bundled in {str(directory)!r}: train it with "
+                f"the {name_or_path} is not bundled in {str(directory)!r}: train it with "
                 f"{how} or point $LENSARITH_DATA at a data folder holding it"
             )
         return _load_local(directory, device)
