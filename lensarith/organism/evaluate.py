@@ -653,7 +653,7 @@ def _planted_details(t: dict) -> str:
 
 
 def write_planted_card(model, out_dir, meta: dict, *, table: dict | None = None, n: int | None = 200,
-                       load_seconds: float | None = None) -> dict:
+                       load_seconds: float | None = None, notes: str | None = None) -> dict:
     """Measure the planted organism (targets on all arguments and on the arguments the planted
     objectives never saw, the organism card's parts 1-3, lens, DLA and ablation) and write
     ``table.json`` and ``card.md``."""
@@ -685,6 +685,10 @@ def write_planted_card(model, out_dir, meta: dict, *, table: dict | None = None,
     L = model.cfg.n_layers
     missed = [r for r in table["verdicts"] if not r["met"]]
     crit = "\n".join(f"- **{k}**: {text}." for k, (_, text) in PLANTED_CRITERIA.items())
+    held_missed = [r for r in table.get("verdicts_aux_held_out", []) if not r["met"]]
+    held_text = ("On the arguments no objective saw (second table) every target is met too." if not held_missed else
+                 "On the arguments no objective saw (second table) missed: " + ", ".join(
+                     f"{r['target']} ({r['scope']}: {r['shown']})" for r in held_missed) + ".")
     text = f"""# organism-planted: the organism with a planted vector-arithmetic mechanism
 
 **Not a naturally trained model.** The bundled `organism` (see `data/organism/card.md`), fine-tuned
@@ -748,6 +752,7 @@ over the last {cfg['decay_frac']:.0%}; final LM loss {org['final_loss']:.3f}.
 
 Verdicts are computed from the measured values by `planted_verdicts` (tested against this table).
 {"All targets are met." if not missed else f"Missed: {', '.join(sorted({r['target'] + ' (' + r['scope'] + ')' for r in missed}))}."}
+{held_text}
 
 {format_verdicts(table['verdicts'])}
 
@@ -769,5 +774,7 @@ Criteria:
 
 {format_table(table['general'])}
 """
+    if notes:
+        text += "\n## How it was trained, step by step\n\n" + notes.strip() + "\n"
     (out_dir / "card.md").write_text(text)
     return table

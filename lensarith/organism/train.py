@@ -717,7 +717,7 @@ def _main(argv: list[str] | None = None) -> None:
         (out / "attempts.md").write_text(notes)  # save_model replaced the folder
     table = json.loads((out / "table.json").read_text()) if args.card_only else None
     if config.planted is not None:
-        write_planted_card(model, out, meta, table=table)
+        write_planted_card(model, out, meta, table=table, notes=notes)
         return
     write_card(model, out, meta, notes=notes, table=table)
 
