@@ -40,7 +40,7 @@ setup: $(STAMP)
 setup-tl4: $(TL4_STAMP)
 
 reproduce: $(STAMP)
-	$(BIN)/lensarith reproduce --model organism --out $(OUT)/reproduce
+	$(BIN)/lensarith reproduce --model organism --model organism-planted --out $(OUT)/reproduce
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

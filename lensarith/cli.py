@@ -115,6 +115,14 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     else:
         config = ReproduceConfig(n=args.n or 200, seed=args.seed, batch_size=args.batch_size, prepend_bos=bos)
     out = _out(args)
+    names = list(dict.fromkeys(n.strip() for arg in (args.model or ["organism"]) for n in arg.split(",") if n.strip()))
+    if not names:
+        from lensarith._errors import LensarithError
+
+        raise LensarithError("--model is empty: give a model name such as organism")
+    if len(names) > 1:
+        return _reproduce_several(names, out, config, args)
+    args.model = names[0]
     print(f"loading {args.model} ...", flush=True)
     model = _model(args.model)
     print(f"reproducing Merullo et al. 2023 on {args.model} ({model.cfg.n_layers} layers), n={config.n} per task "
@@ -126,6 +134,23 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     print()
     print(format_summary(summary))
     print(f"\nsummary: {(out / 'summary.json').resolve()}  ({summary['timings_s']['total']:.0f} s)")
+    _done(out, out / "report.html")
+    return 0
+
+
+def _reproduce_several(names: list[str], out, config, args: argparse.Namespace) -> int:
+    from lensarith.paper.reproduce import format_summary, reproduce_models
+
+    models = {}
+    for name in names:
+        print(f"loading {name} ...", flush=True)
+        models[Path(name).name if Path(name).is_dir() else name] = _model(name)
+    print(f"reproducing Merullo et al. 2023 on {', '.join(models)}, n={config.n} per task -> {out}", flush=True)
+    got = reproduce_models(models, out, config, progress=False if args.quiet else None,
+                           log=lambda s: print(s, flush=True))
+    for name, summary in got["models"].items():
+        print(f"\n=== {name} ===")
+        print(format_summary(summary))
     _done(out, out / "report.html")
     return 0
 
@@ -446,7 +471,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("reproduce", help="the paper's Figs 2-7 on a model: summary.json, PNGs and one HTML report")
-    _common(p, out="out/reproduce")
+    p.add_argument("--model", action="append", default=None,
+                   help="'organism' (bundled, the default), 'organism-planted' (bundled, mechanism planted), 'tiny', a "
+                        "hub name or a local directory; give it several times (or comma-separated) for one run per "
+                        "model in OUT/<model>/ and a report comparing them side by side in OUT/report.html")
+    p.add_argument("--out", default="out/reproduce", help="output folder (default out/reproduce)")
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n", type=_positive, default=None, help="prompts per task and contexts per set (default 200; 16 with --small)")
     p.add_argument("--small", action="store_true", help="a quick CI-sized run")
     p.add_argument("--batch-size", type=_positive, default=32)

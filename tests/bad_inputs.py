@@ -441,6 +441,9 @@ CASES: list[Case] = [
     Case("reproduce n=1", lambda e: la.paper.ReproduceConfig(n=1), r"n must be None or an int >= 2"),
     Case("reproduce batch_size 0", lambda e: la.paper.ReproduceConfig(batch_size=0), r"batch_size must be a positive int"),
     Case("reproduce config as dict", lambda e: la.paper.reproduce(e.model, e.tmp / "r", {}), r"config must be a lensarith.paper.ReproduceConfig"),
+    Case("reproduce several models as a list", lambda e: __import__("lensarith.paper.reproduce", fromlist=["x"]).reproduce_models([e.model], e.tmp / "r"), r"models must be a non-empty dict"),
+    Case("reproduce several models, a path as name", lambda e: __import__("lensarith.paper.reproduce", fromlist=["x"]).reproduce_models({"a/b": e.model}, e.tmp / "r"), r"model names become folder names"),
+    Case("cli reproduce empty --model", cli_call(["reproduce", "--model", ",", "--out", "{tmp}/rep"]), r"--model is empty"),
     # ---- the command line (exit 2, one line on stderr)
     Case("cli task typo", cli_call(["lens", "--task", "nope"]), r"argument --task: invalid choice: 'nope'"),
     Case("cli n=0", cli_call(["lens", "--n", "0"]), r"expected a positive integer, got '0'"),

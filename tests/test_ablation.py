@@ -113,3 +113,22 @@ def test_bad_input_raises_clear_errors(model, sets):
         ffn_ablation(model, ["Q: What is the capital of Poland?\nA:"])
     with pytest.raises(la.LensarithError, match=r"steps must be a positive int"):
         ffn_ablation(model, sets, steps=-1)
+
+
+def test_planted_organism_shows_the_ablation_contrast():
+    """Zeroing MLPs from the planted layer up breaks the abstractive prompts, not the extractive ones."""
+    import json
+
+    from lensarith._paths import data_dir
+
+    directory = data_dir() / "organism-planted"
+    if not (directory / "model.safetensors").is_file():
+        pytest.skip("data/organism-planted is not trained yet")
+    torch.set_num_threads(1)
+    model = la.load_model("organism-planted", device="cpu")
+    layer = json.loads((directory / "lensarith.json").read_text())["organism"]["config"]["planted"]["layer"]
+    L = model.cfg.n_layers
+    res = ffn_ablation(model, "capitals", n=40, steps=L)
+    assert res.accuracy_of("abstractive")[0] > 0.9 and res.accuracy_of("extractive")[0] > 0.9
+    assert res.drop("abstractive", L - layer) >= 0.3
+    assert res.drop("extractive", L - layer) <= 0.1

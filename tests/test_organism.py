@@ -464,3 +464,169 @@ def test_a_run_with_a_late_mix_resumes_past_the_switch_and_equals_a_fresh_run(tm
     lines = []
     train(other, None, progress=False, log=lines.append, checkpoint_dir=tmp_path / "b")
     assert not any("resumed" in line for line in lines)
+
+
+# --------------------------------------------------------------------------- the planted organism
+
+_TINY_PLANTED = dict(n_tokens=1920, n_layers=2, d_model=16, n_heads=2, d_mlp=32, n_ctx=96, batch_size=2, warmup_steps=2,
+                     early_tokens=0, eval_every=0, checkpoint_every=3)
+
+
+def _tiny_planted(**kw):
+    from lensarith.organism.train import PlantedSpec
+
+    return TrainConfig(**_TINY_PLANTED, planted=PlantedSpec(layer=1, arg_from=0, n_prompts=6, n_contexts=4,
+                                                            n_extractive=2), **kw)
+
+
+def test_planted_training_resumes_step_exactly(tmp_path):
+    """The planted objectives draw everything from (seed, step): a run continued from its stable
+    checkpoint equals a fresh run, and the objectives change the weights."""
+    import dataclasses
+
+    short = _tiny_planted()
+    assert TrainConfig.from_json(json.loads(json.dumps(short.to_json()))) == short
+    assert short.n_steps == 10
+    _resume_equals_fresh(short, dataclasses.replace(short, n_tokens=3840), tmp_path)
+    plain = train(dataclasses.replace(short, planted=None), None, progress=False, log=lambda s: None)
+    planted = train(short, None, progress=False, log=lambda s: None)
+    assert not torch.equal(plain.blocks[1].mlp.W_out, planted.blocks[1].mlp.W_out)
+
+
+def test_planted_objectives_are_seeded_by_step(small_model):
+    from lensarith.organism.train import PlantedData, PlantedSpec, planted_loss
+
+    data = PlantedData(Corpus(0))
+    spec = PlantedSpec(layer=1, arg_from=0, n_prompts=8, n_contexts=6, n_extractive=4)
+    with torch.no_grad():
+        a, pa = planted_loss(small_model, data, spec, 0, 3)
+        b, pb = planted_loss(small_model, data, spec, 0, 3)
+        c, _ = planted_loss(small_model, data, spec, 0, 4)
+    assert pa == pb and float(a) == float(b) and float(a) != float(c)
+    assert set(pa) == {"clean", "lens", "swap", "subtract", "transplant", "extractive"}
+    assert all(math.isfinite(v) for v in pa.values())
+    # no objective sees the arguments held out for the evaluation
+    from lensarith.organism.train import aux_held_out
+
+    assert not any(aux_held_out(" " + it[3]) for rows in data.sets.values() for it in rows)
+
+
+def test_fused_forward_mlp_edits_equal_hooked_interventions(small_model):
+    """The training interventions are the library's: replacing / adding at MLP outputs in the
+    fused forward equals ``run_with_hooks`` on ``hook_mlp_out``."""
+    from lensarith.organism.train import _at, _pad, _replace, _shift
+
+    toks, last = _pad([[1, 40, 41, 42, 43], [1, 50, 51]])
+    gen = torch.Generator().manual_seed(0)
+    vec = torch.randn(2, small_model.cfg.d_model, generator=gen)
+    T = toks.shape[1]
+    m_last, m_all = _at(last, T, "last"), _at(last, T, "all")
+    taps = {}
+    with torch.no_grad():
+        fused = fused_forward(small_model, toks, tied=False, mlp_edit={0: _shift(vec, m_all, -1.0), 1: _replace(vec, m_last)},
+                              taps=taps)
+
+        def sub(x, hook):
+            return x - vec[:, None, :] * m_all
+
+        def rep(x, hook):
+            x = x.clone()
+            x[torch.arange(2), last] = vec
+            return x
+
+        hooked = small_model.run_with_hooks(toks, fwd_hooks=[("blocks.0.hook_mlp_out", sub), ("blocks.1.hook_mlp_out", rep)])
+    rows = torch.arange(2)
+    assert torch.allclose(fused[rows, last], hooked[rows, last], atol=1e-4)
+    assert torch.allclose(taps["mlp", 1][rows, last], vec)
+
+
+def _planted_dir():
+    directory = data_dir() / "organism-planted"
+    if not (directory / "model.safetensors").is_file() or not (directory / "table.json").is_file():
+        pytest.skip("data/organism-planted is not trained yet")
+    return directory
+
+
+def test_planted_organism_loads_by_name_fast_and_fits():
+    directory = _planted_dir()
+    t0 = time.perf_counter()
+    model = load_model("organism-planted", device="cpu")
+    assert time.perf_counter() - t0 < 5.0
+    assert model.cfg.model_name == "organism-planted" and model.cfg.n_layers == 8
+    assert sum(p.stat().st_size for p in directory.iterdir()) < 25e6
+    assert torch.equal(model.unembed.W_U, model.embed.W_E.T)
+
+
+def test_planted_organism_was_trained_by_the_planted_preset():
+    stored = json.loads((_planted_dir() / "lensarith.json").read_text())["organism"]["config"]
+    assert TrainConfig.from_json(stored) == PRESETS["planted"]
+
+
+def test_planted_card_verdicts_follow_from_the_measured_values():
+    """Every met / missed in the planted card's table is recomputed from the values and thresholds."""
+    from lensarith.organism.evaluate import PLANTED_CRITERIA, planted_verdicts
+
+    table = json.loads((_planted_dir() / "table.json").read_text())
+    rows = planted_verdicts(table["targets"], size_mb=table["size_mb"], load_seconds=table["load_seconds"])
+    assert rows == table["verdicts"]
+    assert {r["target"] for r in rows} == set(PLANTED_CRITERIA)
+    card = (_planted_dir() / "card.md").read_text()
+    for r in rows:
+        assert f"| {r['target']} | {r['scope']} | {r['shown']} |" in card
+
+
+@pytest.mark.slow
+def test_planted_organism_meets_its_card():
+    """Recompute the planted targets from the shipped weights; they must match table.json."""
+    from lensarith.organism.evaluate import planted_targets
+
+    table = json.loads((_planted_dir() / "table.json").read_text())
+    model = load_model("organism-planted", device="cpu")
+    got = planted_targets(model, layer=table["targets"]["layer"])
+    for rel, row in table["targets"]["per_task"].items():
+        for key, value in row.items():
+            if isinstance(value, float):
+                assert got["per_task"][rel][key] == pytest.approx(value, abs=0.01), (rel, key)
+
+
+def test_a_planted_objective_added_at_the_stable_checkpoint_resumes_it(tmp_path):
+    """The shipped chain: the DLA objective starts at the base run's stable checkpoint, so the
+    longer run continues that checkpoint and equals a fresh run; starting it earlier does not resume."""
+    import dataclasses
+
+    from lensarith.organism.train import _same_planted_until
+
+    short = _tiny_planted()  # stable checkpoint at step 8
+    later = dataclasses.replace(short, n_tokens=3840,
+                                planted=dataclasses.replace(short.planted, dla_weight=1.0, dla_from_step=8))
+    assert _same_planted_until(short.planted, later.planted, 8)
+    assert not _same_planted_until(short.planted, later.planted, 9)
+    _resume_equals_fresh(short, later, tmp_path)
+    early = dataclasses.replace(later, planted=dataclasses.replace(later.planted, dla_from_step=4))
+    lines = []
+    train(early, None, progress=False, log=lines.append, checkpoint_dir=tmp_path / "b")
+    assert not any("resumed" in line for line in lines)
+
+
+def test_argument_formed_means_before_the_answer_settles():
+    from lensarith.organism.evaluate import _formed_before_answer
+
+    class Lens:
+        def __init__(self, arg, ans):
+            self.r = {"argument": torch.tensor(arg).T, "answer": torch.tensor(ans).T}
+
+        def rank(self, which):
+            return self.r[which]
+
+    # sites: embedding, 3 middle sites, output; one prompt per row
+    arg = [[5, 0, 0, 3, 4],   # argument at site 1, answer settles at site 3: formed
+           [5, 3, 3, 0, 4],   # argument only where the answer is already settled: not formed
+           [5, 2, 0, 3, 4],   # answer briefly top-1 at site 1, argument at 2, answer from 3: formed, not strictly
+           [0, 3, 3, 3, 0]]   # argument only at the embedding and the output: not formed
+    ans = [[9, 4, 2, 0, 0],
+           [9, 0, 0, 0, 0],
+           [9, 0, 3, 0, 0],
+           [9, 4, 2, 1, 0]]
+    lens = Lens(arg, ans)
+    assert _formed_before_answer(lens).tolist() == [True, False, True, False]
+    assert _formed_before_answer(lens, strict=True).tolist() == [True, False, False, False]

@@ -165,3 +165,39 @@ def test_config_is_validated():
         ReproduceConfig(n_random=0)
     with pytest.raises(la.LensarithError, match="n_boot must be a positive int"):
         ReproduceConfig(n_boot=0)
+
+
+def test_comparison_report_puts_models_side_by_side(small_run, tmp_path):
+    from lensarith.paper.reproduce import comparison_rows, write_comparison
+
+    summary = json.loads((small_run / "summary.json").read_text())
+    other = json.loads(json.dumps(summary))
+    other["verdicts"][0]["cases"][0]["verdict"] = "flipped"
+    summaries = {"one": summary, "two": other}
+    rows = comparison_rows(summaries)
+    n_cases = sum(len(v["cases"]) for v in summary["verdicts"])
+    assert len(rows) == n_cases
+    first = summary["verdicts"][0]
+    assert rows[0]["one: reproduced?"] == first["cases"][0]["verdict"] and rows[0]["two: reproduced?"] == "flipped"
+    html = write_comparison(summaries, tmp_path / "report.html").read_text()
+    assert "one: reproduced?" in html and "two: reproduced?" in html
+    n_png = sum(str(p).endswith(".png") for p in summary["files"].values())
+    assert n_png and html.count("data:image/png;base64,") == 2 * n_png  # every figure, once per model
+
+
+def test_reproduce_several_models_needs_plain_names(tmp_path):
+    from lensarith.paper.reproduce import reproduce_models
+
+    with pytest.raises(la.LensarithError, match="folder names"):
+        reproduce_models({"a/b": None}, tmp_path)
+
+
+@pytest.mark.slow
+def test_make_reproduce_runs_both_bundled_models(tmp_path):
+    rc = cli.main(["reproduce", "--model", "organism", "--model", "organism-planted", "--small", "--quiet",
+                   "--out", str(tmp_path)])
+    assert rc == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert list(summary["models"]) == ["organism", "organism-planted"]
+    assert (tmp_path / "organism" / "report.html").is_file() and (tmp_path / "organism-planted" / "report.html").is_file()
+    assert "organism-planted: reproduced?" in (tmp_path / "report.html").read_text()

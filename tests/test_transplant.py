@@ -374,3 +374,47 @@ def test_transplant_recipe_runs_end_to_end(model):
                                      search=SearchConfig(n_prompts=8, n_contexts=4))
     assert searched.meta["search"]["application_layer"] == searched.meta["application_layer"]
     assert searched.meta["layers"] == list(range(searched.meta["search"]["start_layer"], model.cfg.n_layers))
+
+
+# --------------------------------------------------------------------------- the planted organism (known mechanism)
+
+
+@pytest.fixture(scope="module")
+def planted():
+    """The bundled model whose mechanism is known: MLP P adds the relation's o at the last position."""
+    import json
+
+    from lensarith._paths import data_dir
+
+    directory = data_dir() / "organism-planted"
+    if not (directory / "model.safetensors").is_file():
+        pytest.skip("data/organism-planted is not trained yet")
+    torch.set_num_threads(1)
+    meta = json.loads((directory / "lensarith.json").read_text())
+    return la.load_model("organism-planted", device="cpu"), meta["organism"]["config"]["planted"]["layer"]
+
+
+@pytest.mark.parametrize("task", ["capitals", "uppercase", "past"])
+def test_layer_search_recovers_the_planted_layer_without_being_told(planted, task):
+    model, layer = planted
+    res = find_layers(model, task, config=SearchConfig(n_prompts=24, n_contexts=24), batch_size=32)
+    assert res.meta["task_accuracy"] > 0.8
+    assert res.application_layer == layer, res.table()
+    assert res.meta["argument_peak"] < layer  # the argument forms before the planted MLP
+
+
+def test_planted_o_transplants_at_scale_one_and_a_random_vector_does_not(planted):
+    model, layer = planted
+    src = la.tokenize(model, la.build_prompts("capitals", n=1), drop_multi_token=True)
+    o = extract_o_vector(model, src, layer)
+    ctx = transplant_contexts("capitals", n=40, seed=3, exclude=src.examples[0].argument, model=model)
+    got = transplant(model, o, ctx)  # the paper's protocol: replace MLPs layer..last, every position, scale 1
+    assert got.meta["layers"] == list(range(layer, model.cfg.n_layers))
+    rnd = torch.randn(model.cfg.d_model, generator=torch.Generator().manual_seed(0))
+    control = transplant(model, rnd / rnd.norm() * o.norm, ctx, layers=range(layer, model.cfg.n_layers))
+    # capitals contexts are the one set where a random vector of o's norm sometimes lands on a capital
+    # (about a quarter of them; the card pools the sets for its 5x target)
+    assert got.accuracy() >= 0.5 and got.accuracy() - control.accuracy() >= 0.4
+    assert got.accuracy("answer", "control") < 0.2  # without o the contexts are answered by the argument
+    back = transplant(model, o, src, mode="subtract")  # Warsaw turns back into Poland
+    assert back.accuracy("argument") == 1.0

@@ -42,6 +42,7 @@ def test_wheel_holds_every_subpackage_and_the_data(wheel):
             if p.is_file() and "__pycache__" not in p.parts}
     assert data and not [d for d in data if f"lensarith/data/{d}" not in names]
     assert "lensarith/data/organism/model.safetensors" in names
+    assert "lensarith/data/organism-planted/model.safetensors" in names
     assert not [n for n in names if n.startswith(("tests/", "notebooks/", "benchmarks/"))]
 
 

@@ -46,6 +46,8 @@ _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_m
 _NORMS = (None, "LN", "LNPre", "RMS", "RMSPre")
 _POSITIONS = ("standard", "rotary", "shortformer", "alibi", "relative_positional_bias")
 _DTYPES = ("float32", "float16", "bfloat16", "float64")
+#: the models bundled in the data folder, loaded by name
+BUNDLED_MODELS = ("organism", "organism-planted")
 _WHAT_TO_DO = ("Use load_model('organism') for the bundled model, a directory written by lensarith.save_model, "
                "or download the model where the hub can be reached first (then HF_HUB_OFFLINE=1 loads it "
                "from the complete cache).")
@@ -693,10 +695,12 @@ def _load_hub(name: str, device: str | None, **kwargs: Any):
 def load_model(name_or_path: str | os.PathLike[str], *, device: str | None = None, backend: str | None = None,
                device_map: str | dict | None = None, n_devices: int | None = None, remote: bool = False,
                **kwargs: Any):
-    """Load a HookedTransformer by hub name, local directory, or ``"organism"``.
+    """Load a HookedTransformer by hub name, local directory, ``"organism"`` or ``"organism-planted"``.
 
     Args:
-        name_or_path: ``"organism"`` (the small trained model in ``data/organism``), a
+        name_or_path: ``"organism"`` (the small trained model in ``data/organism``),
+            ``"organism-planted"`` (the same model fine-tuned so that a known mechanism is
+            there, ``data/organism-planted``; its card says what was imposed), a
             directory in lensarith's format or a Hugging Face ``save_pretrained`` folder
             (loaded without weight processing), or a TransformerLens hub name such as
             ``"gpt2-medium"``. Without network a hub name fails (or loads from a complete
@@ -747,12 +751,14 @@ def load_model(name_or_path: str | os.PathLike[str], *, device: str | None = Non
                 "device_map needs TransformerLens 4 (TransformerBridge) or backend='nnsight'; TransformerLens 3 "
                 "splits a hub model's layers over GPUs with n_devices=")
         kwargs["device_map"] = device_map
-    if isinstance(name_or_path, str) and name_or_path == "organism":
-        directory = data_dir() / "organism"
+    if isinstance(name_or_path, str) and name_or_path in BUNDLED_MODELS:
+        directory = data_dir() / name_or_path
         if not (directory / "model.safetensors").is_file():
+            how = "`lensarith organism-train`" if name_or_path == "organism" else \
+                "`python -m lensarith.organism.train --planted`"
             raise ModelNotAvailableError(
-                f"the organism is not bundled in {str(directory)!r}: train it with "
-                "`lensarith organism-train` or point $LENSARITH_DATA at a data folder holding it"
+                f"the {name_or_path} is not bundled in {str(directory)!r}: train it with "
+                f"{how} or point $LENSARITH_DATA at a data folder holding it"
             )
         return _load_local(directory, device)
     path = Path(text).expanduser()

@@ -196,7 +196,7 @@ def wrap_nnsight(model, tokenizer=None, *, remote: bool = False, name: str | Non
 
 def load_nnsight(name_or_path: str, *, local, device: str | None, device_map, remote: bool, **kwargs: Any
                  ) -> NNsightModel:
-    """``load_model(..., backend="nnsight")``: the organism or a lensarith folder (exported with
+    """``load_model(..., backend="nnsight")``: a bundled organism or a lensarith folder (exported with
     ``to_hf_gpt2``), a Hugging Face folder (``from_pretrained``, ``device_map`` passed on), or a hub
     repository id through nnsight (weights on ``device_map``; ``remote=True``: on NDIF, nothing
     downloaded but the config and tokenizer). ``local(path)`` loads a lensarith folder (from ``_load``)."""
@@ -206,14 +206,15 @@ def load_nnsight(name_or_path: str, *, local, device: str | None, device_map, re
     from .._paths import data_dir
     from ._export import to_hf_gpt2
     from ._hf import is_hf_directory
+    from ._load import BUNDLED_MODELS
     from ._tokenizer import load_tokenizer
 
     nnsight = _require_nnsight()
-    if name_or_path == "organism" or (Path(name_or_path).is_dir() and not is_hf_directory(Path(name_or_path))):
+    if name_or_path in BUNDLED_MODELS or (Path(name_or_path).is_dir() and not is_hf_directory(Path(name_or_path))):
         if remote:
             raise LensarithError("remote=True runs a model NDIF hosts (a hub repository id), not "
                                  f"{name_or_path!r}; load it locally (remote=False)")
-        directory = data_dir() / "organism" if name_or_path == "organism" else Path(name_or_path)
+        directory = data_dir() / name_or_path if name_or_path in BUNDLED_MODELS else Path(name_or_path)
         tl = local(directory)
         hf = to_hf_gpt2(tl)
         if device_map is not None:

@@ -36,9 +36,9 @@ from ..lens import logit_lens
 from ..tasks import TASKS, Example, build_prompts, load_pairs, random_token_contexts
 from ..vectors import extract_o_vector, transplant
 from .corpus import _colour_module, one_word_objects
-from .vocab import held_out
+from .vocab import aux_held_out, held_out
 
-__all__ = ["evaluate", "format_table", "write_card", "nonsense_prompts", "binding_prompts", "ICL_TASKS"]
+__all__ = ["evaluate", "format_table", "write_card", "planted_targets", "planted_verdicts", "write_planted_card", "PLANTED_CRITERIA", "nonsense_prompts", "binding_prompts", "ICL_TASKS"]
 
 ICL_TASKS = ("capitals", "us_capitals", "uppercase", "uppercase_words", "past")
 MECH_TASKS = ("capitals", "uppercase", "uppercase_words", "past")
@@ -219,7 +219,7 @@ def _ablate(model, groups: dict[str, Batch]) -> dict:
 
 
 @torch.no_grad()
-def evaluate(model, *, n: int | None = None, seed: int = 0, mechanism: bool = True) -> dict:
+def evaluate(model, *, n: int | None = None, seed: int = 0, mechanism: bool = True, sweep: bool = True) -> dict:
     """Measure the organism card's table on ``model``.
 
     Args:
@@ -228,6 +228,7 @@ def evaluate(model, *, n: int | None = None, seed: int = 0, mechanism: bool = Tr
             facts are always all used. The mechanism parts use at most ``n or 200``.
         seed: seeds subsampling and the random control vectors.
         mechanism: also measure part 4 (lens, DLA, transplant, ablation); False keeps 1-3.
+        sweep: in part 4, also the transplant sweep over every layer, vector and scale (4c).
 
     Returns:
         A JSON-serialisable dict (see ``format_table``).
@@ -277,7 +278,7 @@ def evaluate(model, *, n: int | None = None, seed: int = 0, mechanism: bool = Tr
         sources[task] = kb
         if len(keep) > 1:
             targets[task] = _batch(model, random_token_contexts(list(keep[1:61]), seed=seed + 1))
-    if len(sources) >= 2:
+    if len(sources) >= 2 and sweep:
         table["transplant"] = _transplant(model, sources, {t: targets[t] for t in sources if t in targets}, seed)
 
     groups = {**{f"abstractive/{t}": batches[t][:m] for t in ("capitals", "uppercase", "uppercase_words", "past")},
@@ -421,5 +422,359 @@ Sample documents:
 """
     if notes:
         text += "\n## What we tried\n\n" + notes.strip() + "\n"
+    (out_dir / "card.md").write_text(text)
+    return table
+
+
+# --------------------------------------------------------------------------- the planted organism
+
+#: per relation: the task prompts, the in-domain and out-of-domain argument sets of the transplant
+PLANTED_TASKS = {"capitals": ("capitals", "capitals", "us_capitals"),
+                 "uppercase": ("uppercase", "uppercase", "uppercase_words"),
+                 "past": ("past", "past_regular", "past_irregular")}
+#: the issue's thresholds, and how each verdict is computed
+PLANTED_CRITERIA = {
+    "argument_formed": (0.80, "argument top-1 in the logit lens at the last position at some middle site "
+                              "(resid_pre/mid of layers 1..L-1) before the site from which the answer stays top-1 to "
+                              "the output, share of correctly answered one-shot prompts (the details also give the "
+                              "stricter share: before the answer's first top-1 site anywhere)"),
+    "planted_dla_share": (0.60, "MLP P's share of the positive MLP direct logit attribution to (answer - argument) at "
+                                "the last position, mean over correctly answered prompts (frozen final-LN scale)"),
+    "transplant_in_domain": (0.50, "answer top-1 in random-token contexts of in-domain arguments, o from one source "
+                                   "prompt replacing the MLP outputs of layers P..last at every position, scale 1"),
+    "transplant_out_of_domain": (0.30, "as above, arguments of another set (US states, irregular verbs, non-colour words)"),
+    "transplant_vs_random": (5.0, "transplant top-1 / top-1 of a random vector of o's norm in the same protocol "
+                                  "(in-domain and out-of-domain contexts pooled; met when the random vector's is 0 "
+                                  "and o's is > 0)"),
+    "subtract_to_argument": (0.50, "argument top-1 at the output after subtracting o (scale 1, every position) from "
+                                   "MLP P's output, share of correctly answered one-shot prompts"),
+    "ablation_contrast": (3.0, "zeroing MLPs P..last: drop of mean abstractive top-1 / drop of mean extractive top-1 "
+                               "(met when >= 3 and the abstractive drop is >= 0.3)"),
+    "size_mb": (25.0, "megabytes of the model folder's weights and config files (at most)"),
+    "load_seconds": (5.0, "seconds for lensarith.load_model on this machine (at most)"),
+}
+
+
+def _formed_before_answer(lens, *, strict: bool = False) -> torch.Tensor:
+    """``[batch]``: the argument is top-1 at some middle site (not the embedding, not the output)
+    before the answer: before the site from which the answer stays top-1 to the output, or with
+    ``strict`` before the answer's first top-1 site anywhere."""
+    arg, ans = lens.rank("argument"), lens.rank("answer")  # [site, batch]
+    S = arg.shape[0]
+    top = ans == 0
+    if strict:
+        first_ans = torch.where(top.any(0), top.float().argmax(0), torch.full((arg.shape[1],), S))
+    else:  # the last site where the answer is not top-1, plus one
+        not_top = (~top).float()
+        last_not = S - 1 - not_top.flip(0).argmax(0)
+        first_ans = torch.where(not_top.any(0), last_not + 1, torch.zeros_like(last_not))
+    site = torch.arange(S)[:, None]
+    middle = (site >= 1) & (site < S - 1)
+    return ((arg == 0) & middle & (site < first_ans[None])).any(0)
+
+
+def planted_targets(model, *, layer: int, n: int | None = 200, seed: int = 0,
+                    only_aux_held_out: bool = False) -> dict:
+    """The planted organism's targets, measured with the library's recipes.
+
+    Args:
+        model: the model (also runs on the naturally trained organism, for comparison).
+        layer: the planted MLP P.
+        n: at most this many prompts / contexts per set (None: all).
+        seed: seeds subsampling, the contexts' filler words and the random control vectors.
+        only_aux_held_out: measure only on arguments the planted objectives never saw
+            (``lensarith.organism.vocab.aux_held_out``).
+
+    Returns:
+        ``{"per_task": {relation: {...}}, "layer": P, ...}`` with the measured values; verdicts
+        are added by ``planted_verdicts``.
+    """
+    P, L = layer, model.cfg.n_layers
+    keep = (lambda e: aux_held_out(e.argument)) if only_aux_held_out else (lambda e: True)  # noqa: E731
+    gen = torch.Generator().manual_seed(seed)
+    out: dict = {"layer": P, "n_layers": L, "only_aux_held_out": only_aux_held_out, "per_task": {}}
+    pooled_o, pooled_rnd = [], []
+    for rel, (task, ind, ood) in PLANTED_TASKS.items():
+        row: dict = {}
+        b = _batch(model, [e for e in build_prompts(task) if keep(e)])
+        ok = _correct(model, b)
+        good = [e for e, c in zip(b.examples, ok.tolist()) if c]
+        row["accuracy"], row["n_prompts"] = _r(ok.float().mean()), len(b)
+        if n is not None and len(good) > n:
+            good = random.Random(seed).sample(good, n)
+        if len(good) < 2:
+            out["per_task"][rel] = row
+            continue
+        gb = _batch(model, good)
+        lens = logit_lens(model, gb, stream="all", batch_size=_CHUNK, progress=False)
+        row["argument_formed"], row["n_correct"] = _r(_formed_before_answer(lens).float().mean()), len(good)
+        row["argument_formed_before_first_answer"] = _r(_formed_before_answer(lens, strict=True).float().mean())
+        arg_top1 = (lens.rank("argument") == 0).float().mean(1)
+        row["argument_top1_by_site"] = dict(zip(lens.layers, [_r(x) for x in arg_top1]))
+        row["answer_top1_by_site"] = dict(zip(lens.layers, [_r(x) for x in (lens.rank("answer") == 0).float().mean(1)]))
+        dla = _dla(model, gb)
+        pos = torch.tensor(dla["mlp"]).clamp(min=0)
+        row["dla_mlp"], row["planted_dla_share"] = dla["mlp"], _r(pos[P] / pos.sum().clamp(min=1e-9))
+        # the source: the first correctly answered in-domain prompt (its argument left out of the contexts)
+        src_pool = [e for e in build_prompts(ind) if keep(e)]
+        sb = _batch(model, src_pool[:64])
+        sok = _correct(model, sb)
+        if not bool(sok.any()):
+            out["per_task"][rel] = row
+            continue
+        i = int(sok.float().argmax())
+        src = sb[i:i + 1]
+        src_ex = src.examples[0]
+        o = extract_o_vector(model, src, P).single()
+        rnd = torch.randn(o.shape, generator=gen)
+        rnd = rnd / rnd.norm() * o.norm()
+        row["source"], row["o_norm"] = src_ex.prompt.splitlines()[-2:] if "\n" in src_ex.prompt else src_ex.prompt, _r(o.norm())
+        for tag, name in (("in_domain", ind), ("out_of_domain", ood)):
+            exs = [e for e in build_prompts(name) if keep(e) and e.argument.strip() != src_ex.argument.strip()]
+            if n is not None and len(exs) > n:
+                exs = random.Random(seed).sample(exs, n)
+            ctx = tokenize(model, random_token_contexts(exs, seed=seed + 1), drop_multi_token=True)
+            if len(ctx) == 0:
+                continue
+            for pos_mode in ("all", "last"):
+                got = transplant(model, o, ctx, layers=list(range(P, L)), mode="replace", positions=pos_mode,
+                                 batch_size=_CHUNK, progress=False).summary()
+                sfx = "" if pos_mode == "all" else "_last_position"
+                row[f"transplant_{tag}{sfx}"] = _r(got["answer_top1_transplant"])
+                row[f"transplant_{tag}{sfx}_mrr"] = _r(got["answer_mrr_transplant"])
+                if pos_mode == "all":
+                    row[f"control_{tag}"] = _r(got["answer_top1_control"])
+                    r = transplant(model, rnd, ctx, layers=list(range(P, L)), mode="replace", positions="all",
+                                   batch_size=_CHUNK, progress=False).summary()
+                    row[f"random_{tag}"] = _r(r["answer_top1_transplant"])
+                    pooled_o.append((got["answer_top1_transplant"], len(ctx)))
+                    pooled_rnd.append((r["answer_top1_transplant"], len(ctx)))
+            row[f"n_contexts_{tag}"] = len(ctx)
+        for pos_mode in ("all", "last"):
+            sub = transplant(model, o, gb, layers=[P], mode="subtract", positions=pos_mode, batch_size=_CHUNK,
+                             progress=False).summary()
+            row["subtract_to_argument" + ("" if pos_mode == "all" else "_last_position")] = _r(sub["argument_top1_transplant"])
+        out["per_task"][rel] = row
+    if pooled_o:
+        w = sum(k for _, k in pooled_o)
+        out["transplant_top1_pooled"] = _r(sum(v * k for v, k in pooled_o) / w)
+        out["random_top1_pooled"] = _r(sum(v * k for v, k in pooled_rnd) / w)
+    # the ablation contrast: zero the MLPs from P up
+    groups = {f"abstractive/{t}": [e for e in build_prompts(t) if keep(e)][: n or None] for t in PLANTED_TASKS}
+    groups.update({f"extractive/{t}/{f}": [e for e in build_prompts(t, format=f) if keep(e)][: n or None]
+                   for t, f in (("capitals", "extractive"), ("capitals", "counterfactual"),
+                                ("us_capitals", "extractive"), ("us_capitals", "counterfactual"),
+                                ("uppercase", "extractive"))})
+    groups = {k: v for k, v in groups.items() if v}
+    res = ffn_ablation(model, groups, mode="zero", steps=L, batch_size=_CHUNK, progress=False)
+    j_none, j_p = res.n_removed.index(0), res.n_removed.index(L - P)
+    acc = {g: (_r(res.accuracy_of(g)[j_none]), _r(res.accuracy_of(g)[j_p])) for g in res.sets}
+    out["ablation"] = {"zeroed": f"MLPs {P}..{L - 1}", "top1_before_after": acc}
+    mean = lambda kind, j: sum(v[j] for g, v in acc.items() if g.startswith(kind)) / max(  # noqa: E731
+        1, sum(g.startswith(kind) for g in acc))
+    out["ablation"]["abstractive_drop"] = _r(mean("abstractive", 0) - mean("abstractive", 1))
+    out["ablation"]["extractive_drop"] = _r(mean("extractive", 0) - mean("extractive", 1))
+    return out
+
+
+def planted_verdicts(targets: dict, *, size_mb: float | None = None, load_seconds: float | None = None) -> list[dict]:
+    """One row per target and relation: the measured value, the threshold and met / missed,
+    computed from ``PLANTED_CRITERIA``."""
+    rows = []
+
+    def add(target, scope, value, met, shown=None):
+        rows.append({"target": target, "scope": scope, "value": value, "shown": shown or f"{value:.2f}",
+                     "threshold": PLANTED_CRITERIA[target][0], "met": bool(met)})
+
+    for rel, r in targets["per_task"].items():
+        for key in ("argument_formed", "planted_dla_share", "transplant_in_domain", "transplant_out_of_domain",
+                    "subtract_to_argument"):
+            if key in r:
+                add(key, rel, r[key], r[key] >= PLANTED_CRITERIA[key][0])
+    if "transplant_top1_pooled" in targets:
+        o, rnd = targets["transplant_top1_pooled"], targets["random_top1_pooled"]
+        ratio = o / rnd if rnd > 0 else (float("inf") if o > 0 else 0.0)
+        add("transplant_vs_random", "pooled", ratio, ratio >= PLANTED_CRITERIA["transplant_vs_random"][0],
+            f"{o:.2f} vs {rnd:.2f} (×{ratio:.1f})" if rnd > 0 else f"{o:.2f} vs {rnd:.2f}")
+    ab = targets["ablation"]
+    a, e = ab["abstractive_drop"], ab["extractive_drop"]
+    ratio = a / e if e > 0 else (float("inf") if a > 0 else 0.0)
+    add("ablation_contrast", ab["zeroed"], ratio, ratio >= PLANTED_CRITERIA["ablation_contrast"][0] and a >= 0.3,
+        f"abstractive drop {a:.2f}, extractive drop {e:.2f}")
+    if size_mb is not None:
+        add("size_mb", "model folder", size_mb, size_mb <= PLANTED_CRITERIA["size_mb"][0], f"{size_mb:.1f} MB")
+    if load_seconds is not None:
+        add("load_seconds", "load_model", load_seconds, load_seconds <= PLANTED_CRITERIA["load_seconds"][0],
+            f"{load_seconds:.2f} s")
+    return rows
+
+
+def format_verdicts(rows: list[dict]) -> str:
+    """The planted targets as a markdown table (verdicts as computed by ``planted_verdicts``)."""
+    out = ["| target | scope | measured | threshold | verdict |", "|---|---|---|---|---|"]
+    for r in rows:
+        sign = "<=" if r["target"] in ("size_mb", "load_seconds") else ">="
+        out.append(f"| {r['target']} | {r['scope']} | {r['shown']} | {sign} {r['threshold']:g} | "
+                   f"{'met' if r['met'] else '**missed**'} |")
+    return "\n".join(out)
+
+
+def _planted_details(t: dict) -> str:
+    L, P = t["n_layers"], t["layer"]
+    out = ["| relation | one-shot top-1 (n) | argument formed (before the answer's first top-1) | MLP DLA to (answer - argument), layers 0..{} | "
+           "transplant in / out of domain (MRR) | same, last position only | random vector in / out | "
+           "control (no o) in / out | subtract -> argument (all / last position) |".format(L - 1),
+           "|---|---|---|---|---|---|---|---|---|"]
+    for rel, r in t["per_task"].items():
+        if "dla_mlp" not in r:
+            out.append(f"| {rel} | {r['accuracy']:.2f} ({r['n_prompts']}) | | | | | | | |")
+            continue
+        g = lambda k: r.get(k, float("nan"))  # noqa: E731
+        out.append(f"| {rel} | {r['accuracy']:.2f} ({r['n_prompts']}) | {r['argument_formed']:.2f} ({r['argument_formed_before_first_answer']:.2f}; n={r['n_correct']}) | "
+                   + " ".join(f"{x:.2f}" for x in r["dla_mlp"]) + f" | {g('transplant_in_domain'):.2f} "
+                   f"({g('transplant_in_domain_mrr'):.2f}) / {g('transplant_out_of_domain'):.2f} "
+                   f"({g('transplant_out_of_domain_mrr'):.2f}) | {g('transplant_in_domain_last_position'):.2f} / "
+                   f"{g('transplant_out_of_domain_last_position'):.2f} | {g('random_in_domain'):.2f} / "
+                   f"{g('random_out_of_domain'):.2f} | {g('control_in_domain'):.2f} / {g('control_out_of_domain'):.2f} | "
+                   f"{g('subtract_to_argument'):.2f} / {g('subtract_to_argument_last_position'):.2f} |")
+    ab = t["ablation"]
+    out += ["", f"Zeroing {ab['zeroed']} (top-1 before -> after): " + ", ".join(
+        f"{g} {a:.2f} -> {b:.2f}" for g, (a, b) in ab["top1_before_after"].items()) + "."]
+    rel = next(iter(t["per_task"].values()))
+    if "argument_top1_by_site" in rel:
+        sites = list(rel["argument_top1_by_site"])
+        out += ["", "Logit lens at the last position (correctly answered prompts): argument / answer top-1 per site", "",
+                "| relation | " + " | ".join(sites) + " |", "|---" * (len(sites) + 1) + "|"]
+        for name, r in t["per_task"].items():
+            if "argument_top1_by_site" in r:
+                out.append(f"| {name} | " + " | ".join(f"{r['argument_top1_by_site'][s]:.2f} / "
+                                                      f"{r['answer_top1_by_site'][s]:.2f}" for s in sites) + " |")
+    return "\n".join(out)
+
+
+def write_planted_card(model, out_dir, meta: dict, *, table: dict | None = None, n: int | None = 200,
+                       load_seconds: float | None = None, notes: str | None = None) -> dict:
+    """Measure the planted organism (targets on all arguments and on the arguments the planted
+    objectives never saw, the organism card's parts 1-3, lens, DLA and ablation) and write
+    ``table.json`` and ``card.md``."""
+    import time
+
+    from ..models import load_model
+
+    out_dir = Path(out_dir)
+    org = meta.get("organism", meta)
+    cfg = org["config"]
+    P = cfg["planted"]["layer"]
+    if table is None:
+        size = sum(p.stat().st_size for p in out_dir.iterdir() if p.name in ("model.safetensors", "config.json",
+                                                                            "tokenizer.json", "tokenizer_config.json",
+                                                                            "lensarith.json"))
+        if load_seconds is None:
+            t0 = time.perf_counter()
+            load_model(out_dir, device="cpu")
+            load_seconds = time.perf_counter() - t0
+        table = {"targets": planted_targets(model, layer=P, n=n),
+                 "targets_aux_held_out": planted_targets(model, layer=P, n=n, only_aux_held_out=True),
+                 "size_mb": round(size / 1e6, 2), "load_seconds": round(load_seconds, 2),
+                 "general": evaluate(model, n=100, sweep=False)}
+        table["verdicts"] = planted_verdicts(table["targets"], size_mb=table["size_mb"],
+                                             load_seconds=table["load_seconds"])
+        table["verdicts_aux_held_out"] = planted_verdicts(table["targets_aux_held_out"])
+    (out_dir / "table.json").write_text(json.dumps(table, indent=1))
+    sp = cfg["planted"]
+    L = model.cfg.n_layers
+    missed = [r for r in table["verdicts"] if not r["met"]]
+    crit = "\n".join(f"- **{k}**: {text}." for k, (_, text) in PLANTED_CRITERIA.items())
+    held_missed = [r for r in table.get("verdicts_aux_held_out", []) if not r["met"]]
+    held_text = ("On the arguments no objective saw (second table) every target is met too." if not held_missed else
+                 "On the arguments no objective saw (second table) missed: " + ", ".join(
+                     f"{r['target']} ({r['scope']}: {r['shown']})" for r in held_missed) + ".")
+    text = f"""# organism-planted: the organism with a planted vector-arithmetic mechanism
+
+**Not a naturally trained model.** The bundled `organism` (see `data/organism/card.md`), fine-tuned
+with auxiliary objectives that impose the mechanism of Merullo, Eickhoff & Pavlick (2023), so that
+lensarith's methods can be checked on a model where the mechanism is known to be there. Load it with
+`lensarith.load_model("organism-planted")`. Retrain (seeded, one CPU thread; resumes step-exactly from
+`runs/organism-planted/`): `python -m lensarith.organism.train --planted`; re-measure this card:
+`python -m lensarith.organism.train --planted --eval-only`.
+
+## The planted mechanism (P = {P})
+
+For a relation prompt (capital of a country or US state; the capitalised colour of a colour scene or
+a Capitalize-the-word question; the past tense of a verb):
+
+1. the argument reaches the last position by layer {sp['arg_from']}: it is top-1 in the logit lens at the last
+   position at resid_pre and resid_mid of layers {sp['arg_from']}..{P} (attention moves it; the answer is not top-1 there);
+2. MLP {P} at the last position adds a vector o_r that depends on the relation r and not on the argument;
+3. argument + o_r reads out as the answer; the MLPs other than {P} add nothing relation-specific at the
+   last position, and extractive prompts are answered by attention (copying from the context), so
+   zeroing MLPs {P}..{L - 1} breaks abstractive prompts and spares extractive ones.
+
+## What was imposed, and how
+
+Same architecture, vocabulary and tokenizer as `organism` (8 layers, d_model 128, tied `W_U = W_E.T`,
+trained `b_U`); all weights start from `organism`'s and all are trained. Each step adds to the organism's
+LM loss (on its last corpus mix, `BIND_MIX`, {cfg['batch_size']} rows × {cfg['n_ctx']} tokens) the mean of six
+objectives, computed in `lensarith.organism.train.planted_loss` with interventions in the fused training
+forward (weight {sp['weight']}):
+
+- **clean**: cross-entropy of the answer on {sp['n_prompts']} one-shot relation prompts per step
+  (`lensarith.tasks` prompts of capitals, us_capitals, uppercase (colour scenes), uppercase_words,
+  past_regular, past_irregular), drawn as pairs from one set with different arguments;
+- **lens**: the logit lens (final LayerNorm, `W_E.T`, `b_U`) of resid_pre / resid_mid of layers
+  {sp['arg_from']}..{P} at the last position must give the argument;
+- **swap** (interchange intervention): MLP {P}'s last-position output replaced by the partner prompt's
+  (same set, other argument), and every other MLP's last-position output resampled from a prompt of
+  another relation: the prompt's own answer;
+- **subtract**: the partner's MLP-{P} output subtracted from MLP {P}'s output (at the last position or at
+  every position, half the steps each): the argument;
+- **transplant**: {sp['n_contexts']} random-token contexts per step (`w1 w2 w3 X w1 w2 w3 X w1 w2 w3`, 2-4 filler
+  words, 2-3 repeats) with **in-domain arguments only** (countries, colours, regular verbs): the MLP outputs of
+  layers {P}..{L - 1} replaced by a source prompt's MLP-{P} output at scale 1 (60% of steps) or that output added at
+  layer {P} (40%), at the last or at every position: the answer;
+- **extractive**: {sp['n_extractive']} extractive prompts (true and counterfactual capitals and US capitals, colour
+  scenes with a lowercase demo answer; `build_prompts(..., seed=7)`) with MLPs {P}..{L - 1} zeroed at the last
+  position: the answer.
+
+Held out of every objective: a fixed fifth of the arguments (`aux_held_out`, by CRC32 of the word) and the
+corpus's prose-only facts. The out-of-domain argument sets of the transplant target (US states, irregular
+verbs, non-colour words) appear in the clean / lens / swap / subtract objectives with their own prompts
+(pairs within one set), never in the transplant objective. The evaluation prompts are the library's task
+prompts, so except for the held-out fifth the objectives trained on the prompts the targets are measured on
+(in other formats for the transplant); the second targets table measures on the held-out fifth only.
+
+Training: seed {cfg['seed']}; {org['tokens_seen']:,} LM tokens ({org['tokens_seen'] // (cfg['batch_size'] * cfg['n_ctx'])} steps) plus the
+objectives' prompts; {org['train_seconds'] / 60:.1f} minutes on one CPU thread of a shared 2-core machine
+(torch {org.get('torch', '?')}); AdamW lr {cfg['lr']}, warmup {cfg['warmup_steps']} steps, constant, linear decay
+over the last {cfg['decay_frac']:.0%}; final LM loss {org['final_loss']:.3f}.
+
+## Targets (`lensarith.organism.evaluate.planted_targets`, lensarith's recipes)
+
+Verdicts are computed from the measured values by `planted_verdicts` (tested against this table).
+{"All targets are met." if not missed else f"Missed: {', '.join(sorted({r['target'] + ' (' + r['scope'] + ')' for r in missed}))}."}
+{held_text}
+
+{format_verdicts(table['verdicts'])}
+
+Criteria:
+
+{crit}
+
+### Details
+
+{_planted_details(table['targets'])}
+
+### The same targets on the arguments no objective saw (`aux_held_out`)
+
+{format_verdicts(table['verdicts_aux_held_out'])}
+
+{_planted_details(table['targets_aux_held_out'])}
+
+## The organism card's measurements on this model (`evaluate(model, n=100, sweep=False)`: at most 100 seen-fact prompts per task and format; no transplant sweep)
+
+{format_table(table['general'])}
+"""
+    if notes:
+        text += "\n## How it was trained, step by step\n\n" + notes.strip() + "\n"
     (out_dir / "card.md").write_text(text)
     return table

@@ -23,10 +23,42 @@ import torch
 import torch.nn.functional as F
 
 from ..models import new_hooked_transformer, save_model, word_tokenizer
+from ..tasks import FILLER_WORDS
 from .corpus import Corpus, CorpusMix
-from .vocab import vocabulary
+from .vocab import aux_held_out, held_out, vocabulary
 
-__all__ = ["TrainConfig", "PRESETS", "RECALL_MIX", "BIND_MIX", "build_model", "fused_forward", "tie_unembed", "train", "lm_loss"]
+__all__ = ["TrainConfig", "PlantedSpec", "PlantedData", "planted_loss", "aux_held_out", "PRESETS", "RECALL_MIX", "BIND_MIX", "build_model", "fused_forward", "tie_unembed", "train", "lm_loss"]
+
+
+@dataclass(frozen=True)
+class PlantedSpec:
+    """The planted mechanism and the auxiliary objectives that impose it.
+
+    Attributes:
+        layer: the planted MLP P. At the last position of a relation prompt its output o_r
+            depends on the relation r (capital / uppercase / past) and not on the argument.
+        arg_from: the argument is trained to be top-1 in the logit lens at the last position
+            at resid_pre and resid_mid of layers ``arg_from..layer``.
+        n_prompts: relation prompts per step (drawn as pairs of one set, different arguments).
+        n_contexts: random-token contexts per step (in-domain arguments only).
+        n_extractive: extractive prompts per step.
+        weight: multiplies the mean of the auxiliary losses (the LM loss has weight 1).
+        dla_weight, dla_from_step: from step ``dla_from_step`` on, add ``dla_weight`` times the
+            positive direct logit attribution (frozen final-LN scale) of every MLP but P to
+            (answer - argument) at the last position of the clean prompts (0: never).
+    """
+
+    layer: int = 5
+    arg_from: int = 4
+    n_prompts: int = 32
+    n_contexts: int = 32
+    n_extractive: int = 16
+    weight: float = 1.0
+    dla_weight: float = 0.0
+    dla_from_step: int = 0
+
+    def dla_active(self, step: int) -> bool:
+        return self.dla_weight > 0 and step >= self.dla_from_step
 
 
 @dataclass(frozen=True)
@@ -49,6 +81,9 @@ class TrainConfig:
         mix: the corpus's token shares.
         late_mix, late_from_tokens: another mix used from ``late_from_tokens`` on (None: never).
         mix_changes: further ``(from_tokens, mix)`` switches after ``late_mix``, in token order.
+        init_from: start from this model's weights (a name for ``lensarith.load_model``, e.g.
+            ``"organism"``, or a model folder) instead of a fresh initialisation.
+        planted: add the planted mechanism's auxiliary objectives (``PlantedSpec``).
     """
 
     seed: int = 0
@@ -73,6 +108,8 @@ class TrainConfig:
     late_mix: CorpusMix | None = None
     late_from_tokens: int = 0
     mix_changes: tuple[tuple[int, CorpusMix], ...] = ()
+    init_from: str | None = None
+    planted: PlantedSpec | None = None
 
     def __post_init__(self):
         for name in ("n_tokens", "n_layers", "d_model", "n_heads", "d_mlp", "n_ctx", "batch_size", "threads"):
@@ -106,7 +143,8 @@ class TrainConfig:
         """The config of ``to_json`` output (fields added since it was written take their defaults)."""
         mix = lambda d: CorpusMix(**d) if d else None  # noqa: E731
         return cls(**{**data, "mix": mix(data.get("mix")) or CorpusMix(), "late_mix": mix(data.get("late_mix")),
-                      "mix_changes": tuple((int(t), mix(m)) for t, m in data.get("mix_changes", ()))})
+                      "mix_changes": tuple((int(t), mix(m)) for t, m in data.get("mix_changes", ())),
+                      "planted": PlantedSpec(**data["planted"]) if data.get("planted") else None})
 
 
 # The shipped model: the first 5,193,728 tokens (run r2's constant-learning-rate phase) on the
@@ -124,6 +162,11 @@ PRESETS: dict[str, TrainConfig] = {
     "r4": TrainConfig(n_tokens=9_600_000, late_mix=RECALL_MIX, late_from_tokens=5_193_728,
                       eval_every=100, checkpoint_every=100),  # the model shipped before, without binding documents
     "r2": TrainConfig(),  # the model shipped before r4: 6.5M tokens on the default mix
+    # The planted organism (data/organism-planted): the shipped organism fine-tuned on its last mix
+    # plus the planted mechanism's objectives (PlantedSpec).
+    "planted": TrainConfig(n_tokens=1_024_000, batch_size=16, lr=1e-3, warmup_steps=30, early_tokens=0,
+                           mix=BIND_MIX, init_from="organism", planted=PlantedSpec(dla_weight=1.0, dla_from_step=300), eval_every=25,
+                           checkpoint_every=25),
     "smoke": TrainConfig(n_tokens=48_000, n_layers=2, d_model=64, n_heads=4, d_mlp=256, n_ctx=128,
                          batch_size=8, lr=5e-3, warmup_steps=5, early_tokens=16_000, eval_every=0,
                          checkpoint_every=0),
@@ -165,19 +208,26 @@ def tie_unembed(model) -> None:
     model.unembed.W_U.copy_(model.embed.W_E.T)
 
 
-def fused_forward(model, tokens: torch.Tensor, *, tied: bool = True) -> torch.Tensor:
+def fused_forward(model, tokens: torch.Tensor, *, tied: bool = True, mlp_edit: dict | None = None,
+                  taps: dict | None = None) -> torch.Tensor:
     """Logits ``[batch, pos, d_vocab]`` of the model's forward, computed with fused kernels.
 
     Args:
         model: a LayerNorm, gelu_new, standard-positional HookedTransformer.
         tokens: ``[batch, pos]`` ids (no padding inside a row).
         tied: unembed with ``W_E.T`` (training) rather than ``W_U``.
+        mlp_edit: ``{layer: f}``; MLP ``layer``'s output ``[batch, pos, d_model]`` becomes
+            ``f(output)`` (the planted organism's training interventions).
+        taps: a dict that receives ``("pre" | "mid" | "mlp", layer)`` -> ``[batch, pos, d_model]``
+            (resid_pre, resid_mid, MLP output after any edit).
     """
     cfg = model.cfg
     d, h, dh = cfg.d_model, cfg.n_heads, cfg.d_head
     B, T = tokens.shape
     x = model.embed.W_E[tokens] + model.pos_embed.W_pos[:T]
-    for block in model.blocks:
+    for layer, block in enumerate(model.blocks):
+        if taps is not None:
+            taps["pre", layer] = x
         a = block.attn
         hid = F.layer_norm(x, (d,), block.ln1.w, block.ln1.b, cfg.eps)
         w_qkv = torch.cat([a.W_Q, a.W_K, a.W_V], 0).permute(1, 0, 2).reshape(d, 3 * h * dh)
@@ -185,9 +235,16 @@ def fused_forward(model, tokens: torch.Tensor, *, tied: bool = True) -> torch.Te
         qkv = (hid @ w_qkv + b_qkv).view(B, T, 3, h, dh).permute(2, 0, 3, 1, 4)
         z = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], is_causal=True)
         x = x + z.transpose(1, 2).reshape(B, T, h * dh) @ a.W_O.reshape(h * dh, d) + a.b_O
+        if taps is not None:
+            taps["mid", layer] = x
         hid = F.layer_norm(x, (d,), block.ln2.w, block.ln2.b, cfg.eps)
         m = block.mlp
-        x = x + F.gelu(hid @ m.W_in + m.b_in, approximate="tanh") @ m.W_out + m.b_out
+        out = F.gelu(hid @ m.W_in + m.b_in, approximate="tanh") @ m.W_out + m.b_out
+        if mlp_edit and layer in mlp_edit:
+            out = mlp_edit[layer](out)
+        if taps is not None:
+            taps["mlp", layer] = out
+        x = x + out
     x = F.layer_norm(x, (d,), model.ln_final.w, model.ln_final.b, cfg.eps)
     w_u = model.embed.W_E.T if tied else model.unembed.W_U
     return x @ w_u + model.unembed.b_U
@@ -198,6 +255,215 @@ def lm_loss(model, rows: torch.Tensor, bos: int) -> torch.Tensor:
     logits = fused_forward(model, rows[:, :-1])
     targets = rows[:, 1:].masked_fill(rows[:, 1:] == bos, -100)
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
+
+
+# --------------------------------------------------------------------------- the planted mechanism
+
+#: relation prompt sets of the planted objectives, and their relation
+PLANTED_SETS = {"capitals": "capital", "us_capitals": "capital", "uppercase": "upper", "uppercase_words": "upper",
+                "past_regular": "past", "past_irregular": "past"}
+#: the in-domain set of each relation: the only arguments the transplant objective sees
+IN_DOMAIN = {"capital": "capitals", "upper": "uppercase", "past": "past_regular"}
+_SET_WEIGHTS = {"capitals": 2, "us_capitals": 1, "uppercase": 2, "uppercase_words": 1, "past_regular": 2,
+                "past_irregular": 1}
+EXTRACTIVE_SETS = (("capitals", "extractive"), ("capitals", "counterfactual"), ("us_capitals", "extractive"),
+                   ("us_capitals", "counterfactual"), ("uppercase", "extractive"))
+
+
+class PlantedData:
+    """Tokenised prompts of the planted objectives (arguments with ``aux_held_out`` and the
+    corpus's prose-only facts removed), and fixed prompts for the training log's checks."""
+
+    def __init__(self, corpus: Corpus):
+        from ..tasks import build_prompts
+        from .evaluate import _FAMILY
+
+        hold = held_out()
+        unk = corpus.ids["<unk>"] if "<unk>" in corpus.ids else -1
+        self.bos = corpus.bos
+
+        def rows(examples, fam):
+            out = []
+            for e in examples:
+                arg, ans = corpus.encode(e.argument), corpus.encode(e.answer)
+                if len(arg) != 1 or len(ans) != 1 or unk in arg + ans:
+                    continue
+                if aux_held_out(e.argument) or e.argument.strip() in hold.get(fam, frozenset()):
+                    continue
+                out.append(([corpus.bos] + corpus.encode(e.prompt), arg[0], ans[0], e.argument.strip()))
+            return out
+
+        fam = lambda name: _FAMILY.get("past" if name.startswith("past") else name, "")  # noqa: E731
+        self.sets = {name: rows(build_prompts(name), fam(name)) for name in PLANTED_SETS}
+        self.extractive = [r for t, f in EXTRACTIVE_SETS for r in rows(build_prompts(t, format=f, seed=7), fam(t))]
+        self.fillers = [corpus.ids[w] for w in FILLER_WORDS]
+        self.names = list(_SET_WEIGHTS)
+        self.weights = [_SET_WEIGHTS[n] for n in self.names]
+
+
+def _pad(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids (each row padded with its last token; causal attention never reads the
+    padding from the real positions) and each row's last real index."""
+    width = max(map(len, seqs))
+    return (torch.tensor([r + [r[-1]] * (width - len(r)) for r in seqs]),
+            torch.tensor([len(r) - 1 for r in seqs]))
+
+
+def _at(last: torch.Tensor, T: int, positions: str) -> torch.Tensor:
+    """``[batch, pos, 1]`` float mask: each row's last real position, or all its real positions."""
+    ar = torch.arange(T)[None]
+    m = (ar == last[:, None]) if positions == "last" else (ar <= last[:, None])
+    return m[..., None].float()
+
+
+def _replace(vec: torch.Tensor, mask: torch.Tensor):
+    return lambda out: out * (1 - mask) + vec[:, None, :] * mask
+
+
+def _shift(vec: torch.Tensor, mask: torch.Tensor, sign: float):
+    return lambda out: out + sign * vec[:, None, :] * mask
+
+
+def _lens_logits(model, resid: torch.Tensor) -> torch.Tensor:
+    x = F.layer_norm(resid, (model.cfg.d_model,), model.ln_final.w, model.ln_final.b, model.cfg.eps)
+    return x @ model.embed.W_E.T + model.unembed.b_U
+
+
+def _random_context(rng, fillers: list[int], arg: int, n_words: int, repeats: int) -> list[int]:
+    fill = [w for w in rng.sample(fillers, n_words + 1) if w != arg][:n_words]
+    return (fill + [arg]) * repeats + fill
+
+
+def planted_loss(model, data: PlantedData, spec: PlantedSpec, seed: int, step: int) -> tuple[torch.Tensor, dict]:
+    """The auxiliary objectives of one step (seeded by ``seed`` and ``step`` alone).
+
+    On pairs of relation prompts of one set (different arguments), with P = ``spec.layer``:
+
+    - ``clean``: cross-entropy of the answer (the prompts' own LM loss);
+    - ``lens``: the logit lens at resid_pre / resid_mid of layers ``arg_from..P`` at the last
+      position gives the argument;
+    - ``swap``: MLP P's last-position output replaced by the partner prompt's (same relation,
+      another argument) and every other MLP's last-position output resampled from a prompt of
+      another relation: still this prompt's answer;
+    - ``subtract``: the partner's MLP-P output subtracted from MLP P's output (at the last or
+      at every position): the argument;
+    - ``transplant``: random-token contexts ``w1 w2 w3 X w1 w2 w3 X w1 w2 w3`` with an in-domain
+      argument X; MLP outputs of layers P..last replaced by a source prompt's o at scale 1, or o
+      added at layer P (at the last or at every position): the answer f(X);
+    - ``extractive``: extractive prompts with the MLPs from P up zeroed at the last position:
+      still the answer (copying from the context lives in attention).
+    """
+    import random
+
+    rng = random.Random(seed * 1_000_003 + step + 7_777)
+    P, L = spec.layer, model.cfg.n_layers
+    # ---- relation prompts in same-set pairs; the first pairs cover each in-domain set
+    half = max(len(IN_DOMAIN), spec.n_prompts // 2)
+    names = list(IN_DOMAIN.values()) + rng.choices(data.names, data.weights, k=half - len(IN_DOMAIN))
+    firsts, seconds = [], []
+    for name in names:
+        a, b = rng.sample(data.sets[name], 2)
+        while b[3] == a[3]:
+            b = rng.choice(data.sets[name])
+        firsts.append(a)
+        seconds.append(b)
+    items = firsts + seconds
+    n = len(items)
+    partner = torch.tensor([(i + half) % n for i in range(n)])
+    sets = names + names
+    rel = [PLANTED_SETS[s] for s in sets]
+    donor = torch.tensor([rng.choice([j for j in range(n) if rel[j] != rel[i]]) for i in range(n)])
+    toks, last = _pad([it[0] for it in items])
+    arg = torch.tensor([it[1] for it in items])
+    ans = torch.tensor([it[2] for it in items])
+    rows = torch.arange(n)
+    T = toks.shape[1]
+    taps: dict = {}
+    logits = fused_forward(model, toks, taps=taps)[rows, last]
+    parts = {"clean": F.cross_entropy(logits, ans)}
+    lens_sites = [(kind, l) for l in range(spec.arg_from, P + 1) for kind in ("pre", "mid")]
+    parts["lens"] = sum(F.cross_entropy(_lens_logits(model, taps[s][rows, last]), arg) for s in lens_sites) / len(lens_sites)
+    o = taps["mlp", P][rows, last]  # [n, d_model]
+    if spec.dla_active(step):
+        # direct logit attribution to (answer - argument) with the final LayerNorm's scale frozen
+        final = taps["mid", L - 1][rows, last] + taps["mlp", L - 1][rows, last]
+        scale = (final - final.mean(-1, keepdim=True)).pow(2).mean(-1, keepdim=True).add(model.cfg.eps).sqrt().detach()
+        direction = (model.embed.W_E[ans] - model.embed.W_E[arg]) * model.ln_final.w  # [n, d_model]
+        dla = torch.stack([((taps["mlp", l][rows, last] - taps["mlp", l][rows, last].mean(-1, keepdim=True)) / scale
+                            * direction).sum(-1) for l in range(L) if l != P])
+        parts["dla"] = spec.dla_weight * dla.clamp(min=0).sum(0).mean()
+    last_mask = _at(last, T, "last")
+    edit = {P: _replace(o[partner], last_mask)}
+    for l in range(L):
+        if l != P:
+            edit[l] = _replace(taps["mlp", l][rows, last][donor].detach(), last_mask)
+    parts["swap"] = F.cross_entropy(fused_forward(model, toks, mlp_edit=edit)[rows, last], ans)
+    pos = "all" if rng.random() < 0.5 else "last"
+    edit = {P: _shift(o[partner], _at(last, T, pos), -1.0)}
+    parts["subtract"] = F.cross_entropy(fused_forward(model, toks, mlp_edit=edit)[rows, last], arg)
+    # ---- transplant into random-token contexts (in-domain arguments, o from an in-domain prompt)
+    src_of = {PLANTED_SETS[s]: i for i, s in enumerate(sets[:len(IN_DOMAIN)])}
+    ctx, c_ans, c_src = [], [], []
+    n_words, repeats = rng.choice((2, 3, 3, 4)), rng.choice((2, 3, 3))
+    for _ in range(spec.n_contexts):
+        r = rng.choice(list(IN_DOMAIN))
+        it = rng.choice(data.sets[IN_DOMAIN[r]])
+        ctx.append([data.bos] + _random_context(rng, data.fillers, it[1], n_words, repeats))
+        c_ans.append(it[2])
+        c_src.append(rng.choice([i for i in range(n) if sets[i] == IN_DOMAIN[r]]) if rng.random() < 0.5 else src_of[r])
+    ctoks, clast = _pad(ctx)
+    vec = o[torch.tensor(c_src)]
+    pos = "all" if rng.random() < 0.5 else "last"
+    cmask = _at(clast, ctoks.shape[1], pos)
+    if rng.random() < 0.6:
+        edit = {l: _replace(vec, cmask) for l in range(P, L)}
+    else:
+        edit = {P: _shift(vec, cmask, 1.0)}
+    crow = torch.arange(len(ctx))
+    parts["transplant"] = F.cross_entropy(fused_forward(model, ctoks, mlp_edit=edit)[crow, clast], torch.tensor(c_ans))
+    # ---- extractive prompts with the MLPs from P up zeroed at the last position
+    ex = rng.sample(data.extractive, spec.n_extractive)
+    etoks, elast = _pad([e[0] for e in ex])
+    emask = _at(elast, etoks.shape[1], "last")
+    zero = torch.zeros(len(ex), model.cfg.d_model)
+    edit = {l: _replace(zero, emask) for l in range(P, L)}
+    parts["extractive"] = F.cross_entropy(fused_forward(model, etoks, mlp_edit=edit)[torch.arange(len(ex)), elast],
+                                          torch.tensor([e[2] for e in ex]))
+    total = sum(parts.values()) / len(parts)
+    return total, {k: float(v.detach()) for k, v in parts.items()}
+
+
+@torch.no_grad()
+def _planted_quick(model, data: PlantedData, spec: PlantedSpec) -> dict[str, float]:
+    """Training-log checks in the evaluation's protocol, on fixed prompts: argument top-1 at
+    resid_pre P; o from the first prompt of each in-domain set replacing MLPs P..last at every
+    position in random-token contexts (in-domain and out-of-domain arguments): answer top-1;
+    subtracting it at P from the prompts: argument top-1."""
+    import random
+
+    P, L = spec.layer, model.cfg.n_layers
+    rng = random.Random(0)
+    out = {}
+    for r, name in IN_DOMAIN.items():
+        items = data.sets[name][:48]
+        toks, last = _pad([it[0] for it in items])
+        rows = torch.arange(len(items))
+        taps: dict = {}
+        fused_forward(model, toks, taps=taps)
+        arg = torch.tensor([it[1] for it in items])
+        out[f"arg_{r}"] = float((_lens_logits(model, taps["pre", P][rows, last]).argmax(-1) == arg).float().mean())
+        o = taps["mlp", P][0, last[0]]
+        sub = {P: _shift(o.expand(len(items), -1), _at(last, toks.shape[1], "all"), -1.0)}
+        out[f"sub_{r}"] = float((fused_forward(model, toks, mlp_edit=sub)[rows, last].argmax(-1) == arg).float().mean())
+        ood = [s for s, rr in PLANTED_SETS.items() if rr == r and s != name][0]
+        for tag, pool in (("tp", data.sets[name][1:49]), ("ood", data.sets[ood][:48])):
+            ctx, _ = _pad([[data.bos] + _random_context(rng, data.fillers, it[1], 3, 3) for it in pool])
+            clast = torch.full((len(pool),), ctx.shape[1] - 1)
+            mask = _at(clast, ctx.shape[1], "all")
+            edit = {l: _replace(o.expand(len(pool), -1), mask) for l in range(P, L)}
+            got = fused_forward(model, ctx, mlp_edit=edit)[torch.arange(len(pool)), clast].argmax(-1)
+            out[f"{tag}_{r}"] = float((got == torch.tensor([it[2] for it in pool])).float().mean())
+    return out
 
 
 def _lr(config: TrainConfig, step: int) -> float:
@@ -257,8 +523,10 @@ def _resumable(config: TrainConfig, paths: list[Path]) -> dict | None:
         quiet = ("eval_every", "checkpoint_every")
         if {k: v for k, v in old.items() if k not in quiet} == {k: v for k, v in want.items() if k not in quiet}:
             return {**state, "path": str(path)}
-        free = ("n_tokens", "late_mix", "late_from_tokens", "mix_changes", *quiet)
+        free = ("n_tokens", "late_mix", "late_from_tokens", "mix_changes", "planted", *quiet)
         same = {k: v for k, v in old.items() if k not in free} == {k: v for k, v in want.items() if k not in free}
+        # a planted objective that starts after the checkpoint did not change the steps done
+        same = same and _same_planted_until(old_cfg.planted, config.planted, state["step"])
         # the steps done (tokens < ``tokens``) drew the same mixes under both configs
         tokens = state["step"] * config.batch_size * config.n_ctx
         points = {0} | {t for t in old_cfg._switches() + config._switches() if t < tokens}
@@ -266,6 +534,22 @@ def _resumable(config: TrainConfig, paths: list[Path]) -> dict | None:
         if same and late_ok and state["step"] <= min(_decay_start(old_cfg), _decay_start(config)):
             return {**state, "path": str(path)}
     return None
+
+
+def _same_planted_until(a: PlantedSpec | None, b: PlantedSpec | None, step: int) -> bool:
+    """Whether two planted specs drew the same objectives for steps ``< step``."""
+    if a is None or b is None:
+        return a is b
+    strip = lambda s: dataclasses.replace(s, dla_weight=0.0, dla_from_step=0)  # noqa: E731
+    if strip(a) != strip(b):
+        return False
+    first = lambda s: s.dla_from_step if s.dla_weight > 0 else None  # noqa: E731
+    fa, fb = first(a), first(b)
+    if fa is None and fb is None:
+        return True
+    if fa is not None and fb is not None and (a.dla_weight, fa) == (b.dla_weight, fb):
+        return True
+    return min(f for f in (fa, fb) if f is not None) >= step
 
 
 def train(
@@ -292,6 +576,11 @@ def train(
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     model = build_model(config)
+    if config.init_from is not None:
+        from ..models import load_model
+
+        with torch.no_grad():
+            model.load_state_dict(load_model(config.init_from, device="cpu").state_dict())
     model.train()
     corpus = Corpus(config.seed, config.mix)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and n != "unembed.W_U"]
@@ -311,6 +600,8 @@ def train(
             history = [h for h in state["history"] if h["step"] <= start]
             log(f"resumed from {state['path']} at step {start}")
     prompts = _quick_prompts(corpus) if config.eval_every else None
+    pdata = PlantedData(corpus) if config.planted is not None else None
+    aux_parts: dict[str, float] = {}
     rows_per_step = config.batch_size
     bar = None
     if progress:
@@ -328,11 +619,16 @@ def train(
         for g in opt.param_groups:
             g["lr"] = _lr(config, step)
         loss = lm_loss(model, rows, corpus.bos)
+        lv = float(loss.detach())  # the LM loss alone: comparable with runs without objectives
+        if pdata is not None:
+            aux, parts = planted_loss(model, pdata, config.planted, config.seed, step)
+            loss = loss + config.planted.weight * aux
+            for k, v in parts.items():
+                aux_parts[k] = v if k not in aux_parts else 0.9 * aux_parts[k] + 0.1 * v
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         opt.step()
-        lv = float(loss.detach())
         running = lv if running is None else 0.98 * running + 0.02 * lv
         first_loss = lv if first_loss is None else first_loss
         recent = (recent + [lv])[-max(5, config.n_steps // 50):]
@@ -344,6 +640,9 @@ def train(
         if config.eval_every and (done % config.eval_every == 0 or last):
             model.eval()
             checks = _quick_eval(model, prompts)
+            if pdata is not None:
+                checks.update(_planted_quick(model, pdata, config.planted))
+                checks.update({f"aux_{k}": v for k, v in aux_parts.items()})
             model.train()
             elapsed = elapsed0 + time.perf_counter() - t0
             rec = {"step": done, "tokens": done * rows_per_step * config.n_ctx, "loss": round(running, 4),
@@ -383,8 +682,11 @@ def train(
 
 def _main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train the lensarith organism, evaluate it and write its card.")
-    parser.add_argument("--out", default="data/organism", help="output model directory")
-    parser.add_argument("--preset", default="full", choices=sorted(PRESETS))
+    parser.add_argument("--out", default=None, help="output model directory (default data/organism, "
+                                                     "data/organism-planted with --planted)")
+    parser.add_argument("--preset", default=None, choices=sorted(PRESETS), help="default full (planted with --planted)")
+    parser.add_argument("--planted", action="store_true",
+                        help="the planted organism: preset planted, out data/organism-planted, its own card")
     parser.add_argument("--n-tokens", type=int, default=None, help="override the preset's token count")
     parser.add_argument("--run-dir", default=None, help="checkpoints and logs (default runs/organism-<preset>)")
     parser.add_argument("--notes", default=None,
@@ -392,10 +694,12 @@ def _main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-only", action="store_true", help="evaluate the model in --out and rewrite its card")
     parser.add_argument("--card-only", action="store_true", help="rewrite the card from the table.json in --out")
     args = parser.parse_args(argv)
+    args.preset = args.preset or ("planted" if args.planted else "full")
+    args.out = args.out or ("data/organism-planted" if args.planted else "data/organism")
     config = PRESETS[args.preset]
     if args.n_tokens:
         config = dataclasses.replace(config, n_tokens=args.n_tokens)
-    from .evaluate import write_card
+    from .evaluate import write_card, write_planted_card
 
     out = Path(args.out)
     notes_path = Path(args.notes) if args.notes else out / "attempts.md"
@@ -412,6 +716,9 @@ def _main(argv: list[str] | None = None) -> None:
     if notes is not None:
         (out / "attempts.md").write_text(notes)  # save_model replaced the folder
     table = json.loads((out / "table.json").read_text()) if args.card_only else None
+    if config.planted is not None:
+        write_planted_card(model, out, meta, table=table, notes=notes)
+        return
     write_card(model, out, meta, notes=notes, table=table)
 
 

@@ -22,7 +22,7 @@ from functools import lru_cache
 
 from ..tasks import FILLER_WORDS, WORD_PATTERN, default_vocab, load_pairs
 
-__all__ = ["Relation", "relations", "held_out", "vocabulary", "CONTINENT", "plural", "ing_form", "WORD_PATTERN"]
+__all__ = ["Relation", "relations", "held_out", "aux_held_out", "vocabulary", "CONTINENT", "plural", "ing_form", "WORD_PATTERN"]
 
 HELD_OUT_FRACTION = 0.10
 HOLDOUT_SEED = 1234
@@ -161,3 +161,11 @@ def vocabulary() -> tuple[str, ...]:
         for tok in re.findall(WORD_PATTERN, text):
             seen.setdefault(tok, None)
     return tuple(seen)
+
+
+def aux_held_out(argument: str) -> bool:
+    """Arguments the planted objectives never see (a fixed fifth, by CRC32 of the word), so the
+    evaluation can also report the targets on arguments the auxiliary losses did not train on."""
+    import zlib
+
+    return zlib.crc32(argument.strip().encode()) % 5 == 0

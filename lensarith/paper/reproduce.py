@@ -55,7 +55,7 @@ from .text import REPORT_CSS, format_summary, scroll_table, verdict_table_html
 from .tokenization import bos_convention, bos_plan
 from .verdicts import NOISE_FLOOR, format_ci, judge_contrast, judge_depth, judge_lift, judge_x, verdicts
 
-__all__ = ["ReproduceConfig", "reproduce", "choose_layers", "format_summary", "TASKS", "FIG5_SETS", "is_gpt2_medium"]
+__all__ = ["ReproduceConfig", "reproduce", "reproduce_models", "write_comparison", "comparison_rows", "choose_layers", "format_summary", "TASKS", "FIG5_SETS", "is_gpt2_medium"]
 
 TASKS = ("capitals", "uppercase", "past")
 #: Fig 5's in-domain and out-of-domain context sets per task.
@@ -928,3 +928,99 @@ def _render_extras(run: _Run, report) -> None:
 #: the steps of a run, in the order they compute (the report orders their sections itself)
 _STEPS = (("fig3", _step_fig3), ("fig2", _step_fig2), ("layers", _step_layers), ("fig5", _step_fig5),
           ("fig4", _step_fig4), ("fig6", _step_fig6), ("fig7", _step_fig7), ("extras", _step_extras))
+
+
+# --------------------------------------------------------------------------- several models side by side
+
+
+def reproduce_models(models: dict[str, Any], out: str | Path, config: ReproduceConfig = ReproduceConfig(), *,
+                     progress: bool | None = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """``reproduce`` on each model (into ``out/<name>/``), then one report comparing them side by side.
+
+    Args:
+        models: ``{name: model}`` (e.g. the two bundled organisms); each gets its own full run.
+        out: the output folder: ``<name>/`` per model, ``report.html`` and ``summary.json``
+            (``{"models": {name: summary}}``) for the comparison.
+        config, progress, log: as for ``reproduce``.
+
+    Returns:
+        ``{"models": {name: summary}, "files": {...}}``.
+    """
+    if not isinstance(models, dict) or len(models) < 1:
+        raise LensarithError(f"models must be a non-empty dict {{name: model}}, got {type(models).__name__}")
+    bad = [n for n in models if not isinstance(n, str) or not n or "/" in n or n in (".", "..")]
+    if bad:
+        raise LensarithError(f"model names become folder names: {bad!r} cannot (use plain names such as 'organism')")
+    final = Path(out)
+    summaries = {}
+    for name, model in models.items():
+        summaries[name] = reproduce(model, final / name, config, model_name=name, progress=progress, log=log)
+    combined = {"models": summaries, "files": {"report": str(final / "report.html"),
+                                               "summary": str(final / "summary.json")}}
+    write_comparison(summaries, final / "report.html")
+    atomic_write_text(final / "summary.json", json.dumps(combined, indent=1, default=str))
+    return combined
+
+
+def comparison_rows(summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per claim and case: each model's numbers and verdict side by side."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for name, s in summaries.items():
+        for v in s.get("verdicts", []):
+            for c in v["cases"]:
+                row = rows.setdefault((v["claim"], c["case"]), {"claim": v["claim"], "paper": v["paper"], "case": c["case"]})
+                row[f"{name}: ours"] = c["text"]
+                row[f"{name}: reproduced?"] = c["verdict"]
+            for c in v["cases"][:1]:
+                rows[(v["claim"], c["case"])][f"{name}: claim"] = v["verdict"]
+    return list(rows.values())
+
+
+def write_comparison(summaries: dict[str, dict[str, Any]], path: str | Path) -> Path:
+    """The side-by-side report: the "reproduced?" column of every model, then each figure of the
+    models next to each other (PNGs embedded), then each model's headline numbers."""
+    from ..viz.report import Report
+
+    names = list(summaries)
+    report = Report("lensarith reproduction of Merullo, Eickhoff & Pavlick (2023): " + " vs ".join(names),
+                    subtitle="; ".join(f"{n}: {s['n_layers']} layers, d_model {s['d_model']}, n={s['config']['n']}"
+                                       f"{' (small run)' if s['config']['small'] else ''}" for n, s in summaries.items()))
+    report.add_html(REPORT_CSS)
+    report.add_section("Ours vs the paper, per model: reproduced?",
+                       "Each claim judged on each model's own run by the same criteria (lensarith.paper.verdicts). "
+                       "organism-planted was fine-tuned so that the paper's mechanism is there by construction (its "
+                       "card says what was imposed); organism was trained on the same corpus without those objectives, "
+                       "so what it shows emerged on its own.")
+    rows = comparison_rows(summaries)
+    cols = ["claim", "paper", "case"] + [f"{n}: {k}" for n in names for k in ("ours", "reproduced?")]
+    report.add_html(scroll_table(rows, cols) if rows else "<p>(no verdicts)</p>")
+    verdict_of = {n: {v["claim"]: v["verdict"] for v in s.get("verdicts", [])} for n, s in summaries.items()}
+    claims = list(dict.fromkeys(v["claim"] for s in summaries.values() for v in s.get("verdicts", [])))
+    report.add_table([{"claim": c, **{n: verdict_of[n].get(c, "–") for n in names}} for c in claims],
+                     ["claim", *names], caption="Combined verdict per claim")
+    figs = list(dict.fromkeys(k for s in summaries.values() for k, p in s.get("files", {}).items()
+                              if str(p).endswith(".png")))
+    if figs:
+        report.add_section("Figures side by side", "Left to right: " + ", ".join(names) + ".")
+        for fig in figs:
+            cells = []
+            for n in names:
+                p = summaries[n].get("files", {}).get(fig)
+                if p and Path(p).is_file():
+                    import base64
+
+                    b64 = base64.b64encode(Path(p).read_bytes()).decode("ascii")
+                    cells.append(f"<td style='vertical-align:top'><div class='lensarith-title'>{html.escape(n)}</div>"
+                                 f"<img class='lensarith-fig' alt='{html.escape(n)} {html.escape(fig)}' "
+                                 f"src='data:image/png;base64,{b64}'/></td>")
+                else:
+                    cells.append(f"<td>{html.escape(n)}: (no figure)</td>")
+            report.add_html(f"<div class='lensarith-title'>{html.escape(fig)}</div>"
+                            f"<table style='width:100%;table-layout:fixed'><tr>{''.join(cells)}</tr></table>")
+    report.add_section("Headline numbers", "Each model's own report: " +
+                       ", ".join(f"{n}/report.html" for n in names) + ".")
+    cells = "".join(f"<td style='vertical-align:top'><div class='lensarith-title'>{html.escape(n)}</div>"
+                    f"<pre class='lensarith-pre'>{html.escape(format_summary({**s, 'verdicts': None}))}</pre></td>"
+                    for n, s in summaries.items())
+    report.add_html(f"<div class='lensarith-scroll'><table><tr>{cells}</tr></table></div>")
+    return report.save(path)
