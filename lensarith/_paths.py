@@ -8,7 +8,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["data_dir"]
+__all__ = ["BUNDLED_MODELS", "data_dir"]
+
+#: the models bundled in the data folder, loaded by name
+BUNDLED_MODELS = ("organism", "organism-planted")
 
 _PACKAGE = Path(__file__).resolve().parent
 

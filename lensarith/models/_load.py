@@ -30,7 +30,7 @@ from typing import Any
 
 from .._errors import LensarithError, ModelNotAvailableError
 from .._io import atomic_directory
-from .._paths import data_dir
+from .._paths import BUNDLED_MODELS, data_dir
 from ._config import TL3_FIELDS, cfg_from_json, cfg_to_json
 from ._tokenizer import TEMP_PREFIX, load_tokenizer
 from ._version import tl_major, tl_version
@@ -46,8 +46,6 @@ _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_m
 _NORMS = (None, "LN", "LNPre", "RMS", "RMSPre")
 _POSITIONS = ("standard", "rotary", "shortformer", "alibi", "relative_positional_bias")
 _DTYPES = ("float32", "float16", "bfloat16", "float64")
-#: the models bundled in the data folder, loaded by name
-BUNDLED_MODELS = ("organism", "organism-planted")
 _WHAT_TO_DO = ("Use load_model('organism') for the bundled model, a directory written by lensarith.save_model, "
                "or download the model where the hub can be reached first (then HF_HUB_OFFLINE=1 loads it "
                "from the complete cache).")

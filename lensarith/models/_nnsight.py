@@ -203,10 +203,9 @@ def load_nnsight(name_or_path: str, *, local, device: str | None, device_map, re
     from pathlib import Path
 
     from .._errors import ModelNotAvailableError
-    from .._paths import data_dir
+    from .._paths import BUNDLED_MODELS, data_dir
     from ._export import to_hf_gpt2
     from ._hf import is_hf_directory
-    from ._load import BUNDLED_MODELS
     from ._tokenizer import load_tokenizer
 
     nnsight = _require_nnsight()
