@@ -78,20 +78,25 @@ def load_hf_directory(directory: Path, device: str | None, *, build: Callable, o
     return model
 
 
-def _bridge(directory: Path, hf, tokenizer, device: str | None):
+def _boot(directory: Path, failure: str, errors: tuple[type[Exception], ...], **kwargs: Any):
+    """``TransformerBridge.boot_transformers(directory, **kwargs)``; its errors become one
+    ``ModelNotAvailableError`` starting with ``failure``, and the activation's name is TransformerLens's."""
     from transformer_lens.model_bridge import TransformerBridge
 
     try:
-        model = TransformerBridge.boot_transformers(str(directory), hf_model=hf, tokenizer=tokenizer,
-                                                    device=device or "cpu")
-    except (ValueError, KeyError, NotImplementedError) as exc:
+        model = TransformerBridge.boot_transformers(str(directory), **kwargs)
+    except errors as exc:
         raise ModelNotAvailableError(
-            f"TransformerLens 4 cannot wrap the {type(hf).__name__} in {str(directory)!r}: "
-            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
+            f"{failure}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
     arch = getattr(model.cfg, "architecture", None)
     if arch in _ACT_FNS:
         model.cfg.act_fn = _ACT_FNS[arch]
     return model
+
+
+def _bridge(directory: Path, hf, tokenizer, device: str | None):
+    return _boot(directory, f"TransformerLens 4 cannot wrap the {type(hf).__name__} in {str(directory)!r}",
+                 (ValueError, KeyError, NotImplementedError), hf_model=hf, tokenizer=tokenizer, device=device or "cpu")
 
 
 def _hooked(directory: Path, hf, tokenizer, device: str | None, build: Callable, quiet: Callable):
@@ -131,20 +136,11 @@ def load_hf_split(directory: Path, device_map, n_devices: int | None) -> Any:
 
         raise LensarithError("splitting a Hugging Face folder over devices needs TransformerLens 4 (device_map / "
                              "n_devices on TransformerBridge.boot_transformers) or backend='nnsight'")
-    from transformer_lens.model_bridge import TransformerBridge
-
     directory = Path(directory)
     tokenizer = load_tokenizer(directory) if (directory / "tokenizer.json").is_file() else None
-    try:
-        model = TransformerBridge.boot_transformers(str(directory), tokenizer=tokenizer, device_map=device_map,
-                                                    n_devices=n_devices)
-    except (ValueError, KeyError, NotImplementedError, RuntimeError) as exc:
-        raise ModelNotAvailableError(
-            f"TransformerLens 4 cannot split {str(directory)!r} over devices: "
-            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
-    arch = getattr(model.cfg, "architecture", None)
-    if arch in _ACT_FNS:
-        model.cfg.act_fn = _ACT_FNS[arch]
+    model = _boot(directory, f"TransformerLens 4 cannot split {str(directory)!r} over devices",
+                  (ValueError, KeyError, NotImplementedError, RuntimeError), tokenizer=tokenizer,
+                  device_map=device_map, n_devices=n_devices)
     model.cfg.model_name = Path(os.path.abspath(directory)).name
     model.cfg.default_prepend_bos = bool(tokenizer is not None and tokenizer.bos_token is not None)
     if model.tokenizer is not None:
