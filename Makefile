@@ -43,7 +43,7 @@ reproduce: $(STAMP)
 	$(BIN)/lensarith reproduce --model organism --model organism-planted --out $(OUT)/reproduce
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	LENSARITH_REQUIRE_NNSIGHT=1 $(BIN)/python -m pytest
 
 test-tl4: $(TL4_STAMP)
 	$(TL4_BIN)/python -m pytest -q tests/test_backends.py

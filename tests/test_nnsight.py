@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -26,6 +27,8 @@ import torch
 # nnsight is not imported here: imported before beartype (which jaxtyping's pytest hook loads with
 # lensarith), it breaks beartype's import ("unhashable type: 'instancemethod'")
 if importlib.util.find_spec("nnsight") is None:
+    if os.environ.get("LENSARITH_REQUIRE_NNSIGHT"):  # `make test` installs the extra: its absence is a failure
+        pytest.fail("nnsight is not installed but LENSARITH_REQUIRE_NNSIGHT is set", pytrace=False)
     pytest.skip("nnsight is not installed (pip install 'lensarith[nnsight]')", allow_module_level=True)
 
 import lensarith as la  # noqa: E402

@@ -365,11 +365,16 @@ def test_mlp_ablation_table_matches_hand_zeroing(small_model):
 # --------------------------------------------------------------------------- the shipped organism
 
 
-def _shipped():
-    directory = data_dir() / "organism"
-    if not (directory / "model.safetensors").is_file() or not (directory / "table.json").is_file():
-        pytest.skip("data/organism is not trained yet")
+def _bundled(name: str):
+    """The bundled model's folder; it ships with the repository, so a missing one fails (not skips)."""
+    directory = data_dir() / name
+    assert (directory / "model.safetensors").is_file() and (directory / "table.json").is_file(), \
+        f"data/{name} is missing its weights or table.json"
     return directory
+
+
+def _shipped():
+    return _bundled("organism")
 
 
 def test_shipped_organism_loads_fast_and_fits():
@@ -541,10 +546,7 @@ def test_fused_forward_mlp_edits_equal_hooked_interventions(small_model):
 
 
 def _planted_dir():
-    directory = data_dir() / "organism-planted"
-    if not (directory / "model.safetensors").is_file() or not (directory / "table.json").is_file():
-        pytest.skip("data/organism-planted is not trained yet")
-    return directory
+    return _bundled("organism-planted")
 
 
 def test_planted_organism_loads_by_name_fast_and_fits():
