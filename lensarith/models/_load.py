@@ -32,7 +32,8 @@ from .._errors import LensarithError, ModelNotAvailableError
 from .._io import atomic_directory
 from .._paths import BUNDLED_MODELS, data_dir
 from ._config import TL3_FIELDS, cfg_from_json, cfg_to_json
-from ._pypi import BY_OFFICIAL, REAL_MODELS, RealModel, ensure_converted, load_real, real_model_spec
+from ._pypi import (BY_OFFICIAL, REAL_MODELS, RealModel, torch_dtype, ensure_converted, load_real, quiet_hf,
+                    real_model_spec)
 from ._tokenizer import TEMP_PREFIX, load_tokenizer
 from ._version import tl_major, tl_version
 
@@ -764,9 +765,10 @@ def _load_real_by_name(spec: RealModel, device: str | None, backend: str | None,
         from ._nnsight import load_nnsight
 
         folder = ensure_converted(spec)
-        model = load_nnsight(str(folder), local=lambda d: _load_local(d, device), device=device,
-                             device_map=device_map, remote=False, **({"dtype": kwargs["dtype"]} if "dtype" in kwargs
-                                                                     else {}))
+        with quiet_hf():
+            model = load_nnsight(str(folder), local=lambda d: _load_local(d, device), device=device,
+                                 device_map=device_map, remote=False,
+                                 **({"dtype": torch_dtype(kwargs["dtype"])} if "dtype" in kwargs else {}))
         model.cfg.model_name = spec.name
         model.cfg.default_prepend_bos = spec.prepend_bos
         return model

