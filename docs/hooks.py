@@ -10,6 +10,7 @@ green without the sources having to know about the site.
 from __future__ import annotations
 
 import importlib
+import os
 import posixpath
 import re
 from pathlib import Path
@@ -191,6 +192,10 @@ def _example_sections() -> None:
 
 def on_config(config):
     _example_sections()
+    # the notebooks run in small mode (CI sizes) while the site builds, and tqdm's note that ipywidgets is
+    # missing (progress bars in a kernel) stays out of the rendered outputs
+    os.environ.setdefault("LENSARITH_NB_SMALL", "1")
+    os.environ.setdefault("PYTHONWARNINGS", "ignore:IProgress not found")
     nav = config["nav"]
     for entry in nav:
         if isinstance(entry, dict) and "API reference" in entry:

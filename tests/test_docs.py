@@ -117,6 +117,9 @@ def test_pages_render_in_chromium_without_external_requests_or_errors(site):
             assert h1.count() and h1.inner_text().strip(), f"{path}: no title rendered"
             assert not w.external(), f"{path}: requests to other hosts: {w.external()[:5]}"
             assert not w.errors, f"{path}: {w.errors[:5]}"
+            shots = os.environ.get("LENSARITH_SCREENSHOTS")
+            if shots:
+                page.screenshot(path=str(Path(shots) / ("site-" + path.replace("/", "-") + ".png")))
             if path.startswith("reference/") and path != "reference/index.html":
                 assert page.locator(".doc-object").count() > 0, f"{path}: no API entries rendered"
             page.close()
