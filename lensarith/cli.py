@@ -619,8 +619,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                "data/ are only replaced when you name their folder)")
     p.add_argument("--preset", default="full", choices=ORGANISM_PRESETS, metavar="PRESET",
                    help="one of: " + ", ".join(ORGANISM_PRESETS) + " (lensarith.organism.train.PRESETS; default full: the "
-                        "shipped organism; planted: organism-planted, fine-tuned from the organism; smoke: a 2-layer "
-                        "check in seconds)")
+                        "shipped organism; planted: organism-planted, fine-tuned from the organism; smoke: a tiny "
+                        "2-layer check of the pipeline)")
     p.add_argument("--n-tokens", type=_positive, default=None, help="override the preset's token count")
     p.add_argument("--run-dir", default=None, help="checkpoints and logs (default runs/organism-<preset>)")
     p.add_argument("--eval-n", type=_positive, default=None, help="prompts per task for the card (default all)")
