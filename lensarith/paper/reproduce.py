@@ -51,7 +51,7 @@ from .figures import (
     upper_layers,
 )
 from .stats import N_RESAMPLES, bootstrap_distribution, percentile_ci
-from .text import REPORT_CSS, format_summary, scroll_table, verdict_table_html
+from .text import REPORT_CSS, caveats_html, format_summary, headline_table_html, scroll_table, verdict_table_html
 from .tokenization import bos_convention, bos_plan
 from .verdicts import NOISE_FLOOR, format_ci, judge_contrast, judge_depth, judge_lift, judge_x, verdicts
 
@@ -328,11 +328,14 @@ def _write_report(run: _Run) -> None:
                        "'verdicts'). A claim over several tasks or sets is 'yes' when every case is, 'no' when every "
                        "case is, 'partial' otherwise.")
     report.add_html(verdict_table_html(s["verdicts"]))
+    report.add_section(f"Caveats for {s['model']}", "What the model's card says a reader of these figures should know.")
+    report.add_html(caveats_html(s["model"]))
+    report.add_section("Headline numbers", "Every figure's headline number on this model next to the paper's "
+                                           "(GPT2-Medium; Fig 7: BLOOM), 95% CIs in brackets. Figures below, in the "
+                                           "paper's order; click a figure to open it at full size.")
+    report.add_html(headline_table_html({s["model"]: s}))
     for _, fn in sorted(run.renders, key=lambda r: r[0]):
         fn(run, report)
-    report.add_section("All headline numbers side by side", "Every figure's headline number on this model next to "
-                                                             "the paper's (GPT2-Medium; Fig 7: BLOOM), 95% CIs in brackets.")
-    report.add_html("<pre class='lensarith-pre'>" + html.escape(format_summary({**s, "verdicts": None})) + "</pre>")
     report.add_section("Files", "summary.json holds every number shown here; results/ the tensors (safetensors + JSON); "
                                 "figures/ the PNGs.")
     report.save(run.out / "report.html")
@@ -343,8 +346,19 @@ def _write_report(run: _Run) -> None:
 
 def _fig3_note(s: dict[str, Any]) -> str:
     c = s["crossing"]
-    where = "no crossing" if c["layer"] is None else f"crossing {s['layers'][c['layer']]} ({c['fraction']:.2f} of depth)"
+    if c["layer"] is None:
+        where = "no crossing"
+    elif c["argument_leads_layers"]:
+        where = f"crossing {s['layers'][c['layer']]} ({c['fraction']:.2f} of depth)"
+    else:
+        where = f"arms never cross; answer above argument and floor from {s['layers'][c['layer']]}"
     return f"{where}, depth ~2/3: {judge_depth(c)[0]}\n'X' (hump, answer rise, arms cross): {judge_x(s['x'])[0]}"
+
+
+def _drawn_crossing(s: dict[str, Any]) -> int | None:
+    """The layer Fig 3 marks as the crossing: None unless the arms cross (judge_x's criterion)."""
+    c = s["crossing"]
+    return c["layer"] if c["layer"] is not None and c["argument_leads_layers"] else None
 
 
 def _step_fig3(run: _Run) -> None:
@@ -359,7 +373,9 @@ def _step_fig3(run: _Run) -> None:
         fig3[task] = s
         run.task_data[task] = (batch, correct)
     run.figures["fig3"] = fig3
-    panels = {t: {**s, "floor": s["noise_floor"], "crossing_layer": s["crossing"]["layer"], "note": _fig3_note(s)}
+    # the crossing is marked only where the arms cross (the argument led somewhere before the answer took over):
+    # where the answer leads from the first readable layer, the verdict says they never cross and nothing is drawn
+    panels = {t: {**s, "floor": s["noise_floor"], "crossing_layer": _drawn_crossing(s), "note": _fig3_note(s)}
               for t, s in fig3.items()}
     run.png(plots.x_pattern(panels, title="Fig 3: mean reciprocal rank per layer over the examples answered correctly "
                                           "(bands: bootstrap 95% CIs; dashed: noise floor; dotted: the crossing)"), "fig3")
@@ -998,29 +1014,40 @@ def write_comparison(summaries: dict[str, dict[str, Any]], path: str | Path) -> 
     claims = list(dict.fromkeys(v["claim"] for s in summaries.values() for v in s.get("verdicts", [])))
     report.add_table([{"claim": c, **{n: verdict_of[n].get(c, "–") for n in names}} for c in claims],
                      ["claim", *names], caption="Combined verdict per claim")
-    figs = list(dict.fromkeys(k for s in summaries.values() for k, p in s.get("files", {}).items()
-                              if str(p).endswith(".png")))
-    if figs:
-        report.add_section("Figures side by side", "Left to right: " + ", ".join(names) + ".")
-        for fig in figs:
-            cells = []
-            for n in names:
-                p = summaries[n].get("files", {}).get(fig)
-                if p and Path(p).is_file():
-                    import base64
-
-                    b64 = base64.b64encode(Path(p).read_bytes()).decode("ascii")
-                    cells.append(f"<td style='vertical-align:top'><div class='lensarith-title'>{html.escape(n)}</div>"
-                                 f"<img class='lensarith-fig' alt='{html.escape(n)} {html.escape(fig)}' "
-                                 f"src='data:image/png;base64,{b64}'/></td>")
-                else:
-                    cells.append(f"<td>{html.escape(n)}: (no figure)</td>")
-            report.add_html(f"<div class='lensarith-title'>{html.escape(fig)}</div>"
-                            f"<table style='width:100%;table-layout:fixed'><tr>{''.join(cells)}</tr></table>")
-    report.add_section("Headline numbers", "Each model's own report: " +
+    report.add_section("Caveats per model", "What each model's card says a reader of these figures should know.")
+    for n in names:
+        report.add_html(f"<div class='lensarith-title'>{html.escape(n)}</div>" + caveats_html(n))
+    report.add_section("Headline numbers", "Every figure's headline number per model next to the paper's, 95% CIs in "
+                                           "brackets. Each model's own report: " +
                        ", ".join(f"{n}/report.html" for n in names) + ".")
-    cells = "".join(f"<td style='vertical-align:top'><div class='lensarith-title'>{html.escape(n)}</div>"
-                    f"<pre class='lensarith-pre'>{html.escape(format_summary({**s, 'verdicts': None}))}</pre></td>"
-                    for n, s in summaries.items())
-    report.add_html(f"<div class='lensarith-scroll'><table><tr>{cells}</tr></table></div>")
+    report.add_html(headline_table_html(summaries))
+    figs = sorted(dict.fromkeys(k for s in summaries.values() for k, p in s.get("files", {}).items()
+                                if str(p).endswith(".png")), key=_paper_order)
+    if figs:
+        same = len({(s["n_layers"], s["d_model"]) for s in summaries.values()}) == 1
+        report.add_section("Figures", ("Side by side, left to right: " + ", ".join(names) + " (same depth and width, "
+                                       "so the axes match)" if same else
+                                       "One model at a time (their depths differ, so the axes do not match): pick a "
+                                       "model above each figure") + ". In the paper's order; click a figure to open "
+                                                                     "it at full size.")
+        for fig in figs:
+            got = {n: Path(summaries[n]["files"][fig]) for n in names
+                   if summaries[n].get("files", {}).get(fig) and Path(summaries[n]["files"][fig]).is_file()}
+            missing = [n for n in names if n not in got]
+            report.add_html(f"<h3>{html.escape(_FIG_TITLES.get(fig, fig))}</h3>")
+            report.add_figures(got, side_by_side=same, group="")
+            if missing:
+                report.add_text(f"no {fig} for {', '.join(missing)}", note=True)
     return report.save(path)
+
+
+_FIG_TITLES = {"fig2": "Fig 2: the logit lens on two prompts", "fig3": "Fig 3: argument and answer per layer",
+               "fig4": "Fig 4: random-token contexts, one by one", "fig5": "Fig 5: o-vectors against baselines",
+               "fig6": "Fig 6: abstractive vs extractive", "fig7": "Fig 7: removing MLPs from the top down",
+               "patching": "Activation patching"}
+
+
+def _paper_order(fig: str) -> tuple[int, str]:
+    """Figures in the paper's order (2, 3, 4, 5, 6, 7), then the extras (patching, ...)."""
+    order = list(_FIG_TITLES)
+    return (order.index(fig) if fig in order else len(order), fig)
