@@ -228,8 +228,10 @@ def test_bad_input_raises_clear_errors(model, capitals):
                              r"\(argument, 3 tokens\), ' Episkopi Cantonment' \(answer, 2 tokens\), ' Aland Islands' \(argument, 2 tokens\);"
                              r".*drop_multi_token=True"):
         transplant(model, o, multi)
-    out = transplant(model, o, multi, drop_multi_token=True)
-    assert out.summary()["n"] == 1 and out.meta["report"]["dropped"] == [0, 2]
+    out = transplant(model, o, multi, drop_multi_token=True)  # the first-token rule keeps them: distinct first words
+    assert out.summary()["n"] == 3 and out.meta["report"]["first_token"] == [0, 2] and out.meta["report"]["dropped"] == []
+    strict = la.tokenize(model, multi, drop_multi_token=True, scoring="single_token")
+    assert len(strict) == 1 and strict.report["dropped"] == [0, 2]
     with pytest.raises(la.LensarithError, match=r"reduce must be 'none'"):
         extract_o_vector(model, capitals[:1], layer=1, reduce="sum")
     with pytest.raises(la.LensarithError, match=r"layer=5 is out of range"):

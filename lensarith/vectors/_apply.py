@@ -121,7 +121,8 @@ def _multi_token_error(model, batch: Batch, name: str) -> None:
     shown = ", ".join(items[:6]) + (f" and {len(items) - 6} more" if len(items) > 6 else "")
     raise LensarithError(
         f"{name}: {len(bad)} of {len(batch)} examples have a multi-token argument or answer: {shown}; "
-        "the paper scores single tokens: pass drop_multi_token=True to drop them"
+        "pass drop_multi_token=True to score them by their first token where that identifies the answer "
+        "(the first-token rule) and drop the rest"
     )
 
 
