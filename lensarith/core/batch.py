@@ -17,7 +17,7 @@ from torch import Tensor
 
 from .._errors import LensarithError, LensarithWarning, check_int
 from ..tasks import Example
-from ..tasks._scoring import SCORING_RULES, Scoring, classify_items
+from ..tasks._scoring import SCORING_RULES, classify_items, scoring_counts
 
 __all__ = ["Batch", "tokenize", "as_batch", "token_ids", "resolve_ids"]
 
@@ -45,6 +45,12 @@ class Batch:
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
+
+    @property
+    def counts(self) -> dict:
+        """How many items were given, scored (single-token, by the first-token rule) and dropped
+        per reason (``lensarith.tasks.scoring_counts`` of ``report``)."""
+        return scoring_counts(self.report)
 
     @property
     def last(self) -> Int[Tensor, " batch"]:
@@ -130,7 +136,7 @@ def tokenize(
     *,
     drop_multi_token: bool = False,
     prepend_bos: bool | None = None,
-    scoring: Scoring = "first_token",
+    scoring: str = "first_token",
 ) -> Batch:
     """Tokenise examples into a right-padded ``Batch``.
 

@@ -82,7 +82,7 @@ def classify_items(
     items: Sequence[tuple[str, str, str]],
     encode: Callable[[str], Sequence[int]],
     *,
-    scoring: Scoring = "first_token",
+    scoring: str = "first_token",
     universe: Mapping[str, Sequence[str]] | None = None,
 ) -> list[str]:
     """One status per item: a key of ``KEPT`` (scored) or of ``DROP_REASONS`` (not scored).
