@@ -58,9 +58,14 @@ from .verdicts import NOISE_FLOOR, format_ci, judge_contrast, judge_depth, judge
 __all__ = ["ReproduceConfig", "reproduce", "reproduce_models", "write_comparison", "comparison_rows", "choose_layers", "format_summary", "TASKS", "FIG5_SETS", "is_gpt2_medium"]
 
 TASKS = ("capitals", "uppercase", "past")
-#: Fig 5's in-domain and out-of-domain context sets per task.
-FIG5_SETS = {"capitals": ("capitals", "us_capitals"), "uppercase": ("uppercase", "uppercase_words"),
+#: Fig 5's in-domain and out-of-domain context sets per task. ``region_capitals`` (capitals of
+#: other countries' states and provinces) is there for real tokenizers: the 50 US states leave too
+#: few items once multi-token names are dropped; a model that can score fewer than
+#: ``MIN_SET_ITEMS`` of a set's items (the bundled models do not know those names) skips it.
+FIG5_SETS = {"capitals": ("capitals", "us_capitals", "region_capitals"), "uppercase": ("uppercase", "uppercase_words"),
              "past": ("past_regular", "past_irregular")}
+#: the fewest scored items an extra out-of-domain set needs to be run (otherwise it is skipped, and said so)
+MIN_SET_ITEMS = 10
 FIG7_TASKS = ("capitals", "uppercase")
 FIG4_CONTEXT = Example("table mug free China table mug free China table mug free", " Beijing", " China", "random:capitals")
 #: Fig 4's extra contexts: the capitals contexts at these quantiles of the transplant's effect
@@ -188,6 +193,13 @@ def _contexts(set_name: str, n: int | None, seed: int, exclude: str) -> list[Exa
     if n is not None:
         examples = examples[:n]
     return transplant_contexts(examples, seed=seed)
+
+
+def _count(run: _Run, key: str, report: dict[str, Any]) -> None:
+    """Record how many items of a figure's set were given, scored and dropped (by reason)."""
+    from ..tasks import scoring_counts
+
+    run.summary.setdefault("scoring", {})[key] = scoring_counts(report)
 
 
 def _nearest(values: list[int], target: float) -> int:
@@ -356,6 +368,7 @@ def _step_fig3(run: _Run) -> None:
         s, lens, batch, correct = task_curves(run.model, task, n=cfg.n, batch_size=cfg.batch_size, seed=cfg.seed,
                                              progress=run.progress)
         lens.save(run.results / f"fig3-{task}")
+        _count(run, f"fig3/{task}", batch.report)
         fig3[task] = s
         run.task_data[task] = (batch, correct)
     run.figures["fig3"] = fig3
@@ -366,6 +379,25 @@ def _step_fig3(run: _Run) -> None:
     run.say("fig 3: " + "; ".join(f"{t} acc {format_ci(s['accuracy'], s['accuracy_ci'])}, " + _fig3_note(s).replace("\n", ", ")
                                   for t, s in fig3.items()))
     run.render(20, _render_fig3)
+    run.render(5, _render_scoring)
+
+
+def _render_scoring(run: _Run, report) -> None:
+    from ..tasks import DROP_REASONS
+
+    counts = run.summary.get("scoring", {})
+    report.add_section("Which items are scored",
+                       "Each figure scores an item on the first token of its answer (and tracks its argument's first "
+                       "token). Single-token items are scored as they are; a multi-token item is scored on its first "
+                       "tokens when the answer's first token differs from the argument's and no other answer of the "
+                       "task starts with it (the first-token rule, lensarith.tasks); the rest are dropped, counted "
+                       "here by reason (also in summary.json 'scoring').")
+    reasons = list(dict.fromkeys(r for c in counts.values() for r in c["dropped"]))
+    rows = [{"figure / set": k, "items": c["items"], "scored": c["scored"], "single-token": c["single_token"],
+             "by first token": c["first_token"],
+             **{f"dropped: {DROP_REASONS.get(r, r)}": c["dropped"].get(r, 0) for r in reasons}}
+            for k, c in counts.items()]
+    report.add_html(scroll_table(rows) if rows else "<p>(no counts)</p>")
 
 
 def _render_fig3(run: _Run, report) -> None:
@@ -523,12 +555,23 @@ def _step_fig5(run: _Run) -> None:
     from ..viz import plots
 
     model, cfg = run.model, run.config
-    fig5, raw = {}, {}
+    fig5, raw, skipped = {}, {}, {}
     for task, sets in FIG5_SETS.items():
         layers = run.summary["layers"][task]["replace"]
-        for set_name in sets:
+        for j, set_name in enumerate(sets):
             contexts = _contexts(set_name, cfg.n, cfg.seed, run.sources[task].argument)
-            batch = tokenize(model, contexts, drop_multi_token=True)
+            try:
+                batch = tokenize(model, contexts, drop_multi_token=True)
+            except LensarithError as exc:
+                if j < 2:
+                    raise
+                skipped[set_name] = str(exc)
+                continue
+            _count(run, f"fig5/{set_name}", batch.report)
+            if j >= 2 and len(batch) < MIN_SET_ITEMS:
+                skipped[set_name] = (f"{len(batch)} of {len(contexts)} contexts can be scored on this model (fewer than "
+                                     f"{MIN_SET_ITEMS}); see summary['scoring']")
+                continue
             res = transplant_baselines(model, run.ovecs[task], batch, layers=layers, n_random=cfg.n_random,
                                        seed=cfg.seed, batch_size=cfg.batch_size, progress=run.progress)
             to_transplant_result(model, res, batch, run.ovecs[task]).save(run.results / f"fig5-{set_name}")
@@ -538,6 +581,8 @@ def _step_fig5(run: _Run) -> None:
             fig5[set_name] = s
             raw[set_name] = (res, batch)
     run.figures["fig5"] = fig5
+    if skipped:
+        run.summary["fig5_skipped"] = skipped
     run.shared["fig5_raw"] = raw
     panels = {f"{k} ({v['domain']}-domain)": {**v, "labels": _fig5_labels(v), "note": _fig5_note(v)} for k, v in fig5.items()}
     run.png(plots.transplant_curves(panels, runs=("control", "transplant", "random", "zeroed"),
@@ -590,6 +635,8 @@ def _render_fig5(run: _Run, report) -> None:
                        + (f" The transplant makes the answer worse than the control on: {', '.join(worse)}." if worse else ""))
     report.add_figure(run.figs / "fig5.png")
     report.add_html(scroll_table(_fig5_rows(fig5)))
+    for name, why in run.summary.get("fig5_skipped", {}).items():
+        report.add_text(f"{name} skipped: {why}", note=True)
 
 
 # --------------------------------------------------------------------------- Fig 4
@@ -784,6 +831,8 @@ def _step_fig7(run: _Run) -> None:
     for task in FIG7_TASKS:
         res = ffn_ablation(model, task, n=cfg.n, batch_size=cfg.batch_size, progress=run.progress)
         res.save(run.results / f"fig7-{task}")
+        for set_name, rep in (res.meta.get("reports") or {}).items():
+            _count(run, f"fig7/{task}/{set_name}", rep)
         removed = res.n_removed
         acc = {s: [round(float(x), 4) for x in res.accuracy_of(s)] for s in res.sets}
         k80 = _nearest(removed, 0.8 * L)
