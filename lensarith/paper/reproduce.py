@@ -639,6 +639,94 @@ def _render_fig5(run: _Run, report) -> None:
         report.add_text(f"{name} skipped: {why}", note=True)
 
 
+# --------------------------------------------------------------------------- word2vec
+
+
+def _step_word2vec(run: _Run) -> None:
+    """GloVe's analogy accuracy next to Fig 5's o-vector transplants, on the same pairs."""
+    from . import word2vec as w2v
+
+    cfg = run.config
+    run.render(55, _render_word2vec)
+    try:
+        glove = w2v.load_glove()
+    except LensarithError as exc:
+        run.figures["word2vec"] = {"skipped": str(exc)}
+        run.say(f"word2vec: skipped ({exc})")
+        return
+    relations = {task: w2v.glove_relation(glove, task, seed=cfg.seed, n_boot=cfg.n_boot) for task in FIG5_SETS}
+    sets, full = {}, {}
+    for task, names in FIG5_SETS.items():
+        for name in names:
+            if name not in run.shared["fig5_raw"]:
+                continue
+            res, batch = run.shared["fig5_raw"][name]
+            got = w2v.compare_with_baselines(glove, name, res, batch.examples, source=run.sources[task], seed=cfg.seed,
+                                             n_boot=cfg.n_boot)
+            got["relation"] = task
+            full[name] = got
+            sets[name] = {k: v for k, v in got.items() if k != "rows"}
+    run.figures["word2vec"] = {"source": glove.source, "lowercased": True, "relations": relations, "sets": sets}
+    atomic_write_text(run.results / "word2vec.json", json.dumps(full, indent=1, default=str))
+    from ..viz import plots
+
+    run.png(plots.analogy_bars(sets, title="The word2vec side: top-1 accuracy of the answer in Fig 5's random-token "
+                                           "contexts with o transplanted vs GloVe's nearest neighbour of b - a + a' on "
+                                           "the same pairs (GloVe 6B, lowercased; bars: bootstrap 95% CIs)"), "word2vec")
+    run.say("word2vec: " + "; ".join(
+        f"{k} (n={v['n']}) o {v.get('o_top1')} vs GloVe {v.get('glove_source', v.get('glove_pairs'))}"
+        if v.get("applicable") else f"{k}: n/a" for k, v in sets.items()))
+
+
+def _render_word2vec(run: _Run, report) -> None:
+    from . import word2vec as w2v
+
+    w = run.figures.get("word2vec", {})
+    intro = ("Word2vec-style arithmetic in static embeddings next to the FFN's: GloVe 6B 50d (Stanford; the PyPI "
+             f"package {w2v.GLOVE_PACKAGE}). For each Fig 5 context (b, b') GloVe gets two chances: the offset of "
+             "the o-vector's own source pair (b - a + a' with (a, a') = the source prompt's argument and answer) and "
+             "the offsets of other pairs of the task; the nearest word by cosine, excluding the three inputs, must "
+             "be b'. GloVe 6B is lowercased, so names are looked up in lowercase, names of several words are not "
+             "covered (n counts the pairs it covers), and uppercasing is not expressible (n/a).")
+    if "skipped" in w:
+        report.add_section("The word2vec side: GloVe offsets vs the o-vector",
+                           intro + f" Not run here: {w['skipped']}")
+        return
+    report.add_section("The word2vec side: GloVe offsets vs the o-vector", intro)
+    report.add_figure(run.figs / "word2vec.png")
+    rows = []
+    for name, v in w["sets"].items():
+        if not v.get("applicable"):
+            rows.append({"set": name, "contexts": v["n_contexts"], "o top-1": format_ci(v.get("o_top1"), v.get("o_top1_ci")),
+                         "GloVe": "n/a: " + v.get("why", "")})
+            continue
+        a = v.get("agreement") or {}
+        oc = v.get("offset_cosine") or {}
+        rows.append({"set": name, "contexts": v["n_contexts"], "GloVe covers": v["n"],
+                     "control top-1": format_ci(v.get("control_top1"), v.get("control_top1_ci")),
+                     "o top-1": format_ci(v.get("o_top1"), v.get("o_top1_ci")),
+                     "GloVe, source offset": format_ci(v.get("glove_source"), v.get("glove_source_ci")),
+                     "GloVe, other pairs' offsets": format_ci(v.get("glove_pairs"), v.get("glove_pairs_ci")),
+                     "o - GloVe (paired)": format_ci(v["o_minus_glove"]["diff"], v["o_minus_glove"]["ci"])
+                     if "o_minus_glove" in v else "",
+                     "both / only o / only GloVe / neither": " / ".join(str(a.get(k, "")) for k in
+                                                                      ("both", "only_o", "only_glove", "neither")),
+                     "offset cosine to the mean": format_ci(oc.get("mean"), oc.get("ci"))})
+    report.add_html(scroll_table(rows))
+    rel = []
+    for task, r in w["relations"].items():
+        if not r["applicable"]:
+            rel.append({"relation": task, "analogy accuracy": "n/a: " + r["why"]})
+            continue
+        an, oc = r["analogy"], r["offset_cosine"]
+        rel.append({"relation": task, "pairs": an["n_pairs"], "GloVe covers": an["n_covered"],
+                    "analogy accuracy (pairs of pairs)": f"{format_ci(an['accuracy'], an['ci'])} (n={an['n']}"
+                                                         f"{', sampled' if an['sampled'] else ''})",
+                    "offset cosine to the mean": format_ci(oc["mean"], oc["ci"])})
+    report.add_html("<div class='lensarith-title'>Each relation's own pairs (all of the task's data)</div>")
+    report.add_html(scroll_table(rel))
+
+
 # --------------------------------------------------------------------------- Fig 4
 
 
@@ -976,7 +1064,7 @@ def _render_extras(run: _Run, report) -> None:
 
 #: the steps of a run, in the order they compute (the report orders their sections itself)
 _STEPS = (("fig3", _step_fig3), ("fig2", _step_fig2), ("layers", _step_layers), ("fig5", _step_fig5),
-          ("fig4", _step_fig4), ("fig6", _step_fig6), ("fig7", _step_fig7), ("extras", _step_extras))
+          ("word2vec", _step_word2vec), ("fig4", _step_fig4), ("fig6", _step_fig6), ("fig7", _step_fig7), ("extras", _step_extras))
 
 
 # --------------------------------------------------------------------------- several models side by side
