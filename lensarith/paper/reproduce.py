@@ -644,24 +644,24 @@ def _render_fig5(run: _Run, report) -> None:
 
 def _step_word2vec(run: _Run) -> None:
     """GloVe's analogy accuracy next to Fig 5's o-vector transplants, on the same pairs."""
-    from . import word2vec as w2v
+    from .word2vec import compare_with_baselines, glove_relation, load_glove
 
     cfg = run.config
     run.render(55, _render_word2vec)
     try:
-        glove = w2v.load_glove()
+        glove = load_glove()
     except LensarithError as exc:
         run.figures["word2vec"] = {"skipped": str(exc)}
         run.say(f"word2vec: skipped ({exc})")
         return
-    relations = {task: w2v.glove_relation(glove, task, seed=cfg.seed, n_boot=cfg.n_boot) for task in FIG5_SETS}
+    relations = {task: glove_relation(glove, task, seed=cfg.seed, n_boot=cfg.n_boot) for task in FIG5_SETS}
     sets, full = {}, {}
     for task, names in FIG5_SETS.items():
         for name in names:
             if name not in run.shared["fig5_raw"]:
                 continue
             res, batch = run.shared["fig5_raw"][name]
-            got = w2v.compare_with_baselines(glove, name, res, batch.examples, source=run.sources[task], seed=cfg.seed,
+            got = compare_with_baselines(glove, name, res, batch.examples, source=run.sources[task], seed=cfg.seed,
                                              n_boot=cfg.n_boot)
             got["relation"] = task
             full[name] = got
@@ -679,11 +679,11 @@ def _step_word2vec(run: _Run) -> None:
 
 
 def _render_word2vec(run: _Run, report) -> None:
-    from . import word2vec as w2v
+    from .word2vec import GLOVE_PACKAGE
 
     w = run.figures.get("word2vec", {})
     intro = ("Word2vec-style arithmetic in static embeddings next to the FFN's: GloVe 6B 50d (Stanford; the PyPI "
-             f"package {w2v.GLOVE_PACKAGE}). For each Fig 5 context (b, b') GloVe gets two chances: the offset of "
+             f"package {GLOVE_PACKAGE}). For each Fig 5 context (b, b') GloVe gets two chances: the offset of "
              "the o-vector's own source pair (b - a + a' with (a, a') = the source prompt's argument and answer) and "
              "the offsets of other pairs of the task; the nearest word by cosine, excluding the three inputs, must "
              "be b'. GloVe 6B is lowercased, so names are looked up in lowercase, names of several words are not "
