@@ -339,7 +339,8 @@ def analogy_bars(rows: Mapping[str, Mapping[str, Any]], *, title: str = "",
         if not rows[name].get("applicable", True):
             ax.text(i, 0.5, _wrap("n/a: " + str(rows[name].get("why", "")), 28), ha="center", va="center", fontsize=7)
     ax.set_xticks(range(len(names)))
-    ax.set_xticklabels([f"{n}\n(n={rows[n].get('n', 0)})" for n in names], fontsize=8)
+    ax.set_xticklabels([f"{n}\n(n={rows[n].get('n', 0)})" if rows[n].get("applicable", True) else f"{n}\n(n/a)"
+                        for n in names], fontsize=8)
     ax.set_ylabel("top-1 accuracy")
     ax.set_ylim(0, 1.05)
     ax.grid(axis="y", alpha=0.3)
