@@ -227,7 +227,7 @@ def test_scored_items_and_the_word2vec_section(small_run):
     assert (small_run / "results" / "word2vec.json").is_file()
 
 
-def test_word2vec_section_without_glove(monkeypatch):
+def test_word2vec_section_without_glove(monkeypatch, tmp_path):
     import importlib
 
     from lensarith.paper import word2vec as w2v
@@ -238,12 +238,13 @@ def test_word2vec_section_without_glove(monkeypatch):
         raise la.LensarithError(f"the GloVe vectors are not installed: ... {w2v._INSTALL}")
 
     monkeypatch.setattr(w2v, "load_glove", missing)
-    renders, lines = [], []
-    run = types.SimpleNamespace(config=ReproduceConfig.small_run(), figures={}, say=lines.append,
-                                render=lambda order, fn: renders.append(fn))
+    lines = []
+    run = R._Run(model=None, config=ReproduceConfig.small_run(), final=tmp_path, out=tmp_path,
+                 summary={"figures": {}, "files": {}}, progress=False, say=lines.append)
     R._step_word2vec(run)
     assert 'pip install "lensarith[real]"' in run.figures["word2vec"]["skipped"] and lines
     shown = []
     report = types.SimpleNamespace(add_section=lambda title, text: shown.append((title, text)))
-    renders[0](run, report)
+    [(order, render)] = run.renders
+    render(run, report)
     assert shown[0][0].startswith("The word2vec side") and 'pip install "lensarith[real]"' in shown[0][1]
