@@ -36,16 +36,6 @@ CAPITALS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def gemma():
-    return la.load_model("gemma-3-270m")
-
-
-@pytest.fixture(scope="module")
-def smol():
-    return la.load_model("smollm2-135m")
-
-
 def _hf(name: str):
     from transformers import AutoModelForCausalLM
 

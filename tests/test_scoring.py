@@ -1,8 +1,5 @@
 """The first-token rule: which multi-token items a recipe scores, and the counts it reports."""
 
-import os
-from pathlib import Path
-
 import pytest
 
 import lensarith as la
@@ -81,25 +78,10 @@ def test_uniqueness_is_within_the_task(model):
 REAL = {"gemma-3-270m": ("gemma", True), "smollm2-135m": ("smollm2", False)}
 
 
-@pytest.fixture(scope="module", params=sorted(REAL))
+@pytest.fixture(params=sorted(REAL))
 def real_tokenizer_model(request):
-    """A model-like object with a real model's tokenizer (``to_tokens``, ``tokenizer``, ``cfg``).
-
-    TODO(lead): provide the loaded real models here (``la.load_model(name)``, session-scoped);
-    until then a 1-layer random HookedTransformer carries the tokenizer saved from the GGUF file
-    under ``$LENSARITH_REAL_TOKENIZERS/<gemma|smollm2>`` (default ``/tmp/realtok``).
-    """
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
-    from transformers import AutoTokenizer
-
-    folder, bos = REAL[request.param]
-    path = Path(os.environ.get("LENSARITH_REAL_TOKENIZERS", "/tmp/realtok")) / folder
-    if not path.is_dir():
-        pytest.fail(f"no tokenizer of {request.param} at {path}: the real-model tests need the [real] extra's models")
-    tok = AutoTokenizer.from_pretrained(str(path))
-    cfg = HookedTransformerConfig(n_layers=1, d_model=8, n_ctx=512, d_head=4, n_heads=2, d_vocab=len(tok),
-                                  act_fn="gelu", normalization_type="LN", default_prepend_bos=bos)
-    return request.param, HookedTransformer(cfg, tokenizer=tok)
+    """A real model (``la.load_model(name)``; session-scoped in conftest) and its name."""
+    return request.param, request.getfixturevalue("gemma" if request.param.startswith("gemma") else "smol")
 
 
 def test_real_tokenizers_score_enough_items(real_tokenizer_model):
@@ -115,3 +97,16 @@ def test_real_tokenizers_score_enough_items(real_tokenizer_model):
                 assert int(batch.answer_ids[row]) == model.to_tokens(ex.answer, prepend_bos=False)[0, 0]
     kuwait = [e for e in la.build_prompts("capitals") if e.argument == " Kuwait"]
     assert la.tokenize(model, kuwait).report["fails_rule"] == {"argument_first_token": [0]}
+
+
+def test_scoring_rule_sets_the_default_for_recipes(model):
+    exs = la.build_prompts("capitals")
+    ids = [e.argument for e in exs].index(" Costa Rica"), [e.argument for e in exs].index(" Poland")
+    pair = [exs[i] for i in ids]
+    assert la.tokenize(model, pair, drop_multi_token=True).report["scoring"] == "first_token"
+    with la.tasks.scoring_rule("single_token"):
+        assert la.tokenize(model, pair, drop_multi_token=True).report["scoring"] == "single_token"
+    assert la.tokenize(model, pair, drop_multi_token=True).report["scoring"] == "first_token"
+    with pytest.raises(la.LensarithError, match="rule must be one of"):
+        with la.tasks.scoring_rule("all"):
+            pass

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from .._errors import LensarithError, LensarithWarning, check_int
 from ..tasks import Example
-from ..tasks._scoring import SCORING_RULES, classify_items, scoring_counts
+from ..tasks._scoring import SCORING_RULES, classify_items, default_scoring, scoring_counts
 
 __all__ = ["Batch", "tokenize", "as_batch", "token_ids", "resolve_ids"]
 
@@ -136,7 +136,7 @@ def tokenize(
     *,
     drop_multi_token: bool = False,
     prepend_bos: bool | None = None,
-    scoring: str = "first_token",
+    scoring: str | None = None,
 ) -> Batch:
     """Tokenise examples into a right-padded ``Batch``.
 
@@ -153,7 +153,8 @@ def tokenize(
             and unknown words raise); the report counts them either way.
         prepend_bos: override the model's default BOS handling.
         scoring: ``"first_token"`` (the rule above) or ``"single_token"`` (drop every item
-            whose answer or argument is several tokens).
+            whose answer or argument is several tokens); None: ``default_scoring()``, the
+            rule above unless inside ``lensarith.tasks.scoring_rule(...)``.
 
     Returns:
         A ``Batch``; ``batch.report`` holds ``n_input``, ``n``, ``scoring``, the indices (into
@@ -184,6 +185,8 @@ def tokenize(
         raise LensarithError(f"prepend_bos must be None, True or False, got {prepend_bos!r}")
     if not isinstance(drop_multi_token, bool):
         raise LensarithError(f"drop_multi_token must be True or False, got {drop_multi_token!r}")
+    if scoring is None:
+        scoring = default_scoring()
     if isinstance(scoring, bool) or scoring not in SCORING_RULES:
         raise LensarithError(f"scoring must be one of {', '.join(map(repr, SCORING_RULES))}, got {scoring!r}")
     exs = [Example(e, "", "") if isinstance(e, str) else e for e in examples]

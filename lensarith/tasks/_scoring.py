@@ -37,15 +37,46 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 from .._errors import LensarithError, check_choice
 
 __all__ = ["Scoring", "SCORING_RULES", "DROP_REASONS", "KEPT", "base_task", "task_answers", "classify_items",
-           "scoring_counts"]
+           "scoring_counts", "default_scoring", "scoring_rule"]
 
 Scoring = Literal["first_token", "single_token"]
 SCORING_RULES: tuple[str, ...] = ("first_token", "single_token")
+
+_DEFAULT: list[str] = ["first_token"]
+
+
+def default_scoring() -> str:
+    """The rule ``tokenize(scoring=None)`` applies: ``"first_token"`` unless ``scoring_rule`` says otherwise."""
+    return _DEFAULT[-1]
+
+
+@contextmanager
+def scoring_rule(rule: str) -> Iterator[None]:
+    """Apply ``rule`` wherever a recipe tokenizes without naming one, inside the block (restored after,
+    also on error). Recipes such as ``find_layers`` or ``transplant`` take no ``scoring=``; this picks
+    the rule for them, e.g. ``"single_token"`` to score only one-token items as lensarith did before
+    the first-token rule.
+
+    Example:
+        >>> with scoring_rule("single_token"):
+        ...     inside = default_scoring()
+        >>> inside, default_scoring()
+        ('single_token', 'first_token')
+    """
+    check_choice(rule, SCORING_RULES, "rule")
+    _DEFAULT.append(rule)
+    try:
+        yield
+    finally:
+        _DEFAULT.pop()
+
 
 #: statuses of an item that is scored
 KEPT: dict[str, str] = {
