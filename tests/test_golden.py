@@ -100,7 +100,7 @@ def test_reproduce_small_equals_the_golden(tmp_path):
     for path, value in a.items():
         new = b[path]
         if isinstance(value, float) and isinstance(new, (int, float)):
-            if not (math.isclose(value, new, rel_tol=0, abs_tol=1e-6) or (math.isnan(value) and math.isnan(new))):
+            if not (math.isclose(value, new, rel_tol=1e-6, abs_tol=1e-6) or (math.isnan(value) and math.isnan(new))):
                 bad.append(f"{path}: {new} vs golden {value}")
         elif value != new:
             bad.append(f"{path}: {new!r} vs golden {value!r}")
