@@ -766,6 +766,8 @@ CASES_SINCE_FIRST_AUDIT: list[Case] = [
     Case("attribution direction typo", lambda e: _atp(e, direction="up"), r"direction must be 'denoise' \(clean into corrupted\) or 'noise'.* got 'up'"),
     Case("attribution of an nnsight model with relp", lambda e: la.attribution_patch(e.nn, la.pair_examples(e.nn, la.build_prompts("capitals", format="zero_shot", n=40), n=2),
                                                                                  site="mlp_out", method="relp"), r"method='relp'.*nnsight|nnsight.*relp"),
+    Case("attribution of an nnsight model", lambda e: la.attribution_patch(e.nn, la.pair_examples(e.nn, la.build_prompts("capitals", format="zero_shot", n=40), n=2),
+                                                                          site="mlp_out"), r"this recipe needs gradients through the model .* nnsight backend runs forward-only"),
     # ---- damaged copies of a bundled model folder
     Case("model folder without its tokenizer", lambda e: la.load_model(e.damaged("no-tokenizer")), r"has tokenizer_config.json but no tokenizer.json", exc=la.ModelNotAvailableError),
     Case("model folder with another model's tokenizer", lambda e: la.load_model(e.damaged("tiny-tokenizer")), r"tokenizer .* has 3598 tokens but .* d_vocab=4683",
