@@ -750,7 +750,7 @@ CASES_SINCE_FIRST_AUDIT: list[Case] = [
     Case("nnsight decomposition layer", lambda e: la.decompose_resid(e.nn, e.prompts, layer=99), r"layer=99 is out of range"),
     Case("nnsight transplant layer", lambda e: la.transplant_experiment(e.nn, "capitals", la.TransplantConfig(layer=99)), r"config.layer=99 is out of range"),
     # ---- attribution methods
-    Case("attribution method typo", lambda e: _atp(e, method="atp**"), r"method must be one of 'atp'"),
+    Case("attribution method typo atp**", lambda e: _atp(e, method="atp**"), r"method must be one of 'atp'"),
     Case("attribution method None", lambda e: _atp(e, method=None), r"method must be one of"),
     Case("relp with the hooks engine", lambda e: _atp(e, method="relp", config=la.PatchConfig(engine="hooks")),
          r"config.engine='hooks'.*method='relp'"),
