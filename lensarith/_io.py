@@ -504,6 +504,30 @@ def check_replaceable(path: str | os.PathLike[str], own: Callable[[str], bool], 
                              "replace the folder and delete them; pick a new folder name or an empty folder")
 
 
+#: a folder of outputs lists its own top-level entries here, so a later save knows what it may replace
+MANIFEST = ".lensarith-files"
+
+
+def write_manifest(folder: str | os.PathLike[str]) -> None:
+    """List ``folder``'s top-level entries in its ``MANIFEST`` (call it last, inside the staging folder)."""
+    folder = Path(folder)
+    names = sorted(p.name for p in folder.iterdir() if p.name != MANIFEST)
+    (folder / MANIFEST).write_text("\n".join(names) + "\n", encoding="utf-8")
+
+
+def earlier_outputs(path: str | os.PathLike[str], marker: str) -> Callable[[str], bool]:
+    """``own(name)`` for ``check_replaceable``: the entries a previous save listed in its manifest;
+    for a folder written before manifests, everything when ``marker`` (a file that save always
+    writes) is there."""
+    path = Path(path)
+    try:
+        listed = set((path / MANIFEST).read_text(encoding="utf-8").split())
+    except (OSError, UnicodeDecodeError):
+        earlier = (path / marker).exists()
+        return lambda name: earlier
+    return lambda name: name == MANIFEST or name in listed
+
+
 @contextmanager
 def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary sibling directory; on success it replaces ``path`` as a whole.

@@ -10,6 +10,7 @@ half-written files. User mistakes print one line (``lensarith: error: ...``) and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -99,13 +100,16 @@ def _out(args) -> Path:
     return out
 
 
+@contextlib.contextmanager
 def _staged(out: Path, name: str):
-    """All of one run's outputs, written into a staging folder that replaces ``out/name`` as a whole."""
-    from lensarith._io import atomic_directory, check_replaceable
+    """All of one run's outputs, written into a staging folder that replaces ``out/name`` as a whole
+    (refused when ``out/name`` holds files an earlier run did not write)."""
+    from lensarith._io import atomic_directory, check_replaceable, earlier_outputs, write_manifest
 
-    earlier = (out / name / f"{name}.html").exists() or (out / name / f"{name}.json").exists()
-    check_replaceable(out / name, lambda entry: earlier, f"this run's outputs ({name})")
-    return atomic_directory(out / name)
+    check_replaceable(out / name, earlier_outputs(out / name, f"{name}.html"), f"this run's outputs ({name})")
+    with atomic_directory(out / name) as stage:
+        yield stage
+        write_manifest(stage)
 
 
 def _done(out: Path, report: Path | None = None) -> None:

@@ -192,6 +192,9 @@ def wrap_nnsight(model, tokenizer=None, *, remote: bool = False, name: str | Non
                                  f"model.eval() before wrap_nnsight ({type(model).__name__})")
         lm = nnsight.NNsight(model)
     elif hasattr(model, "_module") and hasattr(model, "trace"):
+        if getattr(model._module, "training", False):
+            raise LensarithError(f"model is in train mode (dropout on: every readout would be random); call "
+                                 f"model._module.eval() before wrap_nnsight ({type(model._module).__name__})")
         lm = model
     else:
         raise LensarithError(f"model must be a Hugging Face causal LM or an nnsight model, got {type(model).__name__}")

@@ -60,9 +60,10 @@ def few_shot_prompts(
         demos: the rows demonstrations are drawn from (default: the task's rows); a query's
             own row is never one of its demonstrations.
         n: keep the first ``n`` queries.
-        shuffle_labels: permute the demonstrations' answers among them (never the identity
-            for ``n_shots >= 2``); the query's answer is the true one. With the same ``seed``
-            the demonstrations are those of the unshuffled prompts.
+        shuffle_labels: permute the demonstrations' answers among them (never the identity);
+            the query's answer is the true one. Needs ``n_shots >= 2``; a prompt whose
+            demonstrations all share one answer keeps them and records ``shuffled=False``.
+            With the same ``seed`` the demonstrations are those of the unshuffled prompts.
         seed: seeds the choice and order of demonstrations and the shuffle.
 
     Returns:
