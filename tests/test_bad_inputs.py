@@ -188,3 +188,17 @@ def test_a_metric_with_a_nan_gradient_names_the_site(tiny):
     with pytest.raises(la.LensarithError, match=r"gradient of the metric is not finite at blocks\.1\.hook_mlp_out"):
         la.attribution_patch(tiny, _pairs(tiny), site="mlp_out", metric=sqrt_at_zero)
     la.attribution_patch(tiny, _pairs(tiny), site="mlp_out", metric=lambda logits: logits[:, 0])  # finite: runs
+
+
+def test_a_command_replaces_its_own_outputs_but_not_a_file_added_to_them(tmp_path, capsys):
+    from lensarith import cli
+
+    argv = ["ablate", "--model", "tiny", "--n", "6", "--steps", "2", "--out", str(tmp_path)]
+    assert cli.main(argv) == 0
+    listed = (tmp_path / "ablate-capitals" / ".lensarith-files").read_text().split()
+    assert "ablate-capitals.html" in listed and "result" in listed
+    assert cli.main(argv) == 0  # its own outputs: replaced
+    (tmp_path / "ablate-capitals" / "my-notes.txt").write_text("keep me")
+    assert cli.main(argv) == 2
+    assert "holds files lensarith did not write (my-notes.txt)" in capsys.readouterr().err
+    assert (tmp_path / "ablate-capitals" / "my-notes.txt").read_text() == "keep me"
