@@ -482,50 +482,26 @@ def _swap_in(tmp: Path, path: Path) -> None:
             _fsync_fd(parent_fd)
 
 
-def check_replaceable(path: str | os.PathLike[str], own: Callable[[str], bool], what: str = "the result") -> None:
-    """Raise a ``LensarithError`` unless saving to ``path`` destroys nothing lensarith did not write.
+def check_replaceable(path: str | os.PathLike[str], own: Callable[[str], bool], what: str = "the result", *,
+                      error: type[Exception] = ValueError) -> None:
+    """Raise ``error`` (callers pass ``LensarithError``) unless saving to ``path`` destroys nothing
+    lensarith did not write.
 
     A save replaces ``path`` as a whole. That is refused when ``path`` is a file (or anything
     but a folder), or a folder holding an entry that ``own(name)`` does not recognise as one a
     previous save of ``what`` wrote (hidden ``.name.tmp-``/``.old-`` leftovers aside).
     """
-    from ._errors import LensarithError
-
     path = Path(path)
     if not os.path.lexists(path):
         return
     if path.is_symlink() or not path.is_dir():
-        raise LensarithError(f"{str(path)!r} exists and is not a folder: saving {what} there would delete it; pick a "
+        raise error(f"{str(path)!r} exists and is not a folder: saving {what} there would delete it; pick a "
                              "new folder name")
     foreign = sorted(p.name for p in path.iterdir() if not own(p.name))
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        raise LensarithError(f"{str(path)!r} holds files lensarith did not write ({shown}): saving {what} there would "
+        raise error(f"{str(path)!r} holds files lensarith did not write ({shown}): saving {what} there would "
                              "replace the folder and delete them; pick a new folder name or an empty folder")
-
-
-#: a folder of outputs lists its own top-level entries here, so a later save knows what it may replace
-MANIFEST = ".lensarith-files"
-
-
-def write_manifest(folder: str | os.PathLike[str]) -> None:
-    """List ``folder``'s top-level entries in its ``MANIFEST`` (call it last, inside the staging folder)."""
-    folder = Path(folder)
-    names = sorted(p.name for p in folder.iterdir() if p.name != MANIFEST)
-    (folder / MANIFEST).write_text("\n".join(names) + "\n", encoding="utf-8")
-
-
-def earlier_outputs(path: str | os.PathLike[str], marker: str) -> Callable[[str], bool]:
-    """``own(name)`` for ``check_replaceable``: the entries a previous save listed in its manifest;
-    for a folder written before manifests, everything when ``marker`` (a file that save always
-    writes) is there."""
-    path = Path(path)
-    try:
-        listed = set((path / MANIFEST).read_text(encoding="utf-8").split())
-    except (OSError, UnicodeDecodeError):
-        earlier = (path / marker).exists()
-        return lambda name: earlier
-    return lambda name: name == MANIFEST or name in listed
 
 
 @contextmanager

@@ -104,12 +104,13 @@ def _out(args) -> Path:
 def _staged(out: Path, name: str):
     """All of one run's outputs, written into a staging folder that replaces ``out/name`` as a whole
     (refused when ``out/name`` holds files an earlier run did not write)."""
-    from lensarith._io import atomic_directory, check_replaceable, earlier_outputs, write_manifest
+    from lensarith._io import atomic_directory, check_replaceable
 
-    check_replaceable(out / name, earlier_outputs(out / name, f"{name}.html"), f"this run's outputs ({name})")
+    earlier = (out / name / f"{name}.html").exists() or (out / name / f"{name}.json").exists()
+    check_replaceable(out / name, lambda entry: earlier and (entry in ("result", "results") or entry.startswith(
+        (f"{name}.", "heads-"))), f"this run's outputs ({name})", error=UserError)
     with atomic_directory(out / name) as stage:
         yield stage
-        write_manifest(stage)
 
 
 def _done(out: Path, report: Path | None = None) -> None:

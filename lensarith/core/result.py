@@ -90,7 +90,8 @@ class Result:
         if not isinstance(path, (str, os.PathLike)):
             raise LensarithError(f"path must be a folder path (str or Path), got {type(path).__name__}")
         path = Path(path)
-        check_replaceable(path, lambda name: name in ("result.json", "tensors.safetensors"), f"a {self.kind} result")
+        check_replaceable(path, lambda name: name in ("result.json", "tensors.safetensors"), f"a {self.kind} result",
+                          error=LensarithError)
         with atomic_directory(path) as tmp:
             save_file({k: v.detach().contiguous().cpu() for k, v in self.tensors.items()}, str(tmp / "tensors.safetensors"))
             doc = {"kind": self.kind, "axes": {k: list(v) for k, v in self.axes.items()},

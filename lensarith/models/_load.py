@@ -129,7 +129,7 @@ def save_model(model, path: str | os.PathLike[str], *, extra: dict | None = None
     from safetensors.torch import save_file
 
     path = Path(path)
-    check_replaceable(path, _saved_model_file, "a model")
+    check_replaceable(path, _saved_model_file, "a model", error=LensarithError)
     if _is_bridge(model):
         from ._tl4 import is_native, tl3_state_dict
 

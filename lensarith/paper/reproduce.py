@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import LensarithError
-from .._io import atomic_directory, atomic_write_text, check_replaceable, earlier_outputs, write_manifest
+from .._io import atomic_directory, atomic_write_text, check_replaceable
 from ..core import tokenize
 from ..core.progress import progress_bar
 from ..tasks import Example, build_prompts
@@ -277,14 +277,13 @@ def reproduce(
     final = Path(out)
     if final.exists() and not final.is_dir():
         raise LensarithError(f"out={str(final)!r} exists and is not a folder")
-    check_replaceable(final, earlier_outputs(final, "summary.json"), "the reproduction")
+    earlier = (final / "summary.json").is_file()  # a previous run's outputs: replaced as a whole
+    check_replaceable(final, lambda name: earlier, "the reproduction", error=LensarithError)
     plan = bos_plan(model, config.prepend_bos)
     # every output of the run is written into a staging folder that replaces ``out`` as a whole:
     # a reader sees this run's results, figures, summary and report together, or the previous run's
     with atomic_directory(final) as stage, bos_convention(model, plan["prepend_bos"]):
-        summary = _reproduce(model, final, stage, config, plan, model_name=model_name, progress=progress, log=log)
-        write_manifest(stage)
-        return summary
+        return _reproduce(model, final, stage, config, plan, model_name=model_name, progress=progress, log=log)
 
 
 def _reproduce(model, final: Path, out: Path, config: ReproduceConfig, plan: dict[str, Any], *, model_name: str | None,
