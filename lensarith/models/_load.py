@@ -756,7 +756,8 @@ def load_model(name_or_path: str | os.PathLike[str], *, device: str | None = Non
     Returns:
         The model in eval mode, tokenizer attached, right padding. Models from a directory
         whose config says ``model_name="custom"`` get the directory's name, so results
-        record e.g. ``model='organism'``.
+        record e.g. ``model='organism'``. The torch, numpy and ``random`` generators are left as
+        they were (TransformerLens seeds them from a config's ``seed``).
 
     Raises:
         LensarithError: ``name_or_path`` or ``device`` of the wrong type or value.

@@ -158,11 +158,12 @@ def wrap_nnsight(model, tokenizer=None, *, remote: bool = False, name: str | Non
     """Wrap a Hugging Face causal LM (or an nnsight model over one) for lensarith's recipes.
 
     Args:
-        model: a ``transformers`` causal LM (``GPT2LMHeadModel``, ``GPTNeoXForCausalLM``, ``GPTJForCausalLM``,
+        model: in eval mode (a module in train mode is refused, not switched), a ``transformers`` causal LM (``GPT2LMHeadModel``, ``GPTNeoXForCausalLM``, ``GPTJForCausalLM``,
             ``BloomForCausalLM``, ``LlamaForCausalLM``), or an nnsight ``NNsight`` /
             ``TransformersModel`` / ``LanguageModel`` over one (for NDIF: built from the repo
             id, weights on the meta device).
-        tokenizer: the tokenizer (default: the nnsight model's).
+        tokenizer: the tokenizer (default: the nnsight model's). It is not changed: lensarith pads
+            a right-padding copy. One with more tokens than the model's vocabulary is refused.
         remote: run every trace on NDIF (``remote=True``); the key comes from ``NDIF_API_KEY``
             (nnsight's ``CONFIG``). Local modules such as lensarith are shipped with the request.
         name: the model name recorded in results (default: the config's ``_name_or_path``).

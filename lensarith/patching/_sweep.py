@@ -298,6 +298,11 @@ def attribution_patch(
             (``meta["forward_equivalents"]``); all but ``atp`` recompute blocks from the
             weights and support the fast engine's families.
 
+    Gradients are switched on inside, also under a caller's ``torch.no_grad()`` or
+    ``torch.inference_mode()``. ``config.engine`` must stay ``"auto"`` (no method uses
+    ``activation_patch``'s engines); a metric whose gradient is not finite is refused, naming
+    the swept activation where the backward first meets it.
+
     Returns:
         An ``AttributionPatchResult`` on the same grid as ``activation_patch`` would give.
 
