@@ -65,13 +65,10 @@ def _quiet_deprecation() -> Iterator[None]:
 
 
 def _reload_path(tokenizer) -> str | None:
-    """The folder TransformerLens would reload ``tokenizer`` from, if that folder is gone or would
-    reload it wrongly (no ``tokenizer_config.json``: the special tokens' roles are lost)."""
+    """The folder TransformerLens would reload ``tokenizer`` from, if that folder is gone."""
     name = (getattr(tokenizer, "init_kwargs", None) or {}).get("name_or_path") or getattr(tokenizer, "name_or_path", "")
     name = str(name or "")
-    if os.path.isdir(name):
-        return None if os.path.isfile(os.path.join(name, "tokenizer_config.json")) else name
-    return name if os.path.isabs(name) else None
+    return name if os.path.isabs(name) and not os.path.isdir(name) else None
 
 
 def new_hooked_transformer(cfg, tokenizer=None):

@@ -132,8 +132,16 @@ def load_tokenizer(directory: Path):
     if "tokenizer_config.json" not in files:
         # tokenizer_config.json names the special tokens' roles; without it, lensarith's word tokenizer
         # gets them back from its vocabulary (its <unk> <bos> <eos> <pad>), other tokenizers stay as loaded
+        # (TransformerLens reloads a tokenizer from its folder, so the roles go into a complete copy)
         vocab = tok.get_vocab()
+        restored = False
         for role, text in SPECIAL_TOKENS.items():
             if getattr(tok, role, None) is None and text in vocab:
                 setattr(tok, role, text)
+                restored = True
+        if restored:
+            copy = tempfile.mkdtemp(prefix=TEMP_PREFIX)
+            _remove_at_exit(copy)
+            tok.save_pretrained(copy)
+            tok = AutoTokenizer.from_pretrained(copy)
     return tok
