@@ -16,6 +16,18 @@ class LensarithWarning(UserWarning):
     prompt); the batch's ``report`` has the details."""
 
 
+#: seeds lensarith accepts: torch, numpy and ``random`` take them, with room for the offsets recipes add
+SEED_LIMIT = 2 ** 62
+
+
+def check_seed(value, name: str = "seed") -> int:
+    """Raise unless ``value`` is an int torch's generators take, with room for offsets (|seed| <= 2**62)."""
+    if not isinstance(value, int) or isinstance(value, bool) or abs(value) > SEED_LIMIT:
+        what = f"{type(value).__name__} " if not isinstance(value, int) or isinstance(value, bool) else ""
+        raise LensarithError(f"{name} must be an int in -2**62..2**62, got {what}{value!r}")
+    return value
+
+
 def check_choice(value, valid, name: str) -> None:
     """Raise unless ``value`` is one of ``valid`` (never a silent default for a typo)."""
     valid = tuple(valid)

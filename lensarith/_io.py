@@ -482,6 +482,28 @@ def _swap_in(tmp: Path, path: Path) -> None:
             _fsync_fd(parent_fd)
 
 
+def check_replaceable(path: str | os.PathLike[str], own: Callable[[str], bool], what: str = "the result", *,
+                      error: type[Exception] = ValueError) -> None:
+    """Raise ``error`` (callers pass ``LensarithError``) unless saving to ``path`` destroys nothing
+    lensarith did not write.
+
+    A save replaces ``path`` as a whole. That is refused when ``path`` is a file (or anything
+    but a folder), or a folder holding an entry that ``own(name)`` does not recognise as one a
+    previous save of ``what`` wrote (hidden ``.name.tmp-``/``.old-`` leftovers aside).
+    """
+    path = Path(path)
+    if not os.path.lexists(path):
+        return
+    if path.is_symlink() or not path.is_dir():
+        raise error(f"{str(path)!r} exists and is not a folder: saving {what} there would delete it; pick a "
+                             "new folder name")
+    foreign = sorted(p.name for p in path.iterdir() if not own(p.name))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise error(f"{str(path)!r} holds files lensarith did not write ({shown}): saving {what} there would "
+                             "replace the folder and delete them; pick a new folder name or an empty folder")
+
+
 @contextmanager
 def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary sibling directory; on success it replaces ``path`` as a whole.

@@ -10,6 +10,7 @@ half-written files. User mistakes print one line (``lensarith: error: ...``) and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -91,6 +92,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if abs(value) > 2 ** 62:
+        raise argparse.ArgumentTypeError(f"seed must be an int in -2**62..2**62, got {value}")
+    return value
+
+
 def _layers(text: str) -> list[int]:
     """``18-23``, ``18,19,20`` or ``19``."""
     import re
@@ -130,11 +141,17 @@ def _out(args) -> Path:
     return out
 
 
+@contextlib.contextmanager
 def _staged(out: Path, name: str):
-    """All of one run's outputs, written into a staging folder that replaces ``out/name`` as a whole."""
-    from lensarith._io import atomic_directory
+    """All of one run's outputs, written into a staging folder that replaces ``out/name`` as a whole
+    (refused when ``out/name`` holds files an earlier run did not write)."""
+    from lensarith._io import atomic_directory, check_replaceable
 
-    return atomic_directory(out / name)
+    earlier = (out / name / f"{name}.html").exists() or (out / name / f"{name}.json").exists()
+    check_replaceable(out / name, lambda entry: earlier and (entry in ("result", "results") or entry.startswith(
+        (f"{name}.", "heads-"))), f"this run's outputs ({name})", error=UserError)
+    with atomic_directory(out / name) as stage:
+        yield stage
 
 
 def _done(out: Path, report: Path | None = None) -> None:
@@ -405,6 +422,36 @@ def _choice_list(valid: tuple[str, ...]):
     return parse
 
 
+#: BenchConfig fields and the flags that set them, for errors that name the flag
+_BENCH_FLAGS = {"n_shots": "--shots", "n_heads": "--heads", "n_sources": "--n-sources", "n_dev": "--n-dev", "n": "--n",
+                "seed": "--seed"}
+
+
+class _flags:
+    """Re-raise a ``LensarithError`` about ``BenchConfig <field>`` naming the command-line flag instead."""
+
+    def __init__(self, flags: dict[str, str]) -> None:
+        self.flags = flags
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        import re
+
+        from lensarith._errors import LensarithError
+
+        if exc is None or not isinstance(exc, LensarithError):
+            return False
+        text = str(exc)
+        for field, flag in self.flags.items():
+            text = re.sub(rf"BenchConfig {field}=(\S+?)([:,;]?\s)", rf"{flag} \1\2", text)
+            text = re.sub(rf"BenchConfig {field}\b", flag, text)
+        if text != str(exc):
+            raise UserError(text) from None
+        return False
+
+
 def cmd_vectors(args: argparse.Namespace) -> int:
     from lensarith._io import atomic_write_text
     from lensarith.viz import plots
@@ -416,12 +463,18 @@ def cmd_vectors(args: argparse.Namespace) -> int:
     options = {k: v for k, v in {"n": args.n, "n_dev": args.n_dev, "n_sources": args.n_sources, "n_shots": args.shots,
                                  "n_heads": args.heads, "kinds": args.kinds, "contexts": args.contexts,
                                  "seed": args.seed}.items() if v is not None}
-    config = BenchConfig.small_run(**options) if args.small else BenchConfig(**options)
+    with _flags(_BENCH_FLAGS):
+        config = BenchConfig.small_run(**options) if args.small else BenchConfig(**options)
     model = _model(args.model)
+    total = model.cfg.n_layers * model.cfg.n_heads
+    if "fv" in config.kinds and config.n_heads > total:
+        raise UserError(f"--heads {config.n_heads} is more than the model's {total} heads ({args.model}: "
+                        f"{model.cfg.n_layers} layers x {model.cfg.n_heads})")
     print(f"vectors on {args.model} ({model.cfg.n_layers} layers): {', '.join(args.task)}; {config.n} test contexts "
           f"per context type, {config.n_dev} dev, {config.n_sources} source rows, {config.n_shots} shots", flush=True)
-    results = compare_vectors(model, args.task, config, skip_small=args.skip_unusable, progress=_progress(args),
-                              log=lambda line: print("  " + line, flush=True))
+    with _flags(_BENCH_FLAGS):
+        results = compare_vectors(model, args.task, config, skip_small=args.skip_unusable, progress=_progress(args),
+                                  log=lambda line: print("  " + line, flush=True))
     if not results:
         raise UserError(f"no task of {args.task} has enough single-token rows for {args.model}; "
                         "lower --n-sources / --n-dev or pick other tasks")
@@ -526,7 +579,7 @@ def cmd_organism_eval(args: argparse.Namespace) -> int:
 def _common(p: argparse.ArgumentParser, *, out: str = "out") -> None:
     p.add_argument("--model", default="organism", help=_models_help())
     p.add_argument("--out", default=out, help=f"output folder (default {out})")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

@@ -111,6 +111,106 @@ class Env:
     def ablation(self):
         return la.ffn_ablation(self.model, "capitals", n=6, steps=2)
 
+    # ---- surfaces added since the first audit (issue 23)
+    @cached_property
+    def ctx4(self):
+        return la.transplant_contexts("capitals", n=4, model=self.model)
+
+    @cached_property
+    def effects(self):
+        return la.vectors.head_effects(self.model, "capitals", n_prompts=4, n_shots=2)
+
+    @cached_property
+    def twin(self):
+        return la.tiny_model(n_layers=2, d_model=32, n_heads=4, seed=7)  # same architecture, other weights
+
+    @cached_property
+    def fv(self):
+        return la.vectors.function_vector(self.model, self.effects, n_heads=3)
+
+    @cached_property
+    def tv(self):
+        return la.vectors.extract_task_vector(self.model, "capitals", 1, n_prompts=3, n_shots=2)
+
+    @cached_property
+    def sweep(self):
+        return la.vectors.sweep_layers(self.model, self.o, self.ctx4, scales=(1.0,))
+
+    @cached_property
+    def applied(self):
+        return la.vectors.apply_vector(self.model, self.o, self.ctx4)
+
+    @cached_property
+    def nn(self):
+        return la.load_model("organism", backend="nnsight")
+
+    @cached_property
+    def hf(self):
+        from lensarith.models._export import to_hf_gpt2
+
+        return to_hf_gpt2(self.model)
+
+    @cached_property
+    def bench(self):
+        return la.vectors.vector_bench(self.model, "capitals", la.vectors.BenchConfig.small_run(
+            kinds=("tv",), contexts=("zero_shot",), n=4, n_dev=4, n_sources=4, n_shots=2, n_boot=20))
+
+    def bench_without(self, key: str) -> Path:
+        path = self.tmp / f"bench-without-{key}"
+        self.bench.save(path)
+        doc = json.loads((path / "result.json").read_text())
+        doc["meta"].pop(key)
+        (path / "result.json").write_text(json.dumps(doc))
+        return path
+
+    def file_at(self, name: str) -> Path:
+        path = self.tmp / name
+        path.write_text("the user's notes")
+        return path
+
+    def folder_with_notes(self, name: str) -> Path:
+        path = self.tmp / name
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "notes.txt").write_text("the user's notes")
+        return path
+
+    def damaged(self, what: str, model: str = "organism") -> str:
+        """A copy of a bundled model folder with one thing wrong."""
+        import shutil
+
+        from lensarith._paths import data_dir
+
+        path = self.tmp / f"{model}-{what}"
+        if path.exists():
+            return str(path)
+        shutil.copytree(data_dir() / model, path)
+        cfg = json.loads((path / "config.json").read_text())
+        if what == "no-tokenizer-config":
+            (path / "tokenizer_config.json").unlink()
+        elif what == "no-tokenizer":
+            (path / "tokenizer.json").unlink()
+        elif what == "tiny-tokenizer":
+            self.model.tokenizer.save_pretrained(str(path))
+        elif what == "corrupt-tokenizer":
+            (path / "tokenizer.json").write_text("{not json")
+        elif what == "seed-overflow":
+            cfg["seed"] = 2 ** 70
+        elif what == "seed-string":
+            cfg["seed"] = "zero"
+        elif what == "wider":
+            cfg["d_model"] = 256
+        elif what == "truncated-weights":
+            data = (path / "model.safetensors").read_bytes()
+            (path / "model.safetensors").write_bytes(data[: len(data) // 3])
+        elif what == "corrupt-card":
+            (path / "lensarith.json").write_text("{not json")
+        elif what == "config-list":
+            cfg = [cfg]
+        elif what == "bad-dtype":
+            cfg["dtype"] = "float8"
+        (path / "config.json").write_text(json.dumps(cfg))
+        return str(path)
+
     def broken_result(self, what: str) -> Path:
         path = self.tmp / f"broken-{what}"
         la.Result({"x": torch.zeros(3)}, {"x": ("batch",)}).save(path)
@@ -163,6 +263,35 @@ def _returns_42(model, prompts):
 def _bad_recipe(env: Env):
     la.register_recipe("returns_42", overwrite=True)(_returns_42)
     return la.run_recipe("returns_42", env.model, env.prompts)
+
+
+V = la.vectors
+BIG = 2 ** 70
+
+
+def _nan_grad_metric(logits):
+    """Finite value, NaN gradient: sqrt at 0 of a quantity that is exactly 0."""
+    return torch.sqrt(logits[:, 0] * 0.0)
+
+
+def _nan_metric(logits):
+    return torch.full(logits.shape[:1], NAN)
+
+
+def _atp(env, **kw):
+    return la.attribution_patch(env.model, env.pairs, site="mlp_out", **kw)
+
+
+def _fv_from_twin_effects(env):
+    return V.function_vector(env.twin, env.effects, n_heads=2)
+
+
+def _apply_nan_tensor(env):
+    return V.apply_vector(env.model, V.OVector.from_tensor(torch.full((32,), NAN), layer=1), env.ctx4)
+
+
+def _nnsight_tokenizer(env, tok):
+    return la.models.wrap_nnsight(env.hf, tokenizer=tok)
 
 
 E = Example
@@ -469,6 +598,226 @@ CASES: list[Case] = [
     Case("cli direction typo", cli_call(["patch", "--direction", "sideways"]), r"argument --direction: invalid choice"),
     Case("cli broken model directory", cli_call(["lens", "--model", "{tmp}", "--out", "{tmp}/cli"]), r"is not in lensarith's format"),
 ]
+
+
+CASES_SINCE_FIRST_AUDIT: list[Case] = [
+    # ---- few-shot prompts
+    Case("few-shot shuffled labels with one shot", lambda e: V.few_shot_prompts("capitals", n_shots=1, n=2, shuffle_labels=True),
+         r"shuffle_labels=True needs n_shots >= 2"),
+    Case("few-shot negative shots", lambda e: V.few_shot_prompts("capitals", n_shots=-1), r"n_shots must be a non-negative int, got -1"),
+    Case("few-shot unknown task", lambda e: V.few_shot_prompts("capitalz"), r"task='capitalz' is unknown; valid tasks"),
+    Case("few-shot queries of strings", lambda e: V.few_shot_prompts("capitals", queries=["Poland"]), r"queries must be task rows"),
+    Case("few-shot too many shots", lambda e: V.few_shot_prompts("capitals", n_shots=10 ** 4, n=1), r"n_shots=10000 needs at least 10000 demonstration rows"),
+    Case("few-shot shuffle_labels string", lambda e: V.few_shot_prompts("capitals", shuffle_labels="yes"), r"shuffle_labels must be True or False"),
+    Case("few-shot n=0", lambda e: V.few_shot_prompts("capitals", n=0), r"n must be None or a positive int, got 0"),
+    Case("few-shot seed overflows", lambda e: V.few_shot_prompts("capitals", n=1, seed=BIG), r"seed must be an int in"),
+    # ---- head effects and function vectors
+    Case("head_effects prompts without shuffled", lambda e: V.head_effects(e.model, e.caps[:2]), r"shuffled is needed"),
+    Case("head_effects one shot", lambda e: V.head_effects(e.model, "capitals", n_prompts=2, n_shots=1), r"shuffle_labels=True needs n_shots >= 2"),
+    Case("head_effects heads_per_forward 0", lambda e: V.head_effects(e.model, "capitals", heads_per_forward=0), r"heads_per_forward must be a positive int"),
+    Case("head_effects unknown task", lambda e: V.head_effects(e.model, "capitalz"), r"task='capitalz' is unknown"),
+    Case("head_effects prompts without answers", lambda e: V.head_effects(e.model, ["Q: a\nA:"], ["Q: b\nA:"]), r"clean: every prompt needs an answer"),
+    Case("head_effects n_prompts bool", lambda e: V.head_effects(e.model, "capitals", n_prompts=True), r"n_prompts must be a positive int, got bool True"),
+    Case("head_effects seed overflows", lambda e: V.head_effects(e.model, "capitals", n_prompts=2, n_shots=2, seed=BIG), r"seed must be an int in"),
+    Case("head effects top k=0", lambda e: e.effects.top(0), r"k must be a positive int, got 0"),
+    Case("function_vector of a tensor", lambda e: V.function_vector(e.model, torch.zeros(2, 4)), r"effects must be a HeadEffects result"),
+    Case("function_vector more heads than the model", lambda e: V.function_vector(e.model, e.effects, n_heads=9), r"n_heads=9 is more than the model's 8 heads"),
+    Case("function_vector n_heads 0", lambda e: V.function_vector(e.model, e.effects, n_heads=0), r"n_heads must be a positive int, got 0"),
+    Case("function_vector of another architecture's effects", lambda e: V.function_vector(e.wide, e.effects, n_heads=2),
+         r"effects were measured on another architecture"),
+    Case("function_vector of another model's effects", _fv_from_twin_effects, r"effects were measured on another model"),
+    Case("extract_function_vector on an nnsight model", lambda e: V.extract_function_vector(e.nn, "capitals", n_heads=2, n_prompts=2, n_shots=2),
+         r"nnsight"),
+    Case("function vector loaded as a task vector", lambda e: V.TaskVector.load(e.fv.save(e.tmp / "fv")), r"holds a 'function_vector' result, not a 'task_vector'"),
+    Case("function vector loaded for another model", lambda e: V.FunctionVector.load(e.fv.save(e.tmp / "fv2"), model=e.wide),
+         r"function_vector has d_model=32 but the model has d_model=48"),
+    Case("function vector select out of range", lambda e: e.fv.select(5), r"index"),
+    # ---- task vectors
+    Case("task vector layer out of range", lambda e: V.extract_task_vector(e.model, "capitals", 5), r"layer=5 is out of range for a model with 2 layers"),
+    Case("task vector layer far negative", lambda e: V.extract_task_vector(e.model, "capitals", -3), r"layer=-3 is out of range"),
+    Case("task vector layer bool", lambda e: V.extract_task_vector(e.model, "capitals", True), r"layer must be an int, got True"),
+    Case("task vector site typo", lambda e: V.extract_task_vector(e.model, "capitals", 1, site="resid"), r"site must be one of 'resid_pre', 'resid_mid', 'resid_post'"),
+    Case("task vector at mlp_out", lambda e: V.extract_task_vector(e.model, "capitals", 1, site="mlp_out"), r"site must be one of 'resid_pre'"),
+    Case("task vector reduce typo", lambda e: V.extract_task_vector(e.model, "capitals", 1, reduce="sum"), r"reduce must be one of 'mean', 'none', got 'sum'"),
+    Case("task vector of a task-name typo", lambda e: V.extract_task_vector(e.model, "capitalz", 1), r"prompts='capitalz' is not a task name \(did you mean 'capitali[sz]e?'\?\)"),
+    Case("task vector n_prompts 0", lambda e: V.extract_task_vector(e.model, "capitals", 1, n_prompts=0), r"n_prompts must be a positive int, got 0"),
+    Case("task vector batch_size 0", lambda e: V.extract_task_vector(e.model, "capitals", 1, batch_size=0), r"batch_size must be a positive int"),
+    Case("task vector seed overflows", lambda e: V.extract_task_vector(e.model, "capitals", 1, n_prompts=2, n_shots=2, seed=BIG), r"seed must be an int in"),
+    # ---- applying vectors
+    Case("application site typo", lambda e: V.Application(e.o, site="mlp"), r"site must be one of 'resid_pre'"),
+    Case("application mode typo", lambda e: V.Application(e.o, mode="subtract"), r"mode must be one of 'add', 'replace', got 'subtract'"),
+    Case("application positions typo", lambda e: V.Application(e.o, positions="first"), r"positions must be one of 'last', 'all'"),
+    Case("application scale NaN", lambda e: V.Application(e.o, scale=NAN), r"scale must be a finite number, got nan"),
+    Case("application scale bool", lambda e: V.Application(e.o, scale=True), r"scale must be a finite number, got True"),
+    Case("apply_vector layer out of range", lambda e: V.apply_vector(e.model, e.o, e.ctx4, layers=[5]), r"layer.*5 is out of range"),
+    Case("apply_vector layer far negative", lambda e: V.apply_vector(e.model, e.o, e.ctx4, layers=-3), r"-3 is out of range"),
+    Case("apply_vector function vector without layers", lambda e: V.apply_vector(e.model, e.fv, e.ctx4), r"layers is needed: this FunctionVector has no source layer"),
+    Case("apply_vector o-vector at z", lambda e: V.apply_vector(e.model, e.o, e.ctx4, site="z"), r"site='z' puts a function vector's head means"),
+    Case("apply_vector z with layers", lambda e: V.apply_vector(e.model, e.fv, e.ctx4, site="z", layers=[1]), r"with site='z' each head goes in at its own layer"),
+    Case("apply_vectors of a list", lambda e: V.apply_vectors(e.model, [V.Application(e.o)], e.ctx4), r"applications must be a non-empty mapping"),
+    Case("apply_vectors named control", lambda e: V.apply_vectors(e.model, {"control": V.Application(e.o)}, e.ctx4), r"application names must be non-empty strings other than 'control'"),
+    Case("apply_vectors of a vector", lambda e: V.apply_vectors(e.model, {"o": e.o}, e.ctx4), r"applications\['o'\] must be an Application"),
+    Case("apply_vector to plain strings", lambda e: V.apply_vector(e.model, e.o, ["Q: a\nA:"]), r"contexts must be lensarith.Example objects carrying the answer"),
+    Case("apply_vector of a tensor of the wrong width", lambda e: V.apply_vector(e.model, torch.zeros(7), e.ctx4, layers=[1]), r"7"),
+    Case("apply_vector of another model's vector", lambda e: V.apply_vector(e.wide, e.o, e.ctx4), r"d_model=32 but the model has d_model=48"),
+    Case("apply_vector readout typo", lambda e: V.apply_vector(e.model, e.o, e.ctx4, readout_layers="last"), r"readout_layers must be one of 'final', 'all'"),
+    Case("apply_vector baseline string", lambda e: V.apply_vector(e.model, e.o, e.ctx4, baseline="no"), r"baseline must be True or False"),
+    Case("apply_vector seed overflows", lambda e: V.apply_vector(e.model, e.o, e.ctx4, seed=BIG), r"seed must be an int in"),
+    Case("apply_vector of a NaN vector", _apply_nan_tensor, r"non-finite|vector holds NaN"),
+    Case("apply_vector option typo", lambda e: V.apply_vector(e.model, e.o, e.ctx4, batchsize=4), r"batchsize.* is not an option of apply_vector"),
+    Case("apply_vector batch_size 0", lambda e: V.apply_vector(e.model, e.o, e.ctx4, batch_size=0), r"batch_size must be a positive int"),
+    Case("vector result unknown run", lambda e: e.applied.rank("nope"), r"run must be one of 'control', 'vector', 'vector:random', got 'nope'"),
+    Case("vector result metric top0", lambda e: e.applied.metric("vector", "top0"), r"metric must be 'rr' or 'top<k>'"),
+    Case("vector result ci minus unknown run", lambda e: e.applied.ci("vector", minus="nope"), r"run must be one of"),
+    Case("vector result topk 0", lambda e: e.applied.topk("vector", k=0), r"k must be a positive int"),
+    Case("vector result argument rank without arguments", lambda e: V.apply_vector(e.model, e.o, [E("x y z Poland", " Warsaw", None)]).rank("vector", "argument"),
+         r"which='argument': the contexts carried no arguments"),
+    Case("vector_interventions layer out of range", lambda e: V.vector_interventions(e.model, e.o, layers=[2]), r"2 is out of range"),
+    # ---- layer sweeps
+    Case("sweep layer key out of range", lambda e: V.sweep_layers(e.model, {5: e.o}, e.ctx4), r"vectors has layer 5, out of range for a model with 2 layers"),
+    Case("sweep negative key out of range", lambda e: V.sweep_layers(e.model, {-3: e.o}, e.ctx4), r"vectors has layer -3, out of range"),
+    Case("sweep the same layer twice", lambda e: V.sweep_layers(e.model, {1: e.o, -1: e.o}, e.ctx4), r"vectors names layer 1 twice"),
+    Case("sweep string keys", lambda e: V.sweep_layers(e.model, {"1": e.o}, e.ctx4), r"vectors must map int layers to vectors"),
+    Case("sweep an empty mapping", lambda e: V.sweep_layers(e.model, {}, e.ctx4), r"vectors is empty"),
+    Case("sweep layers out of range", lambda e: V.sweep_layers(e.model, e.o, e.ctx4, layers=[5]), r"5 is out of range"),
+    Case("sweep no scales", lambda e: V.sweep_layers(e.model, e.o, e.ctx4, scales=()), r"scales must be a non-empty list of numbers"),
+    Case("sweep a bare scale", lambda e: V.sweep_layers(e.model, e.o, e.ctx4, scales=2.0), r"scales must be a non-empty list of numbers, got 2.0"),
+    Case("sweep at z", lambda e: V.sweep_layers(e.model, e.fv, e.ctx4, site="z"), r"site='z' has no layer to sweep"),
+    Case("sweep layers without vectors", lambda e: V.sweep_layers(e.model, {1: e.o}, e.ctx4, layers=[0]), r"vectors has no vector for layers \[0\]"),
+    Case("sweep mode typo", lambda e: V.sweep_layers(e.model, e.o, e.ctx4, mode="sub"), r"mode must be one of 'add', 'replace'"),
+    Case("sweep scale infinite", lambda e: V.sweep_layers(e.model, e.o, e.ctx4, scales=(1.0, float("inf"))), r"scales must be a finite number, got inf"),
+    Case("sweep result curve of an unswept scale", lambda e: e.sweep.curve(scale=3.0), r"scale=3.0 was not swept"),
+    Case("sweep result best metric typo", lambda e: e.sweep.best("rr"), r"metric must be one of 'mrr', 'top1'"),
+    Case("sweep result curve variant typo", lambda e: e.sweep.curve("baseline"), r"variant must be one of 'vector', 'random'"),
+    # ---- random baselines and intervals
+    Case("same_norm_random of a tensor", lambda e: V.same_norm_random(torch.zeros(3)), r"vector must be an OVector, FunctionVector or TaskVector"),
+    Case("same_norm_random seed overflows", lambda e: V.same_norm_random(e.o, seed=BIG), r"seed must be an int in"),
+    Case("bootstrap of a list", lambda e: V.bootstrap_ci([1.0, 2.0]), r"values must be a tensor of per-context scores, got list"),
+    Case("bootstrap of NaN", lambda e: V.bootstrap_ci(torch.tensor([1.0, NAN, 0.5])), r"values hold 1 non-finite value.*index 1"),
+    Case("bootstrap of inf", lambda e: V.bootstrap_ci(torch.tensor([float("inf"), 1.0])), r"values hold 1 non-finite value.*index 0"),
+    Case("bootstrap level 1.5", lambda e: V.bootstrap_ci(torch.ones(3), level=1.5), r"level must lie between 0 and 1, got 1.5"),
+    Case("bootstrap of nothing", lambda e: V.bootstrap_ci(torch.ones(0)), r"bootstrap_ci needs at least one value"),
+    Case("bootstrap n_boot 0", lambda e: V.bootstrap_ci(torch.ones(3), n_boot=0), r"n_boot must be a positive int"),
+    Case("bootstrap seed overflows", lambda e: V.bootstrap_ci(torch.ones(3), seed=BIG), r"seed must be an int in"),
+    # ---- the bench
+    Case("bench kinds typo", lambda e: V.BenchConfig(kinds=("o", "fvx")), r"BenchConfig kinds must be one of 'o', 'fv', 'tv', got 'fvx'"),
+    Case("bench kinds as a string", lambda e: V.BenchConfig(kinds="o"), r"BenchConfig kinds must be a non-empty tuple"),
+    Case("bench shots not below sources", lambda e: V.BenchConfig(n_sources=4, n_shots=4), r"n_shots=4 needs n_sources > n_shots"),
+    Case("bench infinite scale", lambda e: V.BenchConfig(o_scales=(1.0, float("inf"))), r"BenchConfig o_scales must hold finite numbers"),
+    Case("bench seed overflows", lambda e: V.BenchConfig(seed=BIG), r"BenchConfig seed must be an int in"),
+    Case("bench ks 0", lambda e: V.BenchConfig(ks=(0,)), r"BenchConfig ks must be a positive int"),
+    Case("bench positions typo", lambda e: V.BenchConfig(positions="first"), r"BenchConfig positions must be one of 'last', 'all'"),
+    Case("bench task vector at mlp_out", lambda e: V.BenchConfig(tv_site="mlp_out"), r"BenchConfig tv_site must be one of"),
+    Case("bench layers out of range", lambda e: V.vector_bench(e.model, "capitals", V.BenchConfig.small_run(layers=(5,))),
+         r"BenchConfig layers.*5.* out of range for a model with 2 layers"),
+    Case("bench one shot", lambda e: V.vector_bench(e.model, "capitals", V.BenchConfig.small_run(n_shots=1, kinds=("fv",))),
+         r"n_shots=1.*shuffle"),
+    Case("bench config as dict", lambda e: V.vector_bench(e.model, "capitals", {"n": 4}), r"config must be a lensarith.vectors.BenchConfig"),
+    Case("bench unknown task", lambda e: V.vector_bench(e.model, "capitalz"), r"task='capitalz' is unknown"),
+    Case("bench on an nnsight model", lambda e: V.vector_bench(e.nn, "capitals", V.BenchConfig.small_run()), r"nnsight"),
+    Case("bench result missing its runs", lambda e: V.BenchResult.load(e.bench_without("runs")), r"lacks meta\['runs'\]"),
+    Case("bench result missing its config", lambda e: V.BenchResult.load(e.bench_without("config")).ci("zero_shot", "tv"), r"lacks meta\['config'\]"),
+    Case("bench result context typo", lambda e: e.bench.values("random", "tv"), r"context must be one of 'zero_shot', got 'random'"),
+    Case("bench result metric typo", lambda e: e.bench.values("zero_shot", "tv", "mrr"), r"metric must be 'rr' or 'top<k>'"),
+    Case("bench result unknown kind", lambda e: e.bench.best("zero_shot", "fv"), r"kind must be one of 'tv', got 'fv'"),
+    Case("bench table of a number", lambda e: V.bench_table(42), r"results must be a BenchResult or a mapping"),
+    Case("compare no tasks", lambda e: V.compare_vectors(e.model, []), r"tasks must be a non-empty list of task names"),
+    Case("compare tasks as a string", lambda e: V.compare_vectors(e.model, "capitals"), r"tasks must be a non-empty list of task names, got 'capitals'"),
+    Case("single-token counts unknown task", lambda e: V.single_token_counts(e.model, ["capitalz"]), r"task='capitalz' is unknown"),
+    # ---- saving never destroys what it did not write
+    Case("save a vector over a file", lambda e: e.fv.save(e.file_at("notes.txt")), r"exists and is not a folder"),
+    Case("save a vector into a folder of notes", lambda e: e.fv.save(e.folder_with_notes("notes-fv")), r"holds files lensarith did not write \(notes.txt\)"),
+    Case("save a result over a file", lambda e: e.lens.save(e.file_at("lens.txt")), r"exists and is not a folder"),
+    Case("save a result into a folder of notes", lambda e: e.lens.save(e.folder_with_notes("notes-lens")), r"holds files lensarith did not write"),
+    Case("save a model over a file", lambda e: la.save_model(e.model, e.file_at("model.txt")), r"exists and is not a folder"),
+    Case("save a model into a folder of notes", lambda e: la.save_model(e.model, e.folder_with_notes("notes-model")), r"holds files lensarith did not write"),
+    # ---- the nnsight backend
+    Case("nnsight torch_dtype ignored", lambda e: la.load_model("organism", backend="nnsight", torch_dtype="float16"), r"torch_dtype"),
+    Case("nnsight unknown option", lambda e: la.load_model("organism", backend="nnsight", foo=1), r"foo"),
+    Case("nnsight n_devices", lambda e: la.load_model("organism", backend="nnsight", n_devices=2), r"n_devices is TransformerLens's"),
+    Case("nnsight device meta", lambda e: la.load_model("organism", backend="nnsight", device="meta"), r"device='meta'"),
+    Case("wrap a module in train mode", lambda e: la.models.wrap_nnsight(__import__("copy").deepcopy(e.hf).train(), e.model.tokenizer),
+         r"model is in train mode .*call model.eval\(\) before wrap_nnsight"),
+    Case("wrap a number", lambda e: la.models.wrap_nnsight(42), r"model must be a Hugging Face causal LM or an nnsight model, got int"),
+    Case("wrap a plain module", lambda e: la.models.wrap_nnsight(torch.nn.Linear(2, 2)), r"model must be a Hugging Face causal LM, got a Linear"),
+    Case("wrap remote string", lambda e: la.models.wrap_nnsight(e.hf, e.model.tokenizer, remote="no"), r"remote must be True or False, got 'no'"),
+    Case("wrap prepend_bos string", lambda e: la.models.wrap_nnsight(e.hf, e.model.tokenizer, prepend_bos="yes"), r"prepend_bos must be None, True or False"),
+    Case("wrap name not a string", lambda e: la.models.wrap_nnsight(e.hf, e.model.tokenizer, name=42), r"name must be None or a string .* got 42"),
+    Case("wrap tokenizer not a tokenizer", lambda e: _nnsight_tokenizer(e, 42), r"tokenizer must be a Hugging Face tokenizer"),
+    Case("wrap a tokenizer of another vocabulary", lambda e: _nnsight_tokenizer(e, e.nn.tokenizer),
+         r"tokenizer has 4683 tokens but the model's vocabulary has 3598"),
+    Case("nnsight lens position past the end", lambda e: la.logit_lens(e.nn, e.prompts, position=99), r"position=99 is past the end"),
+    Case("nnsight site out of range", lambda e: la.collect(e.nn, la.tokenize(e.nn, e.prompts), [Site("mlp_out", 9, "last")]), r"layer=9 is out of range"),
+    Case("nnsight decomposition layer", lambda e: la.decompose_resid(e.nn, e.prompts, layer=99), r"layer=99 is out of range"),
+    Case("nnsight transplant layer", lambda e: la.transplant_experiment(e.nn, "capitals", la.TransplantConfig(layer=99)), r"config.layer=99 is out of range"),
+    # ---- attribution methods
+    Case("attribution method typo atp**", lambda e: _atp(e, method="atp**"), r"method must be one of 'atp'"),
+    Case("attribution method None", lambda e: _atp(e, method=None), r"method must be one of"),
+    Case("relp with the hooks engine", lambda e: _atp(e, method="relp", config=la.PatchConfig(engine="hooks")),
+         r"config.engine='hooks'.*method='relp'"),
+    Case("atp* with the hooks engine", lambda e: _atp(e, method="atp*", config=la.PatchConfig(engine="hooks")), r"config.engine='hooks'"),
+    Case("relp of a piecewise-constant metric", lambda e: _atp(e, method="relp", metric="reciprocal_rank"), r"piecewise constant"),
+    Case("attribution metric with a NaN gradient", lambda e: _atp(e, metric=_nan_grad_metric), r"gradient of the metric is not finite at blocks\.\d\.hook_mlp_out"),
+    Case("relp metric with a NaN gradient", lambda e: _atp(e, method="relp", metric=_nan_grad_metric), r"gradient of the metric is not finite"),
+    Case("attribution metric returning NaN", lambda e: _atp(e, metric=_nan_metric), r"metric .*non-finite|metric returned NaN"),
+    Case("patching metric returning NaN", lambda e: la.activation_patch(e.model, e.pairs, site="mlp_out", metric=_nan_metric), r"metric .*non-finite|metric returned NaN"),
+    Case("attribution metric of the wrong shape", lambda e: _atp(e, metric=lambda logits: logits.sum()), r"metric"),
+    Case("attribution layers out of range", lambda e: _atp(e, layers=[7]), r"7 is out of range"),
+    Case("attribution site typo", lambda e: la.attribution_patch(e.model, e.pairs, site="mlp"), r"site"),
+    Case("attribution direction typo", lambda e: _atp(e, direction="up"), r"direction must be 'denoise' \(clean into corrupted\) or 'noise'.* got 'up'"),
+    Case("attribution of an nnsight model with relp", lambda e: la.attribution_patch(e.nn, la.pair_examples(e.nn, la.build_prompts("capitals", format="zero_shot", n=40), n=2),
+                                                                                 site="mlp_out", method="relp"), r"method='relp'.*nnsight|nnsight.*relp"),
+    Case("attribution of an nnsight model", lambda e: la.attribution_patch(e.nn, la.pair_examples(e.nn, la.build_prompts("capitals", format="zero_shot", n=40), n=2),
+                                                                          site="mlp_out"), r"this recipe needs gradients through the model .* nnsight backend runs forward-only"),
+    # ---- damaged copies of a bundled model folder
+    Case("model folder without its tokenizer", lambda e: la.load_model(e.damaged("no-tokenizer")), r"has tokenizer_config.json but no tokenizer.json", exc=la.ModelNotAvailableError),
+    Case("model folder with another model's tokenizer", lambda e: la.load_model(e.damaged("tiny-tokenizer")), r"tokenizer .* has 3598 tokens but .* d_vocab=4683",
+         exc=la.ModelNotAvailableError),
+    Case("model folder with a corrupt tokenizer", lambda e: la.load_model(e.damaged("corrupt-tokenizer")), r"tokenizer.json", exc=la.ModelNotAvailableError),
+    Case("model folder seed overflows", lambda e: la.load_model(e.damaged("seed-overflow")), r"seed is .* but it must be an int in", exc=la.ModelNotAvailableError),
+    Case("model folder seed as text", lambda e: la.load_model(e.damaged("seed-string")), r"seed is 'zero'", exc=la.ModelNotAvailableError),
+    Case("model folder wider than its weights", lambda e: la.load_model(e.damaged("wider")), r"model.safetensors", exc=la.ModelNotAvailableError),
+    Case("model folder truncated weights", lambda e: la.load_model(e.damaged("truncated-weights")), r"model.safetensors", exc=la.ModelNotAvailableError),
+    Case("model folder config a list", lambda e: la.load_model(e.damaged("config-list")), r"holds a JSON list", exc=la.ModelNotAvailableError),
+    Case("model folder dtype float8", lambda e: la.load_model(e.damaged("bad-dtype")), r"dtype is 'float8'", exc=la.ModelNotAvailableError),
+    Case("planted folder with another model's tokenizer", lambda e: la.load_model(e.damaged("tiny-tokenizer", "organism-planted")),
+         r"has 3598 tokens", exc=la.ModelNotAvailableError),
+    Case("load on the meta device", lambda e: la.load_model("organism", device="meta"), r"device='meta' holds shapes, not weights: a model there cannot run"),
+    Case("load on xpu", lambda e: la.load_model("organism", device="xpu"), r"device='xpu'"),
+    Case("load planted on xpu", lambda e: la.load_model("organism-planted", device="xpu"), r"device='xpu'"),
+    # ---- the command line
+    Case("cli vectors --heads 1000", cli_call(["vectors", "--model", "tiny", "--task", "capitals", "--small", "--heads", "1000", "--out", "{tmp}/v"]),
+         r"--heads 1000 is more than the model's 16 heads"),
+    Case("cli vectors --shots 50", cli_call(["vectors", "--model", "tiny", "--task", "capitals", "--small", "--shots", "50", "--n-sources", "60", "--out", "{tmp}/v"]),
+         r"--shots 50"),
+    Case("cli vectors --shots 1 with fv", cli_call(["vectors", "--model", "tiny", "--task", "capitals", "--small", "--shots", "1", "--kinds", "fv", "--out", "{tmp}/v"]),
+         r"--shots 1"),
+    Case("cli vectors --n-sources 1", cli_call(["vectors", "--model", "tiny", "--task", "capitals", "--n-sources", "1", "--out", "{tmp}/v"]),
+         r"n_sources must be an int >= 2|--n-sources"),
+    Case("cli vectors unknown task", cli_call(["vectors", "--task", "capitalz"]), r"unknown task 'capitalz'"),
+    Case("cli vectors kinds typo", cli_call(["vectors", "--kinds", "o,fvx"]), r"expected a comma-separated subset of o,fv,tv"),
+    Case("cli vectors contexts typo", cli_call(["vectors", "--contexts", "rand"]), r"expected a comma-separated subset of random,zero_shot"),
+    Case("cli vectors task twice", cli_call(["vectors", "--task", "capitals,capitals"]), r"a task is listed twice"),
+    Case("cli vectors out is a file", cli_call(["vectors", "--model", "tiny", "--out", "{tmp}/a-file"]), r"exists and is not a directory"),
+    Case("cli vectors seed overflows", cli_call(["vectors", "--model", "tiny", "--task", "capitals", "--small", "--seed", str(BIG), "--out", "{tmp}/v"]),
+         r"seed must be an int in"),
+    Case("cli patch damaged model", lambda e: e.damaged("no-tokenizer") and cli_call(["patch", "--model", "{tmp}/organism-no-tokenizer", "--out", "{tmp}/p"])(e),
+         r"has tokenizer_config.json but no tokenizer.json"),
+    Case("cli patch seed overflows", cli_call(["patch", "--model", "tiny", "--n", "2", "--seed", str(BIG), "--out", "{tmp}/p"]), r"seed must be an int in"),
+    Case("cli transplant positions typo", cli_call(["transplant", "--positions", "first"]), r"argument --positions: invalid choice"),
+    Case("cli transplant layers out of range", cli_call(["transplant", "--model", "tiny", "--layer", "1", "--layers", "0-9", "--n", "4", "--out", "{tmp}/t"]),
+         r"out of range"),
+    Case("cli transplant seed overflows", cli_call(["transplant", "--model", "tiny", "--layer", "1", "--n", "4", "--seed", str(BIG), "--out", "{tmp}/t"]),
+         r"seed must be an int in"),
+    Case("reproduce into a folder of notes", lambda e: la.paper.reproduce(e.model, e.folder_with_notes("notes-reproduce"),
+                                                                        la.paper.ReproduceConfig.small_run(n=2)),
+         r"holds files lensarith did not write \(notes.txt\)"),
+    Case("cli ablate mode typo", cli_call(["ablate", "--mode", "half"]), r"argument --mode: invalid choice"),
+    Case("cli ablate into a folder of notes", lambda e: e.folder_with_notes("notes-cli/ablate-capitals") and cli_call(["ablate", "--model", "tiny", "--n", "6", "--steps", "2", "--out", "{tmp}/notes-cli"])(e),
+         r"holds files lensarith did not write"),
+]
+
+CASES = CASES + CASES_SINCE_FIRST_AUDIT
 
 
 def run_case(case: Case, env: Env) -> tuple[str, str]:

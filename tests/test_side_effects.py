@@ -179,3 +179,229 @@ def test_the_snapshot_sees_each_change():
         assert _diff(base, snapshot(model)) == ["grad_enabled"]
     finally:
         torch.set_grad_enabled(True)
+
+
+# --------------------------------------------------------------------------- global state: RNGs, module mode, tokenizer
+
+
+def _rng_state() -> tuple:
+    import random
+
+    import numpy as np
+
+    return torch.random.get_rng_state().clone(), random.getstate(), repr(np.random.get_state())
+
+
+def _same_rng(a: tuple, b: tuple) -> bool:
+    return bool(torch.equal(a[0], b[0])) and a[1] == b[1] and a[2] == b[2]
+
+
+def _reseed() -> tuple:
+    import random
+
+    import numpy as np
+
+    torch.manual_seed(123)
+    random.seed(5)
+    np.random.seed(7)
+    return _rng_state()
+
+
+def _caps_of(model, n=6):
+    return list(la.tokenize(model, la.build_prompts("capitals", n=30), drop_multi_token=True).examples[:n])
+
+
+V = la.vectors
+VECTOR_CALLS: dict[str, Callable] = {
+    "head_effects": lambda m: V.head_effects(m, "capitals", n_prompts=3, n_shots=2),
+    "extract_function_vector": lambda m: V.extract_function_vector(m, "capitals", n_heads=2, n_prompts=3, n_shots=2),
+    "extract_task_vector": lambda m: V.extract_task_vector(m, "capitals", 1, n_prompts=3, n_shots=2),
+    "apply_vector": lambda m: V.apply_vector(m, la.extract_o_vector(m, _caps_of(m)[:1], layer=1), _caps_of(m)[1:]),
+    "sweep_layers": lambda m: V.sweep_layers(m, {1: la.extract_o_vector(m, _caps_of(m)[:1], layer=1)}, _caps_of(m)[1:],
+                                             scales=(1.0, 2.0)),
+    "same_norm_random": lambda m: V.same_norm_random(la.extract_o_vector(m, _caps_of(m)[:1], layer=1), seed=3),
+    "bootstrap_ci": lambda m: V.bootstrap_ci(torch.arange(5.0), seed=2),
+    "few_shot_prompts": lambda m: V.few_shot_prompts("capitals", n_shots=2, n=3, shuffle_labels=True, seed=4),
+    "vector_bench": lambda m: V.vector_bench(m, "capitals", V.BenchConfig.small_run(
+        kinds=("o", "tv"), contexts=("zero_shot",), n=3, n_dev=3, n_sources=4, n_shots=2, n_boot=10)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(VECTOR_CALLS))
+def test_a_vector_function_leaves_the_model(name):
+    model = _model()
+    before = snapshot(model)
+    VECTOR_CALLS[name](model)
+    assert _diff(before, snapshot(model)) == []
+
+
+_RNG_SCRIPT = """
+import json, sys
+sys.path.insert(0, {tests!r})
+import torch
+import test_side_effects as t
+out = {{}}
+model = t._model()
+for name, call in t.VECTOR_CALLS.items():
+    call(model)  # task data and caches first
+    rng = t._reseed()
+    call(model)
+    out["vector:" + name] = t._same_rng(rng, t._rng_state())
+for name in ("organism", "organism-planted", "tiny", "organism:nnsight", "wrap_nnsight", "to_hf_gpt2"):
+    rng = t._reseed()
+    t._load(name)
+    out["load:" + name] = t._same_rng(rng, t._rng_state())
+nn = t.la.load_model("organism", backend="nnsight")
+for name, call in t.NNSIGHT_CALLS.items():
+    rng = t._reseed()
+    call(nn)
+    out["nnsight:" + name] = t._same_rng(rng, t._rng_state())
+print(json.dumps(out))
+"""
+
+
+def _load(name: str):
+    if name == "tiny":
+        return la.tiny_model(n_layers=1, d_model=16, n_heads=2, seed=0)
+    if name == "wrap_nnsight":
+        return la.models.wrap_nnsight(*_hf_and_tokenizer())
+    if name == "to_hf_gpt2":
+        return la.models.to_hf_gpt2(_model())
+    if name.endswith(":nnsight"):
+        return la.load_model(name.split(":")[0], backend="nnsight")
+    return la.load_model(name)
+
+
+def test_vector_functions_loads_and_the_nnsight_backend_leave_the_rngs():
+    """Run as a user would, in a subprocess: under pytest, jaxtyping's beartype hook draws from
+    Python's ``random`` to spot-check list items, which would hide what lensarith itself does."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": os.pathsep.join([str(here.parent), str(here)])}
+    proc = subprocess.run([sys.executable, "-c", _RNG_SCRIPT.format(tests=str(here))], capture_output=True, text=True,
+                          timeout=900, env=env, cwd=here.parent)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    kept = json.loads(proc.stdout.strip().splitlines()[-1])
+    expected = ({f"vector:{n}" for n in VECTOR_CALLS} | {f"nnsight:{n}" for n in NNSIGHT_CALLS}
+                | {f"load:{n}" for n in ("organism", "organism-planted", "tiny", "organism:nnsight", "wrap_nnsight", "to_hf_gpt2")})
+    assert set(kept) == expected
+    assert [name for name, ok in kept.items() if not ok] == []
+
+
+@pytest.mark.parametrize("name", sorted(set(VECTOR_CALLS) - {"bootstrap_ci", "few_shot_prompts", "same_norm_random"}))
+def test_an_interrupt_inside_a_vector_function_leaves_only_the_users_hook(name):  # the others run no forward
+    model = _model()
+    calls = {"n": 0}
+
+    def user_hook(act, hook):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+
+    point = model.blocks[1].hook_resid_pre
+    point.add_hook(user_hook)
+    try:
+        before = snapshot(model)
+        interrupted = False
+        try:
+            VECTOR_CALLS[name](model)
+        except KeyboardInterrupt:
+            interrupted = True
+        assert _diff(before, snapshot(model)) == []
+        assert len(point._forward_hooks) == 1
+    finally:
+        model.reset_hooks()
+    assert interrupted or calls["n"] < 2  # one forward only: nothing interrupted
+
+
+def test_the_rng_check_can_fail():
+    rng = _reseed()
+    torch.rand(1)
+    assert not _same_rng(rng, _rng_state())
+    rng = _reseed()
+    import random
+
+    random.random()
+    assert not _same_rng(rng, _rng_state())
+
+
+def _hf_and_tokenizer():
+    from lensarith.models import to_hf_gpt2
+
+    import copy
+
+    model = _model()
+    return to_hf_gpt2(model), copy.deepcopy(model.tokenizer)
+
+
+def _module_state(module) -> tuple:
+    digest = hashlib.sha256()
+    for k, v in module.state_dict().items():
+        digest.update(k.encode())
+        digest.update(v.detach().cpu().contiguous().numpy().tobytes())
+    hooks = [(len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks)) for m in module.modules()]
+    return [m.training for m in module.modules()], digest.hexdigest(), hooks
+
+
+def test_wrap_nnsight_leaves_the_module_and_the_tokenizer():
+    hf, tok = _hf_and_tokenizer()
+    tok.padding_side = "left"
+    before = _module_state(hf)
+    wrapped = la.models.wrap_nnsight(hf, tok)
+    assert tok.padding_side == "left"  # the user's tokenizer as it was
+    assert wrapped.tokenizer.padding_side == "right"  # lensarith's own copy pads right
+    assert _module_state(hf) == before
+    la.logit_lens(wrapped, _caps_of(_model())).rank()
+    assert _module_state(hf) == before and tok.padding_side == "left"
+
+
+def test_wrap_nnsight_refuses_a_module_in_train_mode_and_leaves_it_so():
+    hf, tok = _hf_and_tokenizer()
+    hf.train()
+    with pytest.raises(la.LensarithError, match="train mode"):
+        la.models.wrap_nnsight(hf, tok)
+    assert hf.training and all(m.training for m in hf.modules())
+
+
+NNSIGHT_CALLS: dict[str, Callable] = {
+    "logit_lens": lambda m: la.logit_lens(m, _caps_of(m)).rank(),
+    "collect": lambda m: la.collect(m, la.tokenize(m, _caps_of(m)), [Site("mlp_out", 1, "last")]),
+    "head_effects": VECTOR_CALLS["head_effects"],
+    "extract_task_vector": VECTOR_CALLS["extract_task_vector"],
+    "apply_vector": VECTOR_CALLS["apply_vector"],
+    "sweep_layers": VECTOR_CALLS["sweep_layers"],
+}  # attribution_patch refuses the nnsight backend (it needs gradients): a case of tests/bad_inputs.py
+
+
+@pytest.fixture(scope="module")
+def nnsight_model():
+    return la.load_model("organism", backend="nnsight")
+
+
+@pytest.mark.parametrize("name", sorted(NNSIGHT_CALLS))
+def test_the_nnsight_backend_leaves_the_module_and_the_rngs(name, nnsight_model):
+    before = _module_state(nnsight_model.module)
+    grad = torch.is_grad_enabled()
+    NNSIGHT_CALLS[name](nnsight_model)  # the RNGs: test_vector_functions_loads_and_the_nnsight_backend_leave_the_rngs
+    assert _module_state(nnsight_model.module) == before
+    assert torch.is_grad_enabled() == grad
+
+
+def test_a_recipe_that_adds_a_hook_with_add_hook_and_raises_leaves_no_hook():
+    model = _model()
+
+    @la.register_recipe("adds_a_hook_then_raises", overwrite=True)
+    def adds_a_hook_then_raises(model, prompts):
+        model.add_hook("blocks.0.hook_resid_pre", lambda act, hook: None)
+        model.add_hook("blocks.1.hook_mlp_out", lambda act, hook: None, dir="bwd")
+        raise ValueError("the recipe's own mistake")
+
+    before = snapshot(model)
+    with pytest.raises(ValueError, match="the recipe's own mistake"):
+        la.run_recipe("adds_a_hook_then_raises", model, _caps_of(model))
+    assert _diff(before, snapshot(model)) == []
+    assert all(not hp.fwd_hooks and not hp.bwd_hooks for hp in model.hook_dict.values())

@@ -65,13 +65,21 @@ def _hook_state(model) -> dict[int, set]:
 
 
 def _remove_new_hooks(model, before: dict[int, set]) -> int:
+    """Remove the hooks added since ``before``: from PyTorch's dicts and from TransformerLens's own
+    handle lists (``HookPoint.fwd_hooks`` / ``bwd_hooks``, which ``model.add_hook`` fills)."""
     removed = 0
     for m in model.modules():
         old = before.get(id(m), set())
+        gone = set()
         for hooks in (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks):
             for key in [k for k in hooks if k not in old]:
                 del hooks[key]
+                gone.add(key)
                 removed += 1
+        for attr in ("fwd_hooks", "bwd_hooks"):
+            handles = getattr(m, attr, None)
+            if isinstance(handles, list) and gone:
+                handles[:] = [h for h in handles if getattr(getattr(h, "hook", None), "id", None) not in gone]
     return removed
 
 

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from .._errors import LensarithError
-from .._io import atomic_directory, atomic_write_bytes, atomic_write_text, recover  # noqa: F401 (re-exported)
+from .._io import atomic_directory, atomic_write_bytes, atomic_write_text, check_replaceable, recover  # noqa: F401 (re-exported)
 from ..models import config_hash
 
 __all__ = ["Result", "atomic_write_text", "atomic_write_bytes", "provenance"]
@@ -24,10 +24,26 @@ __all__ = ["Result", "atomic_write_text", "atomic_write_bytes", "provenance"]
 _KINDS: dict[str, type[Result]] = {}
 
 
+def weights_id(model) -> str | None:
+    """A short hash of the model's first parameter (its first 4096 values): tells two models of one
+    architecture apart (None for weights on the meta device, e.g. a remote model)."""
+    import hashlib
+
+    params = getattr(model, "parameters", None)
+    first = next(iter(params()), None) if callable(params) else None
+    if first is None or first.device.type == "meta":
+        return None
+    import torch
+
+    with torch.no_grad():
+        data = first.detach().flatten()[:4096].float().cpu().numpy().tobytes()
+    return hashlib.sha256(data).hexdigest()[:12]
+
+
 def provenance(model, **extra: Any) -> dict[str, Any]:
-    """Model name, architecture hash and any extra fields, for ``Result.meta``."""
+    """Model name, architecture hash, weights hash and any extra fields, for ``Result.meta``."""
     return {"model": getattr(model.cfg, "model_name", "unknown"), "config_hash": config_hash(model),
-            "n_layers": model.cfg.n_layers, "d_model": model.cfg.d_model, **extra}
+            "weights": weights_id(model), "n_layers": model.cfg.n_layers, "d_model": model.cfg.d_model, **extra}
 
 
 @dataclass
@@ -66,8 +82,16 @@ class Result:
         return self.tensors[name]
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the result to a directory (replaced atomically); returns the directory."""
+        """Write the result to a directory (replaced atomically); returns the directory.
+
+        Refuses a path that is a file, or a folder holding anything but a saved result's own
+        two files (``result.json``, ``tensors.safetensors``): a save never deletes what it
+        did not write."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise LensarithError(f"path must be a folder path (str or Path), got {type(path).__name__}")
         path = Path(path)
+        check_replaceable(path, lambda name: name in ("result.json", "tensors.safetensors"), f"a {self.kind} result",
+                          error=LensarithError)
         with atomic_directory(path) as tmp:
             save_file({k: v.detach().contiguous().cpu() for k, v in self.tensors.items()}, str(tmp / "tensors.safetensors"))
             doc = {"kind": self.kind, "axes": {k: list(v) for k, v in self.axes.items()},
@@ -108,7 +132,13 @@ class Result:
         klass = _KINDS.get(kind, Result)
         if cls is not Result and not issubclass(klass, cls):
             raise LensarithError(f"{str(path)!r} holds a {kind!r} result, not {cls.kind!r}")
-        return klass(tensors=tensors, axes=axes, labels=labels, meta=meta)
+        out = klass(tensors=tensors, axes=axes, labels=labels, meta=meta)
+        out.validate(repr(str(path)))
+        return out
+
+    def validate(self, where: str) -> None:
+        """Raise a ``LensarithError`` naming ``where`` if a loaded result lacks what its methods read
+        (subclasses that read fixed fields override this); the base class accepts any result."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python view (lists) for JSON reports."""

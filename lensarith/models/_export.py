@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from .._errors import LensarithError
+from ._rng import keeps_global_rng
 
 __all__ = ["to_hf_gpt2"]
 
@@ -44,6 +45,7 @@ def _problems(cfg) -> list[str]:
     return out
 
 
+@keeps_global_rng
 def to_hf_gpt2(model):
     """The ``HookedTransformer`` ``model`` as an equivalent ``transformers.GPT2LMHeadModel``.
 

@@ -29,11 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import LensarithError, ModelNotAvailableError
-from .._io import atomic_directory
+from .._io import atomic_directory, check_replaceable
 from .._paths import BUNDLED_MODELS, data_dir
 from ._config import TL3_FIELDS, cfg_from_json, cfg_to_json
 from ._pypi import (BY_OFFICIAL, REAL_MODELS, RealModel, torch_dtype, ensure_converted, load_real, quiet_hf,
                     real_model_spec)
+from ._rng import keeps_global_rng
 from ._tokenizer import TEMP_PREFIX, load_tokenizer
 from ._version import tl_major, tl_version
 
@@ -128,6 +129,7 @@ def save_model(model, path: str | os.PathLike[str], *, extra: dict | None = None
     from safetensors.torch import save_file
 
     path = Path(path)
+    check_replaceable(path, _saved_model_file, "a model", error=LensarithError)
     if _is_bridge(model):
         from ._tl4 import is_native, tl3_state_dict
 
@@ -151,7 +153,20 @@ def save_model(model, path: str | os.PathLike[str], *, extra: dict | None = None
     return path
 
 
+def _saved_model_file(name: str) -> bool:
+    """A file ``save_model`` (its tokenizer) or the organism's card writer puts in a model folder."""
+    return (name in ("config.json", "model.safetensors", "lensarith.json", "card.md", "table.json", "attempts.md",
+                     "special_tokens_map.json", "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja")
+            or name.startswith(("tokenizer", "vocab.")))
+
+
 # --------------------------------------------------------------------------- arguments
+
+
+def _is_word_level(tokenizer) -> bool:
+    """lensarith's word-level tokenizer (tiny models, the organism): its vocabulary is the model's, exactly."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    return type(getattr(backend, "model", None)).__name__ == "WordLevel"
 
 
 def _is_bridge(model) -> bool:
@@ -183,6 +198,15 @@ def _check_device(device: Any) -> str | None:
                                  f"(cuda:0 to cuda:{count - 1})")
     elif parsed.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise LensarithError(f"device={device!r} but MPS is not available on this machine; use device='cpu'")
+    elif parsed.type == "meta":
+        raise LensarithError(f"device={device!r} holds shapes, not weights: a model there cannot run; use device='cpu' "
+                             "or a GPU ('cuda')")
+    elif parsed.type not in ("cpu", "cuda", "mps"):
+        backend = getattr(torch, parsed.type, None)
+        available = getattr(backend, "is_available", None)
+        if not (callable(available) and available()):
+            raise LensarithError(f"device={device!r} but this torch build or machine has no {parsed.type} device; "
+                                 "use device='cpu' (or 'cuda' where there is a GPU)")
     return str(parsed)
 
 
@@ -278,6 +302,8 @@ def _check_config(data: dict[str, Any], path: Path) -> None:
         raise bad("normalization_type", "one of " + ", ".join(repr(v) if v else "null" for v in _NORMS))
     if "positional_embedding_type" in data and data["positional_embedding_type"] not in _POSITIONS:
         raise bad("positional_embedding_type", "one of " + ", ".join(map(repr, _POSITIONS)))
+    if data.get("seed") is not None and _type_ok(data["seed"], int) and abs(data["seed"]) > 2 ** 62:
+        raise bad("seed", "an int in -2**62..2**62 (torch's generators take no larger seed)")
     if "dtype" in data and data["dtype"] not in _DTYPES:
         raise bad("dtype", "one of " + ", ".join(map(repr, _DTYPES)))
     if not data.get("attn_only", False):
@@ -396,8 +422,13 @@ def _load_local(directory: Path, device: str | None):
         cfg.device = device
     if getattr(cfg, "model_name", "custom") in ("custom", "", None):
         cfg.model_name = Path(os.path.abspath(directory)).name  # provenance records the folder, not 'custom'
+    if not (directory / "tokenizer.json").is_file() and (directory / "tokenizer_config.json").is_file():
+        raise ModelNotAvailableError(
+            f"model directory {str(directory)!r} has tokenizer_config.json but no tokenizer.json: the tokenizer is "
+            "incomplete; copy tokenizer.json back or rewrite the directory with lensarith.save_model")
     tokenizer = load_tokenizer(directory) if (directory / "tokenizer.json").is_file() else None
-    if tokenizer is not None and cfg.d_vocab > 0 and len(tokenizer) > cfg.d_vocab:
+    if tokenizer is not None and cfg.d_vocab > 0 and (len(tokenizer) > cfg.d_vocab or (
+            len(tokenizer) != cfg.d_vocab and _is_word_level(tokenizer))):
         raise ModelNotAvailableError(
             f"the tokenizer in {str(directory)!r} has {len(tokenizer)} tokens but {str(cfg_path)!r} says "
             f"d_vocab={cfg.d_vocab}: they come from different models; save them together with lensarith.save_model")
@@ -782,6 +813,7 @@ def _load_real_by_name(spec: RealModel, device: str | None, backend: str | None,
     return load_real(spec, device, dtype=kwargs.get("dtype"))
 
 
+@keeps_global_rng
 def load_model(name_or_path: str | os.PathLike[str], *, device: str | None = None, backend: str | None = None,
                device_map: str | dict | None = None, n_devices: int | None = None, remote: bool = False,
                **kwargs: Any):
@@ -813,7 +845,8 @@ def load_model(name_or_path: str | os.PathLike[str], *, device: str | None = Non
     Returns:
         The model in eval mode, tokenizer attached, right padding. Models from a directory
         whose config says ``model_name="custom"`` get the directory's name, so results
-        record e.g. ``model='organism'``.
+        record e.g. ``model='organism'``. The torch, numpy and ``random`` generators are left as
+        they were (TransformerLens seeds them from a config's ``seed``).
 
     Raises:
         LensarithError: ``name_or_path`` or ``device`` of the wrong type or value.

@@ -100,11 +100,14 @@ class NNsightModel:
         self.lm = lm
         self.module = lm._module
         self.architecture = self.module.config.model_type
+        if tokenizer is not None and getattr(tokenizer, "padding_side", None) not in (None, "right"):
+            import copy
+
+            tokenizer = copy.copy(tokenizer)  # right padding for lensarith; the caller's tokenizer stays as it was
+            tokenizer.padding_side = "right"
         self.tokenizer = tokenizer
         self.cfg = cfg
         self.remote = remote
-        if tokenizer is not None and getattr(tokenizer, "padding_side", None) is not None:
-            tokenizer.padding_side = "right"
 
     def __repr__(self) -> str:
         where = "NDIF" if self.remote else str(self.cfg.device)
@@ -158,11 +161,12 @@ def wrap_nnsight(model, tokenizer=None, *, remote: bool = False, name: str | Non
     """Wrap a Hugging Face causal LM (or an nnsight model over one) for lensarith's recipes.
 
     Args:
-        model: a ``transformers`` causal LM (``GPT2LMHeadModel``, ``GPTNeoXForCausalLM``, ``GPTJForCausalLM``,
+        model: in eval mode (a module in train mode is refused, not switched), a ``transformers`` causal LM (``GPT2LMHeadModel``, ``GPTNeoXForCausalLM``, ``GPTJForCausalLM``,
             ``BloomForCausalLM``, ``LlamaForCausalLM``), or an nnsight ``NNsight`` /
             ``TransformersModel`` / ``LanguageModel`` over one (for NDIF: built from the repo
             id, weights on the meta device).
-        tokenizer: the tokenizer (default: the nnsight model's).
+        tokenizer: the tokenizer (default: the nnsight model's). It is not changed: lensarith pads
+            a right-padding copy. One with more tokens than the model's vocabulary is refused.
         remote: run every trace on NDIF (``remote=True``); the key comes from ``NDIF_API_KEY``
             (nnsight's ``CONFIG``). Local modules such as lensarith are shipped with the request.
         name: the model name recorded in results (default: the config's ``_name_or_path``).
@@ -175,16 +179,35 @@ def wrap_nnsight(model, tokenizer=None, *, remote: bool = False, name: str | Non
         LensarithError: nnsight is missing, or the architecture has no site map.
     """
     nnsight = _require_nnsight()
+    if not isinstance(remote, bool):
+        raise LensarithError(f"remote must be True or False, got {remote!r}")
+    if prepend_bos is not None and not isinstance(prepend_bos, bool):
+        raise LensarithError(f"prepend_bos must be None, True or False, got {prepend_bos!r}")
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise LensarithError(f"name must be None or a string (the model name recorded in results), got {name!r}")
+    if tokenizer is not None and not (callable(tokenizer) and hasattr(tokenizer, "convert_ids_to_tokens")):
+        raise LensarithError(f"tokenizer must be a Hugging Face tokenizer (transformers PreTrainedTokenizer[Fast]), "
+                             f"got {type(tokenizer).__name__}")
     if isinstance(model, torch.nn.Module):
         if getattr(getattr(model, "config", None), "model_type", None) is None:
             raise LensarithError(f"model must be a Hugging Face causal LM, got a {type(model).__name__}")
-        lm = nnsight.NNsight(model.eval())
+        if model.training:
+            raise LensarithError(f"model is in train mode (dropout on: every readout would be random); call "
+                                 f"model.eval() before wrap_nnsight ({type(model).__name__})")
+        lm = nnsight.NNsight(model)
     elif hasattr(model, "_module") and hasattr(model, "trace"):
+        if getattr(model._module, "training", False):
+            raise LensarithError(f"model is in train mode (dropout on: every readout would be random); call "
+                                 f"model._module.eval() before wrap_nnsight ({type(model._module).__name__})")
         lm = model
     else:
         raise LensarithError(f"model must be a Hugging Face causal LM or an nnsight model, got {type(model).__name__}")
     module = lm._module
     tok = tokenizer if tokenizer is not None else getattr(lm, "tokenizer", None)
+    vocab = getattr(module.config, "vocab_size", None)
+    if tok is not None and isinstance(vocab, int) and len(tok) > vocab:
+        raise LensarithError(f"tokenizer has {len(tok)} tokens but the model's vocabulary has {vocab}: they come from "
+                             "different models (ids past the vocabulary would index nothing); pass the model's own tokenizer")
     try:
         p = next(module.parameters())
         device, dtype = ("cpu" if p.device.type == "meta" else str(p.device)), p.dtype
@@ -217,6 +240,10 @@ def load_nnsight(name_or_path: str, *, local, device: str | None, device_map, re
             raise LensarithError("remote=True runs a model NDIF hosts (a hub repository id), not "
                                  f"{name_or_path!r}; load it locally (remote=False)")
         directory = data_dir() / name_or_path if name_or_path in BUNDLED_MODELS else Path(name_or_path)
+        if kwargs:
+            raise LensarithError(f"{', '.join(f'{k}=' for k in kwargs)}: options for Hugging Face's from_pretrained, which "
+                                 f"{name_or_path!r} (a lensarith folder, converted from its float32 weights) does not go "
+                                 "through; load without them (cast with model.module.to(dtype) afterwards if needed)")
         tl = local(directory)
         hf = to_hf_gpt2(tl)
         if device_map is not None:

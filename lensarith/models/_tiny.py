@@ -7,12 +7,14 @@ from collections.abc import Sequence
 
 from ..tasks import default_vocab
 from ._load import new_hooked_transformer
+from ._rng import keeps_global_rng
 from ._tokenizer import TEMP_PREFIX, word_tokenizer
 from ._version import tl_major
 
 __all__ = ["tiny_model"]
 
 
+@keeps_global_rng
 def tiny_model(
     n_layers: int = 2,
     d_model: int = 32,

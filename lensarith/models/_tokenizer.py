@@ -121,7 +121,7 @@ def load_tokenizer(directory: Path):
     for name in files:
         _check_json_file(directory / name)
     try:
-        return AutoTokenizer.from_pretrained(str(directory))
+        tok = AutoTokenizer.from_pretrained(str(directory))
     except Exception as exc:  # tokenizers raises plain Exception for a malformed tokenizer.json
         what = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelNotAvailableError(
@@ -129,3 +129,19 @@ def load_tokenizer(directory: Path):
             f"loaded: {what}. Rewrite the directory with lensarith.save_model, or remove the tokenizer "
             "files to load the model without a tokenizer"
         ) from None
+    if "tokenizer_config.json" not in files:
+        # tokenizer_config.json names the special tokens' roles; without it, lensarith's word tokenizer
+        # gets them back from its vocabulary (its <unk> <bos> <eos> <pad>), other tokenizers stay as loaded
+        # (TransformerLens reloads a tokenizer from its folder, so the roles go into a complete copy)
+        vocab = tok.get_vocab()
+        restored = False
+        for role, text in SPECIAL_TOKENS.items():
+            if getattr(tok, role, None) is None and text in vocab:
+                setattr(tok, role, text)
+                restored = True
+        if restored:
+            copy = tempfile.mkdtemp(prefix=TEMP_PREFIX)
+            _remove_at_exit(copy)
+            tok.save_pretrained(copy)
+            tok = AutoTokenizer.from_pretrained(copy)
+    return tok

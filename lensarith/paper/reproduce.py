@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import LensarithError
-from .._io import atomic_directory, atomic_write_text
+from .._io import atomic_directory, atomic_write_text, check_replaceable
 from ..core import tokenize
 from ..core.progress import progress_bar
 from ..tasks import Example, build_prompts
@@ -289,6 +289,8 @@ def reproduce(
     final = Path(out)
     if final.exists() and not final.is_dir():
         raise LensarithError(f"out={str(final)!r} exists and is not a folder")
+    earlier = (final / "summary.json").is_file()  # a previous run's outputs: replaced as a whole
+    check_replaceable(final, lambda name: earlier, "the reproduction", error=LensarithError)
     plan = bos_plan(model, config.prepend_bos)
     # every output of the run is written into a staging folder that replaces ``out`` as a whole:
     # a reader sees this run's results, figures, summary and report together, or the previous run's

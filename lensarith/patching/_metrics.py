@@ -208,6 +208,12 @@ class CallableMetric(Metric):
                     f"from logits [batch={n}, d_vocab]; got shape {tuple(out.shape)}"
                     + (" (return per-example values, not their mean)" if out.ndim == 0 else "")
                 )
+            bad = ~torch.isfinite(out.detach())
+            if bool(bad.any()) and bool(torch.isfinite(logits.detach()).all()):
+                raise LensarithError(
+                    f"the metric {self.describe()} returned non-finite values (NaN or inf) for examples "
+                    f"{bad.nonzero().flatten().tolist()[:8]} on finite logits; fix the metric (e.g. no log or division "
+                    "at 0)")
             return out.to(logits.dtype)
 
         def score(logits: Tensor) -> Tensor:

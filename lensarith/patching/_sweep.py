@@ -232,6 +232,37 @@ def activation_patch(
 
 
 @register_recipe("attribution_patch")
+def _with_grad(fn):
+    """Run ``fn`` with gradients on, also under a caller's ``torch.no_grad()`` or ``torch.inference_mode()``."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with torch.inference_mode(False), torch.enable_grad():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def _check_grads(names: Sequence[str], grads: Sequence[Tensor | None], value: Tensor) -> None:
+    """Raise where the metric's gradient first turns non-finite, going back from the metric."""
+    for name, g in reversed(list(zip(names, grads))):
+        if g is not None and not bool(torch.isfinite(g).all()):
+            raise LensarithError(
+                f"the gradient of the metric is not finite at {name} (the first swept activation it reaches going back "
+                f"from the metric) although the metric's value is {'finite' if bool(torch.isfinite(value).all()) else 'not'}"
+                "; attribution would be NaN there: use a metric with a finite gradient (no sqrt, log or division at 0)")
+
+
+def _check_method_config(cfg: PatchConfig, method: str) -> None:
+    if cfg.engine != "auto":
+        how = ("takes one gradient of the whole model" if method == "atp" else
+               "recomputes the blocks from the weights itself")
+        raise LensarithError(f"config.engine={cfg.engine!r} has no effect on attribution_patch(method={method!r}), which "
+                             f"{how}; leave engine at 'auto' (engine chooses activation_patch's engine)")
+
+
+@_with_grad
 def attribution_patch(
     model,
     clean,
@@ -267,6 +298,11 @@ def attribution_patch(
             (``meta["forward_equivalents"]``); all but ``atp`` recompute blocks from the
             weights and support the fast engine's families.
 
+    Gradients are switched on inside, also under a caller's ``torch.no_grad()`` or
+    ``torch.inference_mode()``. ``config.engine`` must stay ``"auto"`` (no method uses
+    ``activation_patch``'s engines); a metric whose gradient is not finite is refused, naming
+    the swept activation where the backward first meets it.
+
     Returns:
         An ``AttributionPatchResult`` on the same grid as ``activation_patch`` would give.
 
@@ -278,6 +314,7 @@ def attribution_patch(
     """
     cfg = _config(config)
     check_method(method)
+    _check_method_config(cfg, method)
     pairs, grid, metric_, bound, base_b, src_b = _setup(
         model, clean, corrupted, site, metric, direction, by_position, layers, positions)
     if not metric_.differentiable:
@@ -292,7 +329,11 @@ def attribution_patch(
     base = unpatched(model, base_b, sites, read, grad=True)
     base_raw = score(model, bound, base.final[None], cfg.max_logits)[0]
     acts = [base.acts[name] for name in names]
+    if not base_raw.requires_grad:
+        raise LensarithError(f"the metric {metric_.describe()!r} does not depend on the logits (its value has no "
+                             "gradient); attribution_patch needs a differentiable function of the logits")
     grads = torch.autograd.grad(base_raw.sum(), acts, allow_unused=True)
+    _check_grads(names, grads, base_raw)
     with torch.no_grad():
         src_raw = score(model, bound, src.final[None], cfg.max_logits)[0]
         attrs = {}
@@ -358,6 +399,8 @@ def _attribution_methods(model, cfg: PatchConfig, pairs, grid, metric_: Metric, 
         keys = list(dict.fromkeys(keys))
         got = torch.autograd.grad(base_raw.sum(), [trace.nodes[k] for k in keys], allow_unused=True,
                                   retain_graph=drop)
+        _check_grads([hook(grid.site, k[1]) if k == node_key(grid.site, k[1]) else f"{k[0]} of block {k[1]}"
+                      for k in keys], got, base_raw)
         full = {k: torch.zeros_like(trace.nodes[k]) if g is None else g for k, g in zip(keys, got)}
         fix, groups = None, []
         if star:  # the QK fix on every job, or on the jobs with the largest plain estimates that the budget allows

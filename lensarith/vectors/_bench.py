@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._errors import LensarithError, check_choice, check_int
+from .._errors import LensarithError, check_choice, check_int, check_seed
 from ..core import Result, check_layers, provenance, register_recipe, tokenize
 from ..tasks import TASKS, Example, load_pairs, random_token_contexts
 from ._apply import _single_tokens
@@ -124,7 +124,10 @@ class BenchConfig:
         for name, minimum in (("n", 1), ("n_dev", 1), ("n_sources", 2), ("n_shots", 1), ("n_heads", 1),
                               ("n_boot", 1), ("batch_size", 1)):
             check_int(getattr(self, name), f"BenchConfig {name}", minimum=minimum)
-        check_int(self.seed, "BenchConfig seed")
+        check_seed(self.seed, "BenchConfig seed")
+        if "fv" in self.kinds and self.n_shots < 2:
+            raise LensarithError(f"BenchConfig n_shots={self.n_shots}: the function vector's heads are ranked on prompts "
+                                 "with shuffled labels, which need n_shots >= 2; raise n_shots or drop 'fv' from kinds")
         if self.n_shots >= self.n_sources:
             raise LensarithError(f"BenchConfig n_shots={self.n_shots} needs n_sources > n_shots (a prompt's demonstrations "
                                  f"come from the other source rows), got n_sources={self.n_sources}")
@@ -172,6 +175,23 @@ class BenchResult(Result):
 
     kind = "vector_bench"
 
+    def validate(self, where: str) -> None:
+        """Raise unless the fields every method reads are there (a hand-edited or truncated save)."""
+        for key in ("task", "runs", "config"):
+            if key not in self.meta:
+                raise LensarithError(f"{where} lacks meta[{key!r}]: it is not a complete vector_bench result; run the "
+                                     "bench again and save it")
+        for key in ("n_boot", "seed"):
+            if key not in self.meta["config"]:
+                raise LensarithError(f"{where} lacks meta['config'][{key!r}]; run the bench again and save it")
+        for key in ("kind", "context"):
+            if key not in self.labels:
+                raise LensarithError(f"{where} lacks labels[{key!r}]; run the bench again and save it")
+        needed = ["best_layer", "best_scale"] + [f"rank_{c}" for c in self.labels["context"]]
+        missing = [k for k in needed if k not in self.tensors]
+        if missing:
+            raise LensarithError(f"{where} lacks the tensors {missing}; run the bench again and save it")
+
     @property
     def task(self) -> str:
         return self.meta["task"]
@@ -208,6 +228,8 @@ class BenchResult(Result):
 
     def best(self, context: str, kind: str) -> tuple[int, float]:
         """The (layer, scale) chosen on the dev contexts."""
+        check_choice(context, self.contexts, "context")
+        check_choice(kind, self.kinds, "kind")
         c, k = self.contexts.index(context), self.kinds.index(kind)
         return int(self.tensors["best_layer"][c, k]), float(self.tensors["best_scale"][c, k])
 
@@ -321,11 +343,24 @@ def vector_bench(model, task, config=BenchConfig(), *, progress: bool | None = N
     if "o" in config.kinds and model.cfg.attn_only:
         raise LensarithError("BenchConfig kinds has 'o' but the model is attention-only (no MLP outputs); drop it")
     n_layers = model.cfg.n_layers
+    if "fv" in config.kinds:
+        from ._kinds import _no_nnsight
+
+        _no_nnsight(model, "vector_bench with kinds 'fv'")
+        if config.n_heads > n_layers * model.cfg.n_heads:
+            raise LensarithError(f"BenchConfig n_heads={config.n_heads} is more than the model's "
+                                 f"{n_layers * model.cfg.n_heads} heads")
     layers = list(range(n_layers)) if config.layers is None else check_layers(model, list(config.layers), name="BenchConfig layers")
     seed = config.seed
     src, dev, test, counts = _rows(model, task, config)
     clean = few_shot_prompts(task, n_shots=config.n_shots, queries=src, demos=src, seed=seed)
-    clean_b = tokenize(model, clean)
+    try:
+        clean_b = tokenize(model, clean)
+    except LensarithError as exc:
+        if "n_ctx" not in str(exc):
+            raise
+        raise LensarithError(f"BenchConfig n_shots={config.n_shots}: prompts of {config.n_shots} demonstrations do not fit "
+                             f"the model: {exc}; lower n_shots") from None
     bs = config.batch_size
 
     # ---- extraction: every kind, every layer
@@ -351,7 +386,7 @@ def vector_bench(model, task, config=BenchConfig(), *, progress: bool | None = N
                                     seed=seed + 1)
         effects = head_effects(model, clean, shuffled, n_shots=config.n_shots, seed=seed, batch_size=bs,
                                progress=progress)
-        fv = function_vector(model, effects, n_heads=min(config.n_heads, n_layers * model.cfg.n_heads))
+        fv = function_vector(model, effects, n_heads=config.n_heads)
         fv.meta["task"] = task
         vectors["fv"] = {layer: fv for layer in layers}
 
@@ -490,6 +525,8 @@ def bench_table(results: Mapping[str, BenchResult] | BenchResult, metrics: Seque
     """The rows of every task's ``table()``, task by task."""
     if isinstance(results, BenchResult):
         results = {results.task: results}
+    if not isinstance(results, Mapping) or not all(isinstance(r, BenchResult) for r in results.values()):
+        raise LensarithError(f"results must be a BenchResult or a mapping of task -> BenchResult, got {type(results).__name__}")
     rows = []
     for res in results.values():
         rows.extend(res.table(metrics))

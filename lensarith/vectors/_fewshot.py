@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from .._errors import LensarithError, check_int
+from .._errors import LensarithError, check_int, check_seed
 from ..tasks import TASKS, Example, load_pairs
 
 __all__ = ["few_shot_prompts", "demo_text"]
@@ -60,9 +60,10 @@ def few_shot_prompts(
         demos: the rows demonstrations are drawn from (default: the task's rows); a query's
             own row is never one of its demonstrations.
         n: keep the first ``n`` queries.
-        shuffle_labels: permute the demonstrations' answers among them (never the identity
-            for ``n_shots >= 2``); the query's answer is the true one. With the same ``seed``
-            the demonstrations are those of the unshuffled prompts.
+        shuffle_labels: permute the demonstrations' answers among them (never the identity);
+            the query's answer is the true one. Needs ``n_shots >= 2``; a prompt whose
+            demonstrations all share one answer keeps them and records ``shuffled=False``.
+            With the same ``seed`` the demonstrations are those of the unshuffled prompts.
         seed: seeds the choice and order of demonstrations and the shuffle.
 
     Returns:
@@ -77,9 +78,12 @@ def few_shot_prompts(
     _check_task(task)
     check_int(n_shots, "n_shots", minimum=0)
     check_int(n, "n", minimum=1, allow_none=True)
-    check_int(seed, "seed")
+    check_seed(seed)
     if not isinstance(shuffle_labels, bool):
         raise LensarithError(f"shuffle_labels must be True or False, got {shuffle_labels!r}")
+    if shuffle_labels and n_shots < 2:
+        raise LensarithError(f"shuffle_labels=True needs n_shots >= 2 (one demonstration has no other label to swap "
+                             f"with), got n_shots={n_shots}")
     rng = random.Random(seed)
     label_rng = random.Random(f"labels-{seed}")  # the same demonstrations with and without shuffled labels
     all_rows = load_pairs(task)
@@ -105,16 +109,18 @@ def few_shot_prompts(
                                  f"got {len(options)}; give more demos or fewer shots")
         shots = rng.sample(options, n_shots)
         answers = [r["answer"] for r in shots]
-        if shuffle_labels and n_shots >= 2:
-            if len(set(answers)) < 2:
+        shuffled = False
+        if shuffle_labels:
+            if len(set(answers)) < 2:  # every demonstration has the same answer: nothing to shuffle
                 labels = answers
             else:
+                shuffled = True
                 labels = answers[:]
                 while labels == answers:
                     label_rng.shuffle(labels)
             answers = labels
         text = "".join(demo_text(task, r, a) for r, a in zip(shots, answers))
-        meta = {"format": "few_shot", "n_shots": n_shots, "shuffled": shuffle_labels,
+        meta = {"format": "few_shot", "n_shots": n_shots, "shuffled": shuffled,
                 "demos": [r["argument"] for r in shots]}
         out.append(Example(text + _query(task, row), " " + row["answer"], " " + row["argument"], task, meta))
     return out

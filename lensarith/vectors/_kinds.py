@@ -28,7 +28,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from .._errors import LensarithError, check_choice, check_int
+from .._errors import LensarithError, check_choice, check_int, check_seed
 from ..core import Batch, Group, Replace, Result, Site, as_batch, check_layer, collect, provenance, readout, run
 from ._fewshot import few_shot_prompts
 from ._ovector import OVector
@@ -241,7 +241,7 @@ def head_effects(
     check_int(heads_per_forward, "heads_per_forward", minimum=1)
     check_int(n_prompts, "n_prompts", minimum=1)
     check_int(n_shots, "n_shots", minimum=1)
-    check_int(seed, "seed")
+    check_seed(seed)
     task = None
     if isinstance(clean, str):
         task = clean
@@ -284,6 +284,12 @@ def head_effects(
                        labels, meta)
 
 
+def _no_nnsight(model, what: str) -> None:
+    if getattr(model, "lensarith_nnsight", False):
+        raise LensarithError(f"{what} reads each head's output weights (W_O) from a TransformerLens model; the nnsight "
+                             "backend does not expose them: load the model without backend='nnsight' for function vectors")
+
+
 def _common_task(batch: Batch) -> str | None:
     if not batch.examples:
         return None
@@ -308,8 +314,14 @@ def function_vector(model, effects: HeadEffects, *, n_heads: int = 10) -> Functi
     total = model.cfg.n_layers * model.cfg.n_heads
     if n_heads > total:
         raise LensarithError(f"n_heads={n_heads} is more than the model's {total} heads")
-    if effects.meta.get("config_hash") is not None and effects.meta["config_hash"] != provenance(model)["config_hash"]:
+    _no_nnsight(model, "function_vector")
+    here = provenance(model)
+    if effects.meta.get("config_hash") is not None and effects.meta["config_hash"] != here["config_hash"]:
         raise LensarithError("effects were measured on another architecture than this model; run head_effects on it")
+    if effects.meta.get("weights") is not None and here["weights"] is not None and effects.meta["weights"] != here["weights"]:
+        raise LensarithError(f"effects were measured on another model ({effects.meta.get('model')!r}, weights "
+                             f"{effects.meta['weights']}) than this one ({here['model']!r}, weights {here['weights']}): "
+                             "the heads' mean outputs belong to that model; run head_effects on this one")
     top = effects.top(n_heads)
     means = torch.stack([effects.tensors["mean_z"][layer, h] for (layer, h), _ in top])
     with torch.no_grad():
@@ -342,6 +354,7 @@ def extract_function_vector(model, clean, shuffled=None, *, n_heads: int = 10, n
         >>> fv.vector.shape, len(fv.heads)
         (torch.Size([32]), 3)
     """
+    _no_nnsight(model, "extract_function_vector")
     eff = head_effects(model, clean, shuffled, n_prompts=n_prompts, n_shots=n_shots, seed=seed, batch_size=batch_size,
                        progress=progress)
     return function_vector(model, eff, n_heads=n_heads)
@@ -411,6 +424,13 @@ def extract_task_vector(
         check_int(n_prompts, "n_prompts", minimum=1)
         check_int(n_shots, "n_shots", minimum=1)
         prompts = _task_prompts(model, prompts, n=n_prompts, n_shots=n_shots, seed=seed, shuffle_labels=False)
+    elif isinstance(prompts, str) and len(prompts.split()) == 1:
+        import difflib
+
+        close = difflib.get_close_matches(prompts, sorted(_task_names()), n=1)
+        if close:
+            raise LensarithError(f"prompts={prompts!r} is not a task name (did you mean {close[0]!r}?); give a task name or "
+                                 "few-shot prompts")
     batch = as_batch(model, prompts)
     vecs = resid_by_layer(model, batch, site, [layer], batch_size=batch_size)[0]
     return make_task_vector(model, vecs, batch, site=site, layer=layer, reduce=reduce, task=task, n_shots=n_shots,

@@ -23,7 +23,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from .._errors import LensarithError, check_choice, check_int
+from .._errors import LensarithError, check_choice, check_int, check_seed
 from ..core import Add, Intervention, Replace, Result, Site, check_layers, provenance
 from ._apply import context_batch, evaluate
 from ._kinds import FunctionVector, TaskVector
@@ -165,7 +165,7 @@ def same_norm_random(vector, *, seed: int = 0):
     """
     if not isinstance(vector, OVector):
         raise LensarithError(f"vector must be an OVector, FunctionVector or TaskVector, got {type(vector).__name__}")
-    check_int(seed, "seed")
+    check_seed(seed)
     gen = torch.Generator().manual_seed(seed)
 
     def rand_like(t: Tensor) -> Tensor:
@@ -189,13 +189,17 @@ def bootstrap_ci(values: Tensor, *, n_boot: int = 1000, seed: int = 0, level: fl
     if not isinstance(values, Tensor):
         raise LensarithError(f"values must be a tensor of per-context scores, got {type(values).__name__}")
     check_int(n_boot, "n_boot", minimum=1)
-    check_int(seed, "seed")
+    check_seed(seed)
     if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
         raise LensarithError(f"level must lie between 0 and 1, got {level!r}")
     x = values.detach().double().flatten().cpu()
     n = x.numel()
     if n == 0:
         raise LensarithError("bootstrap_ci needs at least one value")
+    bad = (~torch.isfinite(x)).nonzero().flatten().tolist()
+    if bad:
+        raise LensarithError(f"values hold {len(bad)} non-finite value{'s' if len(bad) > 1 else ''} (NaN or inf), first at "
+                             f"index {bad[0]} of {n} (flattened); an interval over them would be NaN: drop or fix them")
     mean = float(x.mean())
     if n == 1:
         return mean, mean, mean
@@ -338,7 +342,7 @@ def apply_vectors(
         (['control', 'o', 'o:random'], True)
     """
     apps = {name: app.resolved(model) for name, app in _as_applications(applications).items()}
-    check_int(seed, "seed")
+    check_seed(seed)
     check_int(batch_size, "batch_size", minimum=1)
     check_choice(readout_layers, ("final", "all"), "readout_layers")
     if not isinstance(baseline, bool):
@@ -386,6 +390,11 @@ def apply_vector(model, vector, contexts, *, site=None, layers=None, mode="add",
         >>> sorted(res.summary())
         ['control', 'vector', 'vector:random']
     """
+    valid = ("baseline", "seed", "readout_layers", "batch_size", "drop_multi_token", "progress")
+    unknown = [k for k in options if k not in valid]
+    if unknown:
+        raise LensarithError(f"{unknown[0]!r} is not an option of apply_vector; valid: site, layers, mode, scale, positions, "
+                             f"{', '.join(valid)}")
     return apply_vectors(model, {"vector": Application(vector, site, layers, mode, scale, positions)}, contexts, **options)
 
 
@@ -489,7 +498,15 @@ def sweep_layers(
             raise LensarithError("vectors is empty: give a vector or {layer: vector}")
         if not all(isinstance(k, int) and not isinstance(k, bool) for k in vectors):
             raise LensarithError(f"vectors must map int layers to vectors, got keys {list(vectors)[:4]}")
-        per_layer = {k % model.cfg.n_layers: v for k, v in vectors.items()}
+        n = model.cfg.n_layers
+        per_layer = {}
+        for k, v in vectors.items():
+            if not -n <= k < n:
+                raise LensarithError(f"vectors has layer {k}, out of range for a model with {n} layers: valid keys are "
+                                     f"{-n}..{n - 1} (negative ones count from the end)")
+            if k % n in per_layer:
+                raise LensarithError(f"vectors names layer {k % n} twice (as {k % n - n} and {k % n}); give each layer once")
+            per_layer[k % n] = v
         layers = sorted(per_layer) if layers is None else check_layers(model, layers)
         missing = [layer for layer in layers if layer not in per_layer]
         if missing:
