@@ -22,9 +22,7 @@ import math
 import os
 import tempfile
 import typing
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +30,9 @@ from .._errors import LensarithError, ModelNotAvailableError
 from .._io import atomic_directory, check_replaceable
 from .._paths import BUNDLED_MODELS, data_dir
 from ._config import TL3_FIELDS, cfg_from_json, cfg_to_json
-from ._pypi import (BY_OFFICIAL, REAL_MODELS, RealModel, torch_dtype, ensure_converted, load_real, quiet_hf,
-                    real_model_spec)
+from ._pypi import BY_OFFICIAL, REAL_MODELS, RealModel, ensure_converted, load_real, real_model_spec, torch_dtype
+from ._quiet import hub_offline, quiet_hf
+from ._quiet import quiet_deprecation as _quiet_deprecation
 from ._rng import keeps_global_rng
 from ._tokenizer import TEMP_PREFIX, load_tokenizer
 from ._version import tl_major, tl_version
@@ -53,18 +52,6 @@ _WHAT_TO_DO = ("Use load_model('organism') for the bundled model, a real model s
                + ", ".join(map(repr, REAL_MODELS)) + "), a directory written by lensarith.save_model, "
                "or download the model where the hub can be reached first (then HF_HUB_OFFLINE=1 loads it "
                "from the complete cache).")
-
-
-@contextmanager
-def _quiet_deprecation() -> Iterator[None]:
-    """TransformerLens 3.9 warns that ``HookedTransformer`` and ``transformer_lens.utils``
-    are deprecated; lensarith knows (its backends cover 4.x), so users are not told again."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*HookedTransformer is deprecated.*")
-        warnings.filterwarnings("ignore", message=".*HookedTransformer.from_pretrained is deprecated.*")
-        warnings.filterwarnings("ignore", message=".*transformer_lens.utils.*deprecated.*")
-        warnings.filterwarnings("ignore", message=".*'utils' module has been deprecated.*")
-        yield
 
 
 def _reload_path(tokenizer) -> str | None:
@@ -603,29 +590,6 @@ def _probe_hub(official: str, timeout: float = PROBE_TIMEOUT) -> str | None:
     return result[0] if result else f"{url} did not answer within {timeout:g} s"
 
 
-@contextmanager
-def hub_offline() -> Iterator[None]:
-    """Switch huggingface_hub (and transformers) to offline mode for the block only.
-
-    Sets ``huggingface_hub.constants.HF_HUB_OFFLINE`` and ``$HF_HUB_OFFLINE``; both are
-    restored on exit, also when the block raises.
-    """
-    import huggingface_hub.constants
-
-    saved_flag = huggingface_hub.constants.HF_HUB_OFFLINE
-    saved_env = os.environ.get("HF_HUB_OFFLINE")
-    huggingface_hub.constants.HF_HUB_OFFLINE = True
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    try:
-        yield
-    finally:
-        huggingface_hub.constants.HF_HUB_OFFLINE = saved_flag
-        if saved_env is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-        else:
-            os.environ["HF_HUB_OFFLINE"] = saved_env
-
-
 def _from_pretrained(name: str, device: str | None, kwargs: dict[str, Any]):
     if tl_major() >= 4:
         from transformer_lens.model_bridge import TransformerBridge
@@ -713,7 +677,7 @@ def _hub_folder(official: str, device: str | None, kwargs: dict[str, Any]):
                 f"cannot load {official!r}: it is not in the local Hugging Face cache (looked in {cached!r}) and {why}.")
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        with (hub_offline() if why is not None else _nothing()):
+        with (hub_offline() if why is not None else nullcontext()):
             try:
                 hf = AutoModelForCausalLM.from_pretrained(official, attn_implementation="eager")
                 tokenizer = AutoTokenizer.from_pretrained(official)
@@ -729,11 +693,6 @@ def _hub_folder(official: str, device: str | None, kwargs: dict[str, Any]):
                               quiet=_quiet_deprecation)
     model.cfg.model_name = official
     return model
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 def _load_hub_checked(name: str, device: str | None, **kwargs: Any):
@@ -810,7 +769,7 @@ def _load_real_by_name(spec: RealModel, device: str | None, backend: str | None,
         model.cfg.model_name = spec.name
         model.cfg.default_prepend_bos = spec.prepend_bos
         return model
-    return load_real(spec, device, dtype=kwargs.get("dtype"))
+    return load_real(spec, device, dtype=kwargs.get("dtype"), build=new_hooked_transformer)
 
 
 @keeps_global_rng

