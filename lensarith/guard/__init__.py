@@ -2,3 +2,7 @@
 from ._locate import LocateConfig as LocateConfig
 from ._locate import LocateResult as LocateResult
 from ._locate import locate as locate
+from ._monitor import Monitor as Monitor
+from ._monitor import MonitorConfig as MonitorConfig
+from ._monitor import MonitorResult as MonitorResult
+from ._monitor import fit_monitor as fit_monitor
