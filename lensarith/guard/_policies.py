@@ -200,6 +200,8 @@ class PolicyEdit(Intervention):
                                      "generate(engine='core'), which run the monitor before the edit")
             mask = pmask & g
             self.state["fired"] = (mask.any(1)).cpu()
+            self.state["edited"] = self.state.get("edited", 0) + int(mask.sum())
+            self.state["eligible"] = self.state.get("eligible", 0) + int(pmask.sum())
             if policy.operation == "none" or not bool(mask.any()):
                 return None
             return torch.where(mask[..., None], policy.edit(act), act)
