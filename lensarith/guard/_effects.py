@@ -51,6 +51,7 @@ class EffectsConfig:
         n_windows: text windows used (None: all).
         seed: shuffles and bootstrap.
         batch_size: prompts per forward.
+        tasks: the other tasks to score (None: every shipped task the model knows).
     """
 
     n: int = 48
@@ -60,9 +61,12 @@ class EffectsConfig:
     n_windows: int | None = None
     seed: int = 0
     batch_size: int = 16
+    tasks: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         check_int(self.n, "EffectsConfig n", minimum=1)
+        if self.tasks is not None and (isinstance(self.tasks, str) or any(t not in TASKS for t in self.tasks)):
+            raise LensarithError(f"EffectsConfig tasks must be a tuple of shipped task names, got {self.tasks!r}")
         check_int(self.min_rows, "EffectsConfig min_rows", minimum=1)
         check_int(self.window_words, "EffectsConfig window_words", minimum=5)
         check_int(self.n_windows, "EffectsConfig n_windows", minimum=2, allow_none=True)
@@ -170,7 +174,7 @@ def side_effects(model, task: str, policies: Mapping[str, Policy], config: Effec
         task: the target relation (a task name).
         policies: name -> ``Policy``.
         config: an ``EffectsConfig``.
-        tasks: other tasks to score (default: every shipped task the model knows).
+        tasks: other tasks to score (default: ``config.tasks``, else every shipped task the model knows).
         progress: unused (kept for a uniform signature).
 
     Returns:
@@ -188,6 +192,7 @@ def side_effects(model, task: str, policies: Mapping[str, Policy], config: Effec
     if task in ("capitals", "us_capitals", "uppercase"):
         ext = tokenize(model, build_prompts(task, format="extractive", seed=config.seed, shuffle=True), drop_multi_token=True)
         sets[f"{task}:extractive"] = ext[0:config.n] if len(ext) > config.n else ext
+    tasks = config.tasks if tasks is None else tasks
     if tasks is None:
         sets.update(known_tasks(model, task, config))
     else:

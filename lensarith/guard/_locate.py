@@ -264,7 +264,7 @@ def locate_figure(res: LocateResult, *, title: str = ""):
     """Necessity (accuracy drop per condition, 95% intervals) above sufficiency (transplant gain) and DLA."""
     from ..viz.plots import _figure
 
-    fig = _figure((9, 5.5))
+    fig = _figure((9.0, 5.5))
     ax1, ax2 = fig.subplots(2, 1, sharex=True)
     L = len(res.verdicts)
     xs = np.arange(L)

@@ -405,7 +405,7 @@ def monitor_figure(res: MonitorResult, *, title: str = ""):
     """ROC curves of every feature on held-out arguments (the baseline, confidence, dashed)."""
     from ..viz.plots import _figure
 
-    fig = _figure((5.5, 5))
+    fig = _figure((5.5, 5.0))
     ax = fig.subplots()
     for f in res.labels["feature"]:
         if f.startswith("rule"):

@@ -25,7 +25,7 @@ def effects_figure(res, *, title: str = ""):
     sets = res.labels["set"]
     pols = res.labels["policy"]
     acc_sets = [s for s in sets if s != "lm_loss"]
-    fig = _figure((10, 4.2))
+    fig = _figure((10.0, 4.2))
     ax1, ax2 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [4, 1]})
     width = 0.8 / max(len(pols), 1)
     xs = np.arange(len(acc_sets))
