@@ -336,4 +336,6 @@ def test_cli_guard_small(tmp_path):
     summary = json.loads((folder / "guard-capitals.json").read_text())
     assert summary["layer"] == LAYER
     assert GuardResult.load(folder / "result").locate.chosen_layer == LAYER
-    assert main(["guard", "--model", "organism-planted", "--task", "nope", "--out", str(tmp_path)]) != 0
+    with pytest.raises(SystemExit) as exc:
+        main(["guard", "--model", "organism-planted", "--task", "nope", "--out", str(tmp_path)])
+    assert exc.value.code == 2
