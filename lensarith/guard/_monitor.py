@@ -223,11 +223,8 @@ class Monitor(Result):
         return {f: raw[f] * s[i] if f != "probe" else raw[f] for i, f in enumerate(self.features)}
 
     def score(self, model, prompts, *, batch_size: int = 32) -> dict[str, Float[Tensor, " batch"]]:
-        """Score new prompts (strings, Examples or a Batch) with every feature.
-
-        Example:
-            >>> mon, _ = fit_monitor(model, "past", MonitorConfig(n=40, formats=("one_shot", "zero_shot")))  # doctest: +SKIP
-        """
+        """Score new prompts (strings, Examples or a Batch) with every feature (higher = more likely wrong);
+        raises when the monitor was fitted on another model."""
         self.check(model)
         batch = as_batch(model, prompts)
         return self.scores_from(internals(model, batch, self.layer, batch_size=batch_size))
