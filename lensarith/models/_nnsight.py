@@ -32,6 +32,7 @@ ARCHITECTURES = {
     "bloom": dict(normalization_type="LN", positional_embedding_type="alibi", parallel_attn_mlp=False),
     "llama": dict(normalization_type="RMS", positional_embedding_type="rotary", parallel_attn_mlp=False),
     "gpt_neox": dict(normalization_type="LN", positional_embedding_type="rotary", parallel_attn_mlp=True),
+    "gemma3_text": dict(normalization_type="RMS", positional_embedding_type="rotary", parallel_attn_mlp=False),
 }
 
 
@@ -65,19 +66,21 @@ def _tl_cfg(hf_config, *, device: str, dtype: torch.dtype, name: str, prepend_bo
     H = _num(hf_config, "n_head", "num_attention_heads")
     act = {"gpt2": lambda: hf_config.activation_function, "gptj": lambda: hf_config.activation_function,
            "bloom": lambda: "gelu_fast", "llama": lambda: hf_config.hidden_act,
-           "gpt_neox": lambda: hf_config.hidden_act}[kind]()
+           "gpt_neox": lambda: hf_config.hidden_act, "gemma3_text": lambda: hf_config.hidden_activation}[kind]()
+    gated = kind in ("llama", "gemma3_text")
+    d_head = _num(hf_config, "head_dim", default=None) if kind == "gemma3_text" else None
     eps = _num(hf_config, "layer_norm_epsilon", "rms_norm_eps", "layer_norm_eps", default=1e-5)
     arch = dict(ARCHITECTURES[kind])
     if kind == "gpt_neox":
         arch["parallel_attn_mlp"] = bool(hf_config.use_parallel_residual)
     return HookedTransformerConfig(
-        n_layers=_num(hf_config, "n_layer", "num_hidden_layers"), d_model=d, n_heads=H, d_head=d // H,
+        n_layers=_num(hf_config, "n_layer", "num_hidden_layers"), d_model=d, n_heads=H, d_head=d_head or d // H,
         d_mlp=_num(hf_config, "n_inner", "intermediate_size", default=None) or 4 * d,
         d_vocab=hf_config.vocab_size, n_ctx=_num(hf_config, "n_positions", "max_position_embeddings", "seq_length",
                                                  default=2048),
         act_fn=act, eps=eps, model_name=name, device=device, dtype=dtype, default_prepend_bos=prepend_bos,
-        n_key_value_heads=_num(hf_config, "num_key_value_heads", default=None) if kind == "llama" else None,
-        gated_mlp=kind == "llama", original_architecture=(hf_config.architectures or [kind])[0], **arch)
+        n_key_value_heads=_num(hf_config, "num_key_value_heads", default=None) if gated else None,
+        gated_mlp=gated, use_normalization_before_and_after=kind == "gemma3_text", original_architecture=(hf_config.architectures or [kind])[0], **arch)
 
 
 class NNsightModel:

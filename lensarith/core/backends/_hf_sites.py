@@ -12,7 +12,8 @@ site                  read at                     notes
 ``attn.hook_z``       input of the attention      ``[batch, pos, head, d_head]``
                       output projection
 ``hook_attn_out``     attention output            BLOOM: its ``dense`` output (the module adds
-                                                  the residual itself)
+                                                  the residual itself); Gemma 3: the output of
+                                                  ``post_attention_layernorm``
 ``attn.hook_q/k/v``   the q / k / v projections'  ``[batch, pos, head, d_head]`` (before rotary,
                       outputs                     as in TransformerLens); fused in GPT-2, BLOOM
 ``attn.hook_pattern`` attention module output [1]  read-only, eager attention only
@@ -22,7 +23,8 @@ site                  read at                     notes
                       output
 ``mlp.hook_post``     input of the down
                       projection
-``hook_mlp_out``      MLP output                  BLOOM: its ``dense_4h_to_h`` output
+``hook_mlp_out``      MLP output                  BLOOM: its ``dense_4h_to_h`` output; Gemma 3:
+                                                  ``post_feedforward_layernorm``'s output
 ``hook_resid_post``   the block's output
 ====================  ==========================  ===========================================
 
@@ -81,6 +83,10 @@ class SiteMap:
     #: "bloom": per head (q, k, v)) or three ("separate"); their outputs are ``hook_q/k/v``
     qkv: tuple[str, ...] = ()
     qkv_layout: str = "separate"
+    #: Gemma: ``attn_out`` / ``mlp_out`` are norms applied to the attention / MLP outputs before the
+    #: residual adds them (TransformerLens's hooks read after those norms), so ``attn_out`` runs after
+    #: ``attention`` returns; and norms scale by ``1 + weight``
+    post_norms: bool = False
 
     def supports(self, name: str, n_layers: int) -> str | None:
         """None when ``name`` is a site here, else why not (a sentence naming the site)."""
@@ -129,6 +135,10 @@ SITE_MAPS = {
                      ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")),
 }
 
+SITE_MAPS["gemma3_text"] = SiteMap("Gemma 3", "model.layers", "model.embed_tokens", None, "self_attn.o_proj",
+                                   "post_attention_layernorm", "sum", "self_attn", "mlp.gate_proj", "mlp.down_proj",
+                                   "post_feedforward_layernorm", "model.norm", "lm_head",
+                                   ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"), post_norms=True)
 
 SITE_MAPS["gpt_neox"] = SiteMap("GPT-NeoX", "gpt_neox.layers", "gpt_neox.embed_in", None, "attention.dense",
                                 "attention", None, "attention", "mlp.dense_h_to_4h", "mlp.dense_4h_to_h", "mlp",

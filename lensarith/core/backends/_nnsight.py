@@ -161,13 +161,25 @@ def _interleave(lm, sm: SiteMap, plan: dict[str, list[HookFn]], *, rows: int, n:
             if changed:
                 env.input = new.reshape(b, t, -1)
         separate = sm.attn_out != sm.attention  # BLOOM: attn_out is the projection inside the module
-        if separate and p + "hook_attn_out" in plan:
+        if sm.post_norms:  # Gemma: the attention returns first, then its output is normed (attn_out)
+            if p + "attn.hook_pattern" in plan:
+                _read_pattern(plan, p, _path(blk, sm.attention).output, seen)
+            if p + "hook_attn_out" in plan or p + "hook_resid_mid" in plan:
+                env = _path(blk, sm.attn_out)
+                a, changed = _apply(plan, p + "hook_attn_out", env.output, seen)
+                if p + "hook_resid_mid" in plan:
+                    new_mid, mid_changed = _apply(plan, p + "hook_resid_mid", x + a, seen)
+                    if mid_changed:
+                        a, changed = new_mid - x, True
+                if changed:
+                    env.output = a
+        elif separate and p + "hook_attn_out" in plan:
             env = _path(blk, sm.attn_out)
             new, changed = _apply(plan, p + "hook_attn_out", env.output, seen)
             if changed:
                 env.output = new
-        if (p + "attn.hook_pattern" in plan or (not separate and p + "hook_attn_out" in plan)
-                or (p + "hook_resid_mid" in plan and sm.mid is not None)):
+        if not sm.post_norms and (p + "attn.hook_pattern" in plan or (not separate and p + "hook_attn_out" in plan)
+                                  or (p + "hook_resid_mid" in plan and sm.mid is not None)):
             env = _path(blk, sm.attention)
             out = env.output
             if p + "attn.hook_pattern" in plan:
@@ -358,7 +370,10 @@ class NNsightBackend(Backend):
 
     def final_norm_weights(self) -> tuple[Tensor | None, Tensor | None]:
         ln = self.site_map.ln_f
-        return self._param(ln + ".weight"), self._param(ln + ".bias")
+        w, b = self._param(ln + ".weight"), self._param(ln + ".bias")
+        if self.site_map.post_norms:  # Gemma's RMSNorm scales by 1 + weight (in float32)
+            w = 1.0 + w.float()
+        return w, b
 
     def unembed(self, x: Tensor) -> Tensor:
         W_U = self.W_U
