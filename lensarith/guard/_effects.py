@@ -154,11 +154,13 @@ def lm_loss(model, batch: Batch, policy: Policy | None, *, batch_size: int = 16)
                                                    per_position=True, batch_size=batch_size)]
         got = run(model, chunk, capture=[site], interventions=ivs)
         with torch.no_grad():
-            logp = readout.logits(model, got.captured[site]).float().log_softmax(-1)
-            tok = chunk.tokens.to(logp.device)
-            nll = -logp[:, :-1].gather(-1, tok[:, 1:, None])[..., 0]
-            mask = (torch.arange(tok.shape[1] - 1, device=logp.device)[None] < (chunk.lengths.to(logp.device) - 1)[:, None])
-            losses.append(((nll * mask).sum(1) / mask.sum(1).clamp_min(1)).cpu())
+            resid = got.captured[site]
+            tok = chunk.tokens.to(resid.device)
+            for r in range(len(chunk)):  # one row's logits at a time: [pos, d_vocab] stays small for big vocabularies
+                k = int(chunk.lengths[r])
+                logp = readout.logits(model, resid[r, :k - 1]).float().log_softmax(-1)
+                nll = -logp.gather(-1, tok[r, 1:k, None])[..., 0]
+                losses.append(nll.mean().reshape(1).cpu() if k > 1 else torch.zeros(1))
         if ivs:
             edited += ivs[0].state.get("edited", 0)
             eligible += ivs[0].state.get("eligible", 0)
