@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import warnings
 
 import numpy as np
@@ -339,3 +341,16 @@ def test_cli_guard_small(tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["guard", "--model", "organism-planted", "--task", "nope", "--out", str(tmp_path)])
     assert exc.value.code == 2
+
+
+def test_policies_on_the_nnsight_backend_match_transformerlens(planted, caps, gate):
+    if importlib.util.find_spec("nnsight") is None and not os.environ.get("LENSARITH_REQUIRE_NNSIGHT"):
+        pytest.skip("nnsight is not installed (the nnsight extra)")
+    nn = la.load_model("organism-planted", backend="nnsight")
+    for pol in (None, make_policy("zero", LAYER), make_policy("zero", LAYER, gate=gate)):
+        a, fa = policy_logits(planted, caps[0:6], pol)
+        b, fb = policy_logits(nn, caps[0:6], pol)
+        assert torch.allclose(a, b, atol=1e-4) and torch.equal(fa, fb)
+        gen = generate(nn, caps[0:6], pol, max_new_tokens=3)
+        assert torch.equal(gen.tokens[:, 0], b.argmax(-1))
+        assert torch.equal(gen.tokens, generate(planted, caps[0:6], pol, max_new_tokens=3).tokens)
