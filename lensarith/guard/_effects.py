@@ -4,7 +4,8 @@
 
 - the target relation (one-shot prompts);
 - every other shipped task the model *knows* (stated criterion: at least ``min_rows``
-  single-token one-shot rows and clean top-1 accuracy of at least ``min_known_accuracy``);
+  single-token one-shot rows and clean top-1 accuracy of at least ``min_known_accuracy``; tasks
+  built from the target's data files are the same relation and are left out);
 - the target's extractive counterpart (the answer is in the context), where the task has one;
 - the language-model loss (mean next-token NLL, nats) on held-out text
   (``data/text/held_out.txt``, card beside it), edited at every position as a decode hook would
@@ -35,7 +36,7 @@ from ..tasks import TASKS, build_prompts
 from ._monitor import Monitor
 from ._policies import Policy, _edit_for, generate, score_policy
 
-__all__ = ["EffectsConfig", "SideEffectResult", "side_effects", "known_tasks", "text_windows", "lm_loss",
+__all__ = ["same_relation", "EffectsConfig", "SideEffectResult", "side_effects", "known_tasks", "text_windows", "lm_loss",
            "generation_overhead", "held_out_text"]
 
 
@@ -121,13 +122,25 @@ def text_windows(paragraphs: Sequence[str], window_words: int) -> list[str]:
     return out
 
 
+def same_relation(a: str, b: str) -> bool:
+    """Whether two shipped tasks are built from a common data file (``past`` and ``past_regular``,
+    ``capitalize`` and ``uppercase_words``): the same relation in another phrasing, not another one.
+
+    Example:
+        >>> same_relation("past", "past_irregular"), same_relation("past", "capitals")
+        (True, False)
+    """
+    return bool(set(TASKS[a].files) & set(TASKS[b].files))
+
+
 def known_tasks(model, target: str, config: EffectsConfig) -> dict[str, Batch]:
-    """Every shipped task other than ``target`` the model knows (see ``EffectsConfig``), as batches."""
+    """Every shipped task the model knows (see ``EffectsConfig``) that is another relation than ``target``
+    (tasks sharing a data file with it are the same relation and are left out), as batches."""
     from ._policies import policy_logits
 
     out = {}
     for name in TASKS:
-        if name == target:
+        if name == target or same_relation(name, target):
             continue
         try:
             batch = tokenize(model, build_prompts(name, seed=config.seed, shuffle=True), drop_multi_token=True)
