@@ -152,10 +152,13 @@ def _necessity(model, batch: Batch, cfg: LocateConfig, progress) -> dict[str, Te
 
     @torch.no_grad()
     def score(out, chunk: Batch) -> dict[str, Tensor]:
-        logp = readout.logits(model, out.final).float().log_softmax(-1)  # [group, row, vocab]
-        ans = chunk.answer_ids.to(logp.device)
-        rows = torch.arange(len(chunk), device=logp.device)
-        return {"correct": (logp.argmax(-1) == ans).cpu(), "logp": logp[:, rows, ans].cpu()}
+        correct, lp = [], []
+        for final in out.final:  # one group at a time: [row, vocab] stays small for big vocabularies
+            logp = readout.logits(model, final).float().log_softmax(-1)
+            ans = chunk.answer_ids.to(logp.device)
+            correct.append((logp.argmax(-1) == ans).cpu())
+            lp.append(logp[torch.arange(len(chunk), device=logp.device), ans].cpu())
+        return {"correct": torch.stack(correct), "logp": torch.stack(lp)}
 
     got = run(model, batch, groups=groups, read="last", keep=score, batch_size=cfg.batch_size, progress=progress,
               desc="necessity").kept
