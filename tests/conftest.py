@@ -35,6 +35,22 @@ def folded():
 
 
 @pytest.fixture(scope="session")
+def gemma():
+    """The real Gemma 3 270M (``la.load_model("gemma-3-270m")``, converted once into the cache)."""
+    import lensarith as la
+
+    return la.load_model("gemma-3-270m")
+
+
+@pytest.fixture(scope="session")
+def smol():
+    """The real SmolLM2 135M Instruct (``la.load_model("smollm2-135m")``)."""
+    import lensarith as la
+
+    return la.load_model("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
 def prompts():
     import lensarith as la
 

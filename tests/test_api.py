@@ -13,8 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _readme_tables() -> tuple[list[str], list[tuple[str, str]]]:
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Public API", 1)[1].split("\n## ", 1)[0]
+    """The public-API tables, which moved from the README to the documentation site (docs/public-api.md)."""
+    section = (ROOT / "docs" / "public-api.md").read_text()
     top, sub = section.split("In the subpackages", 1)
     names = re.findall(r"^\| `([A-Za-z_][A-Za-z0-9_]*)` \|", top, flags=re.M)
     rows = re.findall(r"^\| `(lensarith\.[a-z_.]+)` \| (.*) \|$", sub.split("### Layout")[0], flags=re.M)

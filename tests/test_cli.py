@@ -159,8 +159,93 @@ def test_organism_subcommands_report_bad_input(capsys):
     assert_one_line_error(rc, err, "no-such-preset")
 
 
-def test_organism_eval_runs_on_a_model(tmp_path, capsys):
+def test_organism_eval_writes_a_folder(tmp_path, capsys):
     rc, out, err = run(["organism-eval", "--model", "tiny", "--n", "2", "--quick", "--out", str(tmp_path)], capsys)
     assert rc == 0, err
     assert "In-context learning" in out
-    assert json.loads((tmp_path / "organism-eval.json").read_text())["icl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["organism-eval"]
+    folder = tmp_path / "organism-eval"
+    assert sorted(p.name for p in folder.iterdir()) == ["organism-eval.html", "organism-eval.json", "organism-eval.md"]
+    assert json.loads((folder / "organism-eval.json").read_text())["table"]["icl"]
+    assert "In-context learning" in (folder / "organism-eval.md").read_text()
+    assert no_temp_files(tmp_path) == []
+
+
+def test_organism_train_presets_and_default_out(capsys, monkeypatch):
+    """--help names every preset (kept equal to PRESETS); the default --out is never inside data/."""
+    from lensarith.organism.train import PRESETS
+
+    assert tuple(sorted(PRESETS)) == tuple(sorted(cli.ORGANISM_PRESETS))
+    rc, out, _ = run(["organism-train", "--help"], capsys)
+    assert rc == 0
+    text = " ".join(out.split())
+    assert all(name in text for name in PRESETS) and "default data/organism" not in text
+    args = cli.build_parser().parse_args(["organism-train"])
+    assert args.out is None
+    seen = {}
+
+    def fake_train(config, out, **kw):
+        seen["out"] = out
+        raise KeyboardInterrupt  # stop before any training
+
+    import lensarith.organism.train as train_mod
+
+    monkeypatch.setattr(train_mod, "train", fake_train)
+    rc, _, _ = run(["organism-train", "--preset", "smoke"], capsys)
+    assert rc == 130 and seen["out"] == "out/organism-smoke"
+    assert not Path(seen["out"]).resolve().is_relative_to((ROOT / "data").resolve())
+
+
+def test_every_help_lists_models_and_tasks(capsys):
+    from lensarith._paths import BUNDLED_MODELS, REAL_MODEL_NAMES
+    from lensarith.tasks import TASKS
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    for name, p in sub.choices.items():
+        text = " ".join(p.format_help().split()).replace("- ", "-")
+        if name != "organism-train":
+            for model in BUNDLED_MODELS + REAL_MODEL_NAMES:
+                assert model in text, (name, model)
+        if name in ("lens", "patch", "transplant", "vectors"):
+            for task in TASKS:
+                assert task in text, (name, task)
+        if name == "ablate":
+            assert all(t in text for t in cli.ABLATE_TASKS)
+    for task in ("antonyms", "singular_plural"):  # function-vector tasks are accepted, not only listed
+        assert cli.build_parser().parse_args(["lens", "--task", task]).task == task
+
+
+def test_help_stays_light():
+    """--help lists tasks and models without importing torch."""
+    code = "import sys; from lensarith import cli; cli.build_parser().format_help(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_cut_n_is_said_and_recorded(tmp_path, capsys):
+    """capitals has 248 rows; asking for more prints a note and records why in the JSON."""
+    rc, out, err = run(["lens", "--model", "organism", "--n", "5000", "--out", str(tmp_path), "--quiet"], capsys)
+    assert rc == 0, err
+    doc = json.loads((tmp_path / "lens-capitals" / "lens-capitals.json").read_text())
+    assert doc["n_requested"] == 5000 and doc["n_used"] == doc["n"] < 248
+    assert "the task has 248" in doc["n_note"] and "several tokens" in doc["n_note"]
+    assert f"note: --n 5000: {doc['n']} prompts used" in out
+    # nothing cut: nothing said, and the JSON says so
+    capsys.readouterr()
+    got = cli._n_used(4, 4, available=248, report={"dropped": [], "n_input": 4})
+    assert got == {"n_requested": 4, "n_used": 4, "n_note": None} and capsys.readouterr().out == ""
+    got = cli._n_used(8, 5, what="pairs")
+    assert got["n_note"] == "--n 8: 5 pairs used" and "note: --n 8: 5 pairs used" in capsys.readouterr().out
+
+
+def test_cut_n_in_ablate(tmp_path, capsys):
+    rc, out, err = run(["ablate", "--model", "organism", "--n", "100", "--steps", "2", "--out", str(tmp_path), "--quiet"],
+                       capsys)
+    assert rc == 0, err
+    doc = json.loads((tmp_path / "ablate-capitals" / "ablate-capitals.json").read_text())
+    abstractive = doc["n"]["abstractive"]
+    assert abstractive["n_requested"] == 100 and abstractive["n_used"] == doc["sizes"]["abstractive"]
+    if abstractive["n_used"] < 100:
+        assert "several tokens" in abstractive["n_note"] and abstractive["n_note"] in out

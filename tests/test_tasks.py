@@ -59,8 +59,11 @@ def test_tokenize_pads_right_and_reports_multi_token(model):
         assert (batch.tokens[i, n:] == model.tokenizer.pad_token_id).all()
     multi = batch.report["multi_token_answer"] + batch.report["multi_token_argument"]
     assert multi, "some capitals have multi-word names"
-    dropped = la.tokenize(model, ex, drop_multi_token=True)
-    assert len(dropped) == 40 - len(set(multi)) and dropped.report["dropped"]
+    single = la.tokenize(model, ex, drop_multi_token=True, scoring="single_token")
+    assert len(single) == 40 - len(set(multi)) and single.report["dropped"] == sorted(set(multi))
+    ruled = la.tokenize(model, ex, drop_multi_token=True)  # the first-token rule keeps some multi-token items
+    kept = set(ruled.report["first_token"])
+    assert kept and kept <= set(multi) and len(ruled) == 40 - len(ruled.report["dropped"]) > len(single)
 
 
 def test_tokenize_errors(model):

@@ -222,14 +222,17 @@ def test_bad_input_raises_clear_errors(model, capitals):
         transplant(model, torch.randn(32), ctx)
     multi = [la.Example("table mug Akrotiri and Dhekelia table mug", " Episkopi Cantonment", " Akrotiri and Dhekelia"),
              la.Example("table mug Poland table mug", " Warsaw", " Poland"),
-             la.Example("table mug Aland Islands table mug", " Mariehamn", " Aland Islands")]
+             la.Example("table mug Kuwait table mug", " Kuwait City", " Kuwait")]
     with pytest.raises(la.LensarithError,
-                       match=r"2 of 3 examples have a multi-token argument or answer: ' Akrotiri and Dhekelia' "
-                             r"\(argument, 3 tokens\), ' Episkopi Cantonment' \(answer, 2 tokens\), ' Aland Islands' \(argument, 2 tokens\);"
+                       match=r"1 of 3 examples have a multi-token argument or answer whose first token does not identify "
+                             r"the answer \(argument_first_token\): ' Kuwait City' \(answer, 2 tokens\);"
                              r".*drop_multi_token=True"):
         transplant(model, o, multi)
+    # the first-token rule scores Episkopi Cantonment by " Episkopi" (distinct first words) and drops Kuwait City
     out = transplant(model, o, multi, drop_multi_token=True)
-    assert out.summary()["n"] == 1 and out.meta["report"]["dropped"] == [0, 2]
+    assert out.summary()["n"] == 2 and out.meta["report"]["first_token"] == [0] and out.meta["report"]["dropped"] == [2]
+    strict = la.tokenize(model, multi, drop_multi_token=True, scoring="single_token")
+    assert len(strict) == 1 and strict.report["dropped"] == [0, 2]
     with pytest.raises(la.LensarithError, match=r"reduce must be 'none'"):
         extract_o_vector(model, capitals[:1], layer=1, reduce="sum")
     with pytest.raises(la.LensarithError, match=r"layer=5 is out of range"):

@@ -18,7 +18,7 @@ import lensarith as la
 from lensarith import cli
 from lensarith.core import readout
 from lensarith.tasks import TASKS, WORD_PATTERN, default_vocab, load_pairs
-from lensarith.tasks._datasets import BENCH_TASKS, PAPER_TASKS
+from lensarith.tasks._datasets import BENCH_TASKS, EXTRA_TASKS, PAPER_TASKS
 from lensarith.vectors import (Application, BenchConfig, BenchResult, FunctionVector, HeadEffects, TaskVector,
                                apply_vector, apply_vectors, bench_figure, bench_table, bootstrap_ci, compare_vectors,
                                extract_function_vector, extract_o_vector, extract_task_vector, few_shot_prompts,
@@ -65,7 +65,7 @@ def logits(model, examples, ivs=()):
 def test_bench_tasks_are_registered_with_cards_and_leave_the_paper_tasks_alone():
     assert set(PAPER_TASKS) == {"capitals", "us_capitals", "uppercase", "uppercase_words", "past", "past_regular",
                                 "past_irregular"}
-    assert set(TASKS) == set(PAPER_TASKS) | set(BENCH_TASKS) and len(BENCH_TASKS) >= 10
+    assert set(TASKS) == set(PAPER_TASKS) | set(BENCH_TASKS) | set(EXTRA_TASKS) and len(BENCH_TASKS) >= 10
     for task, spec in BENCH_TASKS.items():
         rows = load_pairs(task)
         assert len(rows) >= 50, task
@@ -76,6 +76,7 @@ def test_bench_tasks_are_registered_with_cards_and_leave_the_paper_tasks_alone()
     # the paper's prompts and the default vocabulary (tiny models, the organism) are unchanged
     assert la.build_prompts("capitals")[0].prompt.startswith("Q: What is the capital of France?\nA: Paris\nQ:")
     assert "chien" not in default_vocab() and "Poland" in default_vocab()
+    assert "Ontario" not in default_vocab() and set(EXTRA_TASKS) == {"region_capitals"}
     zero = la.build_prompts("antonyms", format="zero_shot", n=1)[0]
     assert zero.prompt.endswith(" :") and zero.answer.startswith(" ")
 

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from .._errors import LensarithError, LensarithWarning, check_int
 from ..tasks import Example
+from ..tasks._scoring import SCORING_RULES, classify_items, default_scoring, scoring_counts
 
 __all__ = ["Batch", "tokenize", "as_batch", "token_ids", "resolve_ids"]
 
@@ -31,7 +32,8 @@ class Batch:
         answer_ids: ``[batch]`` first token of each answer, or None.
         argument_ids: ``[batch]`` first token of each argument, or None.
         examples: the examples the rows came from (None for raw tokens).
-        report: counts of multi-token answers/arguments and dropped rows.
+        report: multi-token answers/arguments, the first-token rule's verdicts and dropped rows
+            (``lensarith.tasks._scoring.scoring_counts(batch.report)`` counts them).
     """
 
     tokens: Int[Tensor, "batch pos"]
@@ -43,6 +45,12 @@ class Batch:
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
+
+    @property
+    def counts(self) -> dict:
+        """How many items were given, scored (single-token, by the first-token rule) and dropped
+        per reason (``lensarith.tasks.scoring_counts`` of ``report``)."""
+        return scoring_counts(self.report)
 
     @property
     def last(self) -> Int[Tensor, " batch"]:
@@ -128,18 +136,37 @@ def tokenize(
     *,
     drop_multi_token: bool = False,
     prepend_bos: bool | None = None,
+    scoring: str | None = None,
 ) -> Batch:
     """Tokenise examples into a right-padded ``Batch``.
+
+    Every answer and argument is scored on its first token (``batch.answer_ids``). Which
+    multi-token items that is sound for is the first-token rule (``lensarith.tasks._scoring``):
+    an item is kept when the answer's first token differs from the argument's and, for a
+    multi-token answer, no other answer of the task starts with the same token.
 
     Args:
         model: a HookedTransformer with a tokenizer.
         examples: ``Example`` objects (answers and arguments are scored) or plain strings.
-        drop_multi_token: drop examples whose answer or argument is more than one token
-            (the paper scores the first token; the report says how many there are either way).
+        drop_multi_token: drop the examples ``scoring`` does not keep, and unknown words
+            (otherwise every example is scored on its first tokens, as the paper's code did,
+            and unknown words raise); the report counts them either way.
         prepend_bos: override the model's default BOS handling.
+        scoring: ``"first_token"`` (the rule above) or ``"single_token"`` (drop every item
+            whose answer or argument is several tokens); None: ``default_scoring()``, the
+            rule above unless inside ``lensarith.tasks.scoring_rule(...)``.
 
     Returns:
-        A ``Batch``; ``batch.report`` counts multi-token and out-of-vocabulary items.
+        A ``Batch``; ``batch.report`` holds ``n_input``, ``n``, ``scoring``, the indices (into
+        ``examples``) of multi-token answers and arguments, unknown words, ``first_token``
+        (multi-token items kept by the rule), ``fails_rule`` (``{reason: indices}``, reasons
+        from ``DROP_REASONS``) and ``dropped``; ``lensarith.tasks._scoring.scoring_counts``
+        turns it into counts.
+
+    Example:
+        >>> batch = tokenize(model, build_prompts("capitals", n=12), drop_multi_token=True)
+        >>> batch.report["n_input"] == len(batch) + len(batch.report["dropped"])
+        True
 
     Raises:
         LensarithError: empty input, an answer or argument that is out of the vocabulary
@@ -156,11 +183,18 @@ def tokenize(
         raise LensarithError(f"examples must be strings or lensarith.Example objects, got a {type(bad).__name__}: {bad!r}")
     if prepend_bos is not None and not isinstance(prepend_bos, bool):
         raise LensarithError(f"prepend_bos must be None, True or False, got {prepend_bos!r}")
+    if not isinstance(drop_multi_token, bool):
+        raise LensarithError(f"drop_multi_token must be True or False, got {drop_multi_token!r}")
+    if scoring is None:
+        scoring = default_scoring()
+    if isinstance(scoring, bool) or scoring not in SCORING_RULES:
+        raise LensarithError(f"scoring must be one of {', '.join(map(repr, SCORING_RULES))}, got {scoring!r}")
     exs = [Example(e, "", "") if isinstance(e, str) else e for e in examples]
     unk = model.tokenizer.unk_token_id
     bos = model.cfg.default_prepend_bos if prepend_bos is None else prepend_bos
-    report: dict = {"n_input": len(exs), "multi_token_answer": [], "multi_token_argument": [], "unknown": [], "dropped": [],
-                    "unknown_in_prompt": []}
+    status = classify_items([(e.task, e.argument, e.answer) for e in exs], lambda t: _token_ids(model, t), scoring=scoring)
+    report: dict = {"n_input": len(exs), "scoring": scoring, "multi_token_answer": [], "multi_token_argument": [],
+                    "unknown": [], "dropped": [], "unknown_in_prompt": [], "first_token": [], "fails_rule": {}}
     rows, answers, arguments, kept = [], [], [], []
     for i, ex in enumerate(exs):
         ids = model.to_tokens(ex.prompt, prepend_bos=bos, truncate=False)[0]
@@ -175,6 +209,7 @@ def tokenize(
                and model.tokenizer.unk_token not in w]
         if bad:
             report["unknown"].append((i, bad))
+            report["fails_rule"].setdefault("unknown", []).append(i)
             if drop_multi_token:
                 report["dropped"].append(i)
                 continue
@@ -184,16 +219,17 @@ def tokenize(
             )
         if unk is not None and model.tokenizer.unk_token not in ex.prompt and bool((ids == unk).any()):
             report["unknown_in_prompt"].append(i)
-        multi = False
         if len(ans) > 1:
             report["multi_token_answer"].append(i)
-            multi = True
         if len(arg) > 1:
             report["multi_token_argument"].append(i)
-            multi = True
-        if multi and drop_multi_token:
-            report["dropped"].append(i)
-            continue
+        if status[i] == "first_token":
+            report["first_token"].append(i)
+        elif status[i] != "single_token":
+            report["fails_rule"].setdefault(status[i], []).append(i)
+            if drop_multi_token:
+                report["dropped"].append(i)
+                continue
         rows.append(ids)
         answers.append(ans[0] if ans else -1)
         arguments.append(arg[0] if arg else -1)
@@ -205,7 +241,9 @@ def tokenize(
             f"read as {model.tokenizer.unk_token!r} (first: example {first}, {exs[first].prompt[:60]!r}); "
             "batch.report['unknown_in_prompt'] lists them", LensarithWarning, stacklevel=2)
     if not rows:
-        raise LensarithError(f"no examples left after dropping {len(report['dropped'])} multi-token or unknown ones")
+        reasons = "; ".join(f"{len(v)} {r}" for r, v in report["fails_rule"].items())
+        raise LensarithError(f"no examples left after dropping {len(report['dropped'])} of {len(exs)} ({reasons}; "
+                             f"scoring={scoring!r}, see lensarith.tasks._scoring.DROP_REASONS)")
     lengths = torch.tensor([len(r) for r in rows])
     tokens = torch.full((len(rows), int(lengths.max())), _pad_id(model), dtype=torch.long)
     for i, r in enumerate(rows):

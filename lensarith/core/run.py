@@ -293,7 +293,9 @@ def run(
             absolute position or a ``[batch]`` tensor); None reads nothing.
         grad: keep the graph (captures are then not detached).
         keep: ``fn(chunk_outputs, chunk) -> {name: per-row tensor}`` run on every chunk;
-            its results are concatenated over rows (dimension 1 with groups, else 0).
+            its results are concatenated over rows (dimension 1 with groups, else 0). It sees
+            the chunk's activations at the chunk's own width (``chunk.tokens.shape[1]``), as
+            the forward made them (gradients flow to them with ``grad=True``).
         batch_size: rows per forward before tiling (None: the whole batch at once).
         progress: show a progress bar (default: more than 4 chunks, on a terminal, after 1 s).
         desc: the progress bar's label.
@@ -340,7 +342,7 @@ def run(
         chunk_out = Outputs()
         for s, t in cap.items():
             t = t.view(k, b, *t.shape[1:]) if grouped else t
-            if s.position is None:
+            if s.position is None and keep is None:  # ``keep`` reads the chunk's own tensors
                 t = _pad(t, tuple(d + dim for d in _pos_dims(s)), width)
             chunk_out.captured[s] = t
         if read_pos is not None:

@@ -11,3 +11,5 @@ from .reproduce import ReproduceConfig as ReproduceConfig
 from .reproduce import format_summary as format_summary
 from .reproduce import reproduce as reproduce
 from .stats import bootstrap_ci as bootstrap_ci
+
+__all__ = ["reproduce", "ReproduceConfig", "format_summary", "bootstrap_ci"]

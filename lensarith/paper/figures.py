@@ -96,12 +96,17 @@ def lens_tokens(model, examples: Sequence[Example], *, k: int = 5, batch_size: i
     Returns:
         The ``LensResult`` and, per example, ``{"prompt", "argument", "answer", "layers",
         "top": [[token]*k per layer], "probs": [[p]*k per layer], "top1": [token per layer],
-        "argument_layers", "answer_from"}``.
+        "argument_layers", "answer_from"}`` (the layers where the argument's first token is
+        top-1; the first layer from which the answer's first token stays top-1).
     """
     batch = tokenize(model, list(examples))
     lens = logit_lens(model, batch, batch_size=batch_size, progress=progress)
     out = []
     all_logits = lens.logits()  # [layer, batch, d_vocab]
+
+    def first(ids, i: int, text: str) -> str:  # the token the item is scored on (its first token)
+        return text if ids is None or int(ids[i]) < 0 else _decode(model, [int(ids[i])])[0]
+
     with torch.no_grad():
         for i, ex in enumerate(batch.examples):
             probs = all_logits[:, i].softmax(-1)
@@ -110,8 +115,8 @@ def lens_tokens(model, examples: Sequence[Example], *, k: int = 5, batch_size: i
             top1 = [row[0] for row in toks]
             out.append({"prompt": ex.prompt, "argument": ex.argument, "answer": ex.answer, "layers": list(lens.layers),
                         "top": toks, "probs": [[round(float(p), 4) for p in row] for row in top.values],
-                        "top1": top1, "argument_layers": argument_layers(top1, ex.argument),
-                        "answer_from": answer_from(top1, ex.answer)})
+                        "top1": top1, "argument_layers": argument_layers(top1, first(batch.argument_ids, i, ex.argument)),
+                        "answer_from": answer_from(top1, first(batch.answer_ids, i, ex.answer))})
     return lens, out
 
 

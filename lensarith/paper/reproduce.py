@@ -51,16 +51,21 @@ from .figures import (
     upper_layers,
 )
 from .stats import N_RESAMPLES, bootstrap_distribution, percentile_ci
-from .text import REPORT_CSS, format_summary, scroll_table, verdict_table_html
+from .text import REPORT_CSS, caveats_html, format_summary, headline_table_html, scroll_table, verdict_table_html
 from .tokenization import bos_convention, bos_plan
 from .verdicts import NOISE_FLOOR, format_ci, judge_contrast, judge_depth, judge_lift, judge_x, verdicts
 
 __all__ = ["ReproduceConfig", "reproduce", "reproduce_models", "write_comparison", "comparison_rows", "choose_layers", "format_summary", "TASKS", "FIG5_SETS", "is_gpt2_medium"]
 
 TASKS = ("capitals", "uppercase", "past")
-#: Fig 5's in-domain and out-of-domain context sets per task.
-FIG5_SETS = {"capitals": ("capitals", "us_capitals"), "uppercase": ("uppercase", "uppercase_words"),
+#: Fig 5's in-domain and out-of-domain context sets per task. ``region_capitals`` (capitals of
+#: other countries' states and provinces) is there for real tokenizers: the 50 US states leave too
+#: few items once multi-token names are dropped; a model that can score fewer than
+#: ``MIN_SET_ITEMS`` of a set's items (the bundled models do not know those names) skips it.
+FIG5_SETS = {"capitals": ("capitals", "us_capitals", "region_capitals"), "uppercase": ("uppercase", "uppercase_words"),
              "past": ("past_regular", "past_irregular")}
+#: the fewest scored items an extra out-of-domain set needs to be run (otherwise it is skipped, and said so)
+MIN_SET_ITEMS = 10
 FIG7_TASKS = ("capitals", "uppercase")
 FIG4_CONTEXT = Example("table mug free China table mug free China table mug free", " Beijing", " China", "random:capitals")
 #: Fig 4's extra contexts: the capitals contexts at these quantiles of the transplant's effect
@@ -188,6 +193,13 @@ def _contexts(set_name: str, n: int | None, seed: int, exclude: str) -> list[Exa
     if n is not None:
         examples = examples[:n]
     return transplant_contexts(examples, seed=seed)
+
+
+def _count(run: _Run, key: str, report: dict[str, Any]) -> None:
+    """Record how many items of a figure's set were given, scored and dropped (by reason)."""
+    from ..tasks import scoring_counts
+
+    run.summary.setdefault("scoring", {})[key] = scoring_counts(report)
 
 
 def _nearest(values: list[int], target: float) -> int:
@@ -328,11 +340,14 @@ def _write_report(run: _Run) -> None:
                        "'verdicts'). A claim over several tasks or sets is 'yes' when every case is, 'no' when every "
                        "case is, 'partial' otherwise.")
     report.add_html(verdict_table_html(s["verdicts"]))
+    report.add_section(f"Caveats for {s['model']}", "What the model's card says a reader of these figures should know.")
+    report.add_html(caveats_html(s["model"]))
+    report.add_section("Headline numbers", "Every figure's headline number on this model next to the paper's "
+                                           "(GPT2-Medium; Fig 7: BLOOM), 95% CIs in brackets. Figures below, in the "
+                                           "paper's order; click a figure to open it at full size.")
+    report.add_html(headline_table_html({s["model"]: s}))
     for _, fn in sorted(run.renders, key=lambda r: r[0]):
         fn(run, report)
-    report.add_section("All headline numbers side by side", "Every figure's headline number on this model next to "
-                                                             "the paper's (GPT2-Medium; Fig 7: BLOOM), 95% CIs in brackets.")
-    report.add_html("<pre class='lensarith-pre'>" + html.escape(format_summary({**s, "verdicts": None})) + "</pre>")
     report.add_section("Files", "summary.json holds every number shown here; results/ the tensors (safetensors + JSON); "
                                 "figures/ the PNGs.")
     report.save(run.out / "report.html")
@@ -343,8 +358,19 @@ def _write_report(run: _Run) -> None:
 
 def _fig3_note(s: dict[str, Any]) -> str:
     c = s["crossing"]
-    where = "no crossing" if c["layer"] is None else f"crossing {s['layers'][c['layer']]} ({c['fraction']:.2f} of depth)"
+    if c["layer"] is None:
+        where = "no crossing"
+    elif c["argument_leads_layers"]:
+        where = f"crossing {s['layers'][c['layer']]} ({c['fraction']:.2f} of depth)"
+    else:
+        where = f"arms never cross; answer above argument and floor from {s['layers'][c['layer']]}"
     return f"{where}, depth ~2/3: {judge_depth(c)[0]}\n'X' (hump, answer rise, arms cross): {judge_x(s['x'])[0]}"
+
+
+def _drawn_crossing(s: dict[str, Any]) -> int | None:
+    """The layer Fig 3 marks as the crossing: None unless the arms cross (judge_x's criterion)."""
+    c = s["crossing"]
+    return c["layer"] if c["layer"] is not None and c["argument_leads_layers"] else None
 
 
 def _step_fig3(run: _Run) -> None:
@@ -356,16 +382,38 @@ def _step_fig3(run: _Run) -> None:
         s, lens, batch, correct = task_curves(run.model, task, n=cfg.n, batch_size=cfg.batch_size, seed=cfg.seed,
                                              progress=run.progress)
         lens.save(run.results / f"fig3-{task}")
+        _count(run, f"fig3/{task}", batch.report)
         fig3[task] = s
         run.task_data[task] = (batch, correct)
     run.figures["fig3"] = fig3
-    panels = {t: {**s, "floor": s["noise_floor"], "crossing_layer": s["crossing"]["layer"], "note": _fig3_note(s)}
+    # the crossing is marked only where the arms cross (the argument led somewhere before the answer took over):
+    # where the answer leads from the first readable layer, the verdict says they never cross and nothing is drawn
+    panels = {t: {**s, "floor": s["noise_floor"], "crossing_layer": _drawn_crossing(s), "note": _fig3_note(s)}
               for t, s in fig3.items()}
     run.png(plots.x_pattern(panels, title="Fig 3: mean reciprocal rank per layer over the examples answered correctly "
                                           "(bands: bootstrap 95% CIs; dashed: noise floor; dotted: the crossing)"), "fig3")
     run.say("fig 3: " + "; ".join(f"{t} acc {format_ci(s['accuracy'], s['accuracy_ci'])}, " + _fig3_note(s).replace("\n", ", ")
                                   for t, s in fig3.items()))
     run.render(20, _render_fig3)
+    run.render(5, _render_scoring)
+
+
+def _render_scoring(run: _Run, report) -> None:
+    from ..tasks import DROP_REASONS
+
+    counts = run.summary.get("scoring", {})
+    report.add_section("Which items are scored",
+                       "Each figure scores an item on the first token of its answer (and tracks its argument's first "
+                       "token). Single-token items are scored as they are; a multi-token item is scored on its first "
+                       "tokens when the answer's first token differs from the argument's and no other answer of the "
+                       "task starts with it (the first-token rule, lensarith.tasks); the rest are dropped, counted "
+                       "here by reason (also in summary.json 'scoring').")
+    reasons = list(dict.fromkeys(r for c in counts.values() for r in c["dropped"]))
+    rows = [{"figure / set": k, "items": c["items"], "scored": c["scored"], "single-token": c["single_token"],
+             "by first token": c["first_token"],
+             **{f"dropped: {DROP_REASONS.get(r, r)}": c["dropped"].get(r, 0) for r in reasons}}
+            for k, c in counts.items()]
+    report.add_html(scroll_table(rows) if rows else "<p>(no counts)</p>")
 
 
 def _render_fig3(run: _Run, report) -> None:
@@ -523,12 +571,23 @@ def _step_fig5(run: _Run) -> None:
     from ..viz import plots
 
     model, cfg = run.model, run.config
-    fig5, raw = {}, {}
+    fig5, raw, skipped = {}, {}, {}
     for task, sets in FIG5_SETS.items():
         layers = run.summary["layers"][task]["replace"]
-        for set_name in sets:
+        for j, set_name in enumerate(sets):
             contexts = _contexts(set_name, cfg.n, cfg.seed, run.sources[task].argument)
-            batch = tokenize(model, contexts, drop_multi_token=True)
+            try:
+                batch = tokenize(model, contexts, drop_multi_token=True)
+            except LensarithError as exc:
+                if j < 2:
+                    raise
+                skipped[set_name] = str(exc)
+                continue
+            _count(run, f"fig5/{set_name}", batch.report)
+            if j >= 2 and len(batch) < MIN_SET_ITEMS:
+                skipped[set_name] = (f"{len(batch)} of {len(contexts)} contexts can be scored on this model (fewer than "
+                                     f"{MIN_SET_ITEMS}); see summary['scoring']")
+                continue
             res = transplant_baselines(model, run.ovecs[task], batch, layers=layers, n_random=cfg.n_random,
                                        seed=cfg.seed, batch_size=cfg.batch_size, progress=run.progress)
             to_transplant_result(model, res, batch, run.ovecs[task]).save(run.results / f"fig5-{set_name}")
@@ -538,6 +597,8 @@ def _step_fig5(run: _Run) -> None:
             fig5[set_name] = s
             raw[set_name] = (res, batch)
     run.figures["fig5"] = fig5
+    if skipped:
+        run.summary["fig5_skipped"] = skipped
     run.shared["fig5_raw"] = raw
     panels = {f"{k} ({v['domain']}-domain)": {**v, "labels": _fig5_labels(v), "note": _fig5_note(v)} for k, v in fig5.items()}
     run.png(plots.transplant_curves(panels, runs=("control", "transplant", "random", "zeroed"),
@@ -590,6 +651,97 @@ def _render_fig5(run: _Run, report) -> None:
                        + (f" The transplant makes the answer worse than the control on: {', '.join(worse)}." if worse else ""))
     report.add_figure(run.figs / "fig5.png")
     report.add_html(scroll_table(_fig5_rows(fig5)))
+    for name, why in run.summary.get("fig5_skipped", {}).items():
+        report.add_text(f"{name} skipped: {why}", note=True)
+
+
+# --------------------------------------------------------------------------- word2vec
+
+
+def _step_word2vec(run: _Run) -> None:
+    """GloVe's analogy accuracy next to Fig 5's o-vector transplants, on the same pairs."""
+    from .word2vec import compare_with_baselines, glove_relation, load_glove
+
+    cfg = run.config
+    run.render(55, _render_word2vec)
+    try:
+        glove = load_glove()
+    except LensarithError as exc:
+        run.figures["word2vec"] = {"skipped": str(exc)}
+        run.say(f"word2vec: skipped ({exc})")
+        return
+    quads = 300 if cfg.small else 2000  # analogy questions per relation (a seeded sample of the pairs of pairs)
+    relations = {task: glove_relation(glove, task, max_quads=quads, seed=cfg.seed, n_boot=cfg.n_boot) for task in FIG5_SETS}
+    sets, full = {}, {}
+    for task, names in FIG5_SETS.items():
+        for name in names:
+            if name not in run.shared["fig5_raw"]:
+                continue
+            res, batch = run.shared["fig5_raw"][name]
+            got = compare_with_baselines(glove, name, res, batch.examples, source=run.sources[task], seed=cfg.seed,
+                                             n_boot=cfg.n_boot)
+            got["relation"] = task
+            full[name] = got
+            sets[name] = {k: v for k, v in got.items() if k != "rows"}
+    run.figures["word2vec"] = {"source": glove.source, "lowercased": True, "relations": relations, "sets": sets}
+    atomic_write_text(run.results / "word2vec.json", json.dumps(full, indent=1, default=str))
+    from ..viz import plots
+
+    run.png(plots.analogy_bars(sets, title="The word2vec side: top-1 accuracy of the answer in Fig 5's random-token "
+                                           "contexts with o transplanted vs GloVe's nearest neighbour of b - a + a' on "
+                                           "the same pairs (GloVe 6B, lowercased; bars: bootstrap 95% CIs)"), "word2vec")
+    run.say("word2vec: " + "; ".join(
+        f"{k} (n={v['n']}) o {v.get('o_top1')} vs GloVe {v.get('glove_source', v.get('glove_pairs'))}"
+        if v.get("applicable") else f"{k}: n/a" for k, v in sets.items()))
+
+
+def _render_word2vec(run: _Run, report) -> None:
+    from .word2vec import GLOVE_PACKAGE
+
+    w = run.figures.get("word2vec", {})
+    intro = ("Word2vec-style arithmetic in static embeddings next to the FFN's: GloVe 6B 50d (Stanford; the PyPI "
+             f"package {GLOVE_PACKAGE}). For each Fig 5 context (b, b') GloVe gets two chances: the offset of "
+             "the o-vector's own source pair (b - a + a' with (a, a') = the source prompt's argument and answer) and "
+             "the offsets of other pairs of the task; the nearest word by cosine, excluding the three inputs, must "
+             "be b'. GloVe 6B is lowercased, so names are looked up in lowercase, names of several words are not "
+             "covered (n counts the pairs it covers), and uppercasing is not expressible (n/a).")
+    if "skipped" in w:
+        report.add_section("The word2vec side: GloVe offsets vs the o-vector",
+                           intro + f" Not run here: {w['skipped']}")
+        return
+    report.add_section("The word2vec side: GloVe offsets vs the o-vector", intro)
+    report.add_figure(run.figs / "word2vec.png")
+    rows = []
+    for name, v in w["sets"].items():
+        if not v.get("applicable"):
+            rows.append({"set": name, "contexts": v["n_contexts"], "o top-1": format_ci(v.get("o_top1"), v.get("o_top1_ci")),
+                         "GloVe": "n/a: " + v.get("why", "")})
+            continue
+        a = v.get("agreement") or {}
+        oc = v.get("offset_cosine") or {}
+        rows.append({"set": name, "contexts": v["n_contexts"], "GloVe covers": v["n"],
+                     "control top-1": format_ci(v.get("control_top1"), v.get("control_top1_ci")),
+                     "o top-1": format_ci(v.get("o_top1"), v.get("o_top1_ci")),
+                     "GloVe, source offset": format_ci(v.get("glove_source"), v.get("glove_source_ci")),
+                     "GloVe, other pairs' offsets": format_ci(v.get("glove_pairs"), v.get("glove_pairs_ci")),
+                     "o - GloVe (paired)": format_ci(v["o_minus_glove"]["diff"], v["o_minus_glove"]["ci"])
+                     if "o_minus_glove" in v else "",
+                     "both / only o / only GloVe / neither": " / ".join(str(a.get(k, "")) for k in
+                                                                      ("both", "only_o", "only_glove", "neither")),
+                     "offset cosine to the mean": format_ci(oc.get("mean"), oc.get("ci"))})
+    report.add_html(scroll_table(rows))
+    rel = []
+    for task, r in w["relations"].items():
+        if not r["applicable"]:
+            rel.append({"relation": task, "analogy accuracy": "n/a: " + r["why"]})
+            continue
+        an, oc = r["analogy"], r["offset_cosine"]
+        rel.append({"relation": task, "pairs": an["n_pairs"], "GloVe covers": an["n_covered"],
+                    "analogy accuracy (pairs of pairs)": f"{format_ci(an['accuracy'], an['ci'])} (n={an['n']}"
+                                                         f"{', sampled' if an['sampled'] else ''})",
+                    "offset cosine to the mean": format_ci(oc["mean"], oc["ci"])})
+    report.add_html("<div class='lensarith-title'>Each relation's own pairs (all of the task's data)</div>")
+    report.add_html(scroll_table(rel))
 
 
 # --------------------------------------------------------------------------- Fig 4
@@ -784,6 +936,8 @@ def _step_fig7(run: _Run) -> None:
     for task in FIG7_TASKS:
         res = ffn_ablation(model, task, n=cfg.n, batch_size=cfg.batch_size, progress=run.progress)
         res.save(run.results / f"fig7-{task}")
+        for set_name, rep in (res.meta.get("reports") or {}).items():
+            _count(run, f"fig7/{task}/{set_name}", rep)
         removed = res.n_removed
         acc = {s: [round(float(x), 4) for x in res.accuracy_of(s)] for s in res.sets}
         k80 = _nearest(removed, 0.8 * L)
@@ -927,7 +1081,7 @@ def _render_extras(run: _Run, report) -> None:
 
 #: the steps of a run, in the order they compute (the report orders their sections itself)
 _STEPS = (("fig3", _step_fig3), ("fig2", _step_fig2), ("layers", _step_layers), ("fig5", _step_fig5),
-          ("fig4", _step_fig4), ("fig6", _step_fig6), ("fig7", _step_fig7), ("extras", _step_extras))
+          ("word2vec", _step_word2vec), ("fig4", _step_fig4), ("fig6", _step_fig6), ("fig7", _step_fig7), ("extras", _step_extras))
 
 
 # --------------------------------------------------------------------------- several models side by side
@@ -998,29 +1152,40 @@ def write_comparison(summaries: dict[str, dict[str, Any]], path: str | Path) -> 
     claims = list(dict.fromkeys(v["claim"] for s in summaries.values() for v in s.get("verdicts", [])))
     report.add_table([{"claim": c, **{n: verdict_of[n].get(c, "–") for n in names}} for c in claims],
                      ["claim", *names], caption="Combined verdict per claim")
-    figs = list(dict.fromkeys(k for s in summaries.values() for k, p in s.get("files", {}).items()
-                              if str(p).endswith(".png")))
-    if figs:
-        report.add_section("Figures side by side", "Left to right: " + ", ".join(names) + ".")
-        for fig in figs:
-            cells = []
-            for n in names:
-                p = summaries[n].get("files", {}).get(fig)
-                if p and Path(p).is_file():
-                    import base64
-
-                    b64 = base64.b64encode(Path(p).read_bytes()).decode("ascii")
-                    cells.append(f"<td style='vertical-align:top'><div class='lensarith-title'>{html.escape(n)}</div>"
-                                 f"<img class='lensarith-fig' alt='{html.escape(n)} {html.escape(fig)}' "
-                                 f"src='data:image/png;base64,{b64}'/></td>")
-                else:
-                    cells.append(f"<td>{html.escape(n)}: (no figure)</td>")
-            report.add_html(f"<div class='lensarith-title'>{html.escape(fig)}</div>"
-                            f"<table style='width:100%;table-layout:fixed'><tr>{''.join(cells)}</tr></table>")
-    report.add_section("Headline numbers", "Each model's own report: " +
+    report.add_section("Caveats per model", "What each model's card says a reader of these figures should know.")
+    for n in names:
+        report.add_html(f"<div class='lensarith-title'>{html.escape(n)}</div>" + caveats_html(n))
+    report.add_section("Headline numbers", "Every figure's headline number per model next to the paper's, 95% CIs in "
+                                           "brackets. Each model's own report: " +
                        ", ".join(f"{n}/report.html" for n in names) + ".")
-    cells = "".join(f"<td style='vertical-align:top'><div class='lensarith-title'>{html.escape(n)}</div>"
-                    f"<pre class='lensarith-pre'>{html.escape(format_summary({**s, 'verdicts': None}))}</pre></td>"
-                    for n, s in summaries.items())
-    report.add_html(f"<div class='lensarith-scroll'><table><tr>{cells}</tr></table></div>")
+    report.add_html(headline_table_html(summaries))
+    figs = sorted(dict.fromkeys(k for s in summaries.values() for k, p in s.get("files", {}).items()
+                                if str(p).endswith(".png")), key=_paper_order)
+    if figs:
+        same = len({(s["n_layers"], s["d_model"]) for s in summaries.values()}) == 1
+        report.add_section("Figures", ("Side by side, left to right: " + ", ".join(names) + " (same depth and width, "
+                                       "so the axes match)" if same else
+                                       "One model at a time (their depths differ, so the axes do not match): pick a "
+                                       "model above each figure") + ". In the paper's order; click a figure to open "
+                                                                     "it at full size.")
+        for fig in figs:
+            got = {n: Path(summaries[n]["files"][fig]) for n in names
+                   if summaries[n].get("files", {}).get(fig) and Path(summaries[n]["files"][fig]).is_file()}
+            missing = [n for n in names if n not in got]
+            report.add_html(f"<h3>{html.escape(_FIG_TITLES.get(fig, fig))}</h3>")
+            report.add_figures(got, side_by_side=same, group="")
+            if missing:
+                report.add_text(f"no {fig} for {', '.join(missing)}", note=True)
     return report.save(path)
+
+
+_FIG_TITLES = {"fig2": "Fig 2: the logit lens on two prompts", "fig3": "Fig 3: argument and answer per layer",
+               "fig4": "Fig 4: random-token contexts, one by one", "fig5": "Fig 5: o-vectors against baselines",
+               "fig6": "Fig 6: abstractive vs extractive", "fig7": "Fig 7: removing MLPs from the top down",
+               "patching": "Activation patching"}
+
+
+def _paper_order(fig: str) -> tuple[int, str]:
+    """Figures in the paper's order (2, 3, 4, 5, 6, 7), then the extras (patching, ...)."""
+    order = list(_FIG_TITLES)
+    return (order.index(fig) if fig in order else len(order), fig)

@@ -8,6 +8,7 @@ Everything here formats numbers already in the summary; nothing is computed or j
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,10 +16,12 @@ from ..viz.report import html_table
 from .figures import PAPER
 from .verdicts import format_ci
 
-__all__ = ["REPORT_CSS", "scroll_table", "verdict_table_html", "format_verdicts", "format_summary"]
+__all__ = ["REPORT_CSS", "scroll_table", "verdict_table_html", "format_verdicts", "format_summary", "summary_rows",
+           "headline_table_html", "card_caveats", "caveats_html"]
 
 #: added once to the report: wide tables scroll inside their box, long cells wrap, text blocks wrap
 REPORT_CSS = """<style>
+.lensarith-headline table.lensarith-data td{text-align:left}
 .lensarith-scroll{overflow-x:auto;max-width:100%;margin:8px 0}
 .lensarith-scroll table.lensarith-data{margin:0}
 .lensarith-scroll table.lensarith-data td,.lensarith-scroll table.lensarith-data th{max-width:30em;white-space:normal;
@@ -147,9 +150,8 @@ def _fig7_row(task: str, d: Mapping[str, Any], L: int) -> tuple[str, str, str]:
             "BLOOM, 24/30 FFNs: extractive -17%, abstractive -73%")
 
 
-def format_summary(summary: Mapping[str, Any]) -> str:
-    """Every figure's headline numbers (95% bootstrap CIs in brackets) next to the paper's, as
-    text, then the "reproduced?" verdicts when the summary has them."""
+def summary_rows(summary: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """Every figure's headline number as ``(figure, ours, paper)`` rows, in the paper's order."""
     f = summary["figures"]
     L = summary["n_layers"]
     rows: list[tuple[str, str, str]] = []
@@ -164,6 +166,57 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         rows.append(("Fig 6", f"answer top-1 from L{_fmt(a['answer_from'])} (abstractive) vs L{_fmt(e['answer_from'])} "
                               "(extractive)", "extractive saturates at once"))
     rows += [_fig7_row(task, d, L) for task, d in f.get("fig7", {}).items()]
+    return rows
+
+
+def headline_table_html(summaries: Mapping[str, Mapping[str, Any]]) -> str:
+    """The headline numbers as an HTML table: one row per figure and case, one column per model,
+    the paper's number last."""
+    table: dict[str, dict[str, str]] = {}
+    for name, s in summaries.items():
+        for fig, ours, paper in summary_rows(s):
+            row = table.setdefault(fig, {"figure": fig})
+            row[f"{name}" if len(summaries) > 1 else "ours"] = ours
+            row.setdefault("paper (GPT2-Medium; Fig 7: BLOOM)", paper)
+    cols = ["figure", *([*summaries] if len(summaries) > 1 else ["ours"]), "paper (GPT2-Medium; Fig 7: BLOOM)"]
+    return f"<div class='lensarith-headline'>{scroll_table(list(table.values()), cols)}</div>"
+
+
+_CAVEATS = re.compile(r"^\*\*Caveats[^\n]*\n(?:[^\n]+\n)*\s*\n((?:(?:- |  ).*(?:\n|$))+)", re.M)
+
+
+def card_caveats(model_name: str) -> list[str] | None:
+    """The caveats a bundled model's card lists (its ``**Caveats ...**`` block, one string per bullet,
+    Markdown emphasis removed); ``[]`` for a bundled model whose card lists none, None for any other model."""
+    from .._paths import BUNDLED_MODELS, data_dir
+
+    if model_name not in BUNDLED_MODELS:
+        return None
+    card = data_dir() / model_name / "card.md"
+    if not card.is_file():
+        return None
+    m = _CAVEATS.search(card.read_text(encoding="utf-8"))
+    if not m:
+        return []
+    items = re.split(r"(?m)^- ", m.group(1))
+    return [re.sub(r"\*{1,2}([^*]+)\*{1,2}", r"\1", " ".join(i.split())) for i in items if i.strip()]
+
+
+def caveats_html(model_name: str) -> str:
+    """The card's caveats as an HTML list (or a sentence saying the card lists none / there is no card)."""
+    got = card_caveats(model_name)
+    if got is None:
+        return "<p class='lensarith-note'>No bundled card for this model: no caveats recorded.</p>"
+    if not got:
+        return f"<p class='lensarith-note'>The {html.escape(model_name)} card lists no caveats.</p>"
+    return ("<ul class='lensarith-caveats'>" + "".join(f"<li>{html.escape(c)}</li>" for c in got) + "</ul>"
+            f"<p class='lensarith-note'>From data/{html.escape(model_name)}/card.md.</p>")
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """Every figure's headline numbers (95% bootstrap CIs in brackets) next to the paper's, as
+    text, then the "reproduced?" verdicts when the summary has them."""
+    rows = summary_rows(summary)
     w1 = max(len(r[0]) for r in rows) if rows else 6
     head = f"{'figure':<{w1}}  ours ({summary['model']}); below it the paper's (GPT2-Medium unless said)"
     text = "\n".join([head, "-" * len(head)] + [f"{a:<{w1}}  {b}\n{'':<{w1}}  paper: {c}" for a, b, c in rows])

@@ -177,7 +177,8 @@ def pair_examples(model, examples: Sequence[Example], corrupted: Sequence[Exampl
     sides = [examples] if corrupted is None else [examples, corrupted]
     info: list[dict[int, tuple[int, int]]] = []  # per side: input row -> (length, answer id)
     for exs in sides:
-        batch = tokenize(model, list(exs), drop_multi_token=drop_multi_token)
+        # pairs differ in one token: multi-token items are dropped, not scored by their first token
+        batch = tokenize(model, list(exs), drop_multi_token=drop_multi_token, scoring="single_token")
         if batch.answer_ids is None:
             raise LensarithError("examples carry no answers; pair_examples needs Examples with answers")
         rows = [i for i in range(len(exs)) if i not in set(batch.report["dropped"])]

@@ -24,6 +24,7 @@ __all__ = [
     "TaskSpec",
     "TASKS",
     "PAPER_TASKS",
+    "EXTRA_TASKS",
     "BENCH_TASKS",
     "load_pairs",
     "build_prompts",
@@ -87,6 +88,15 @@ TASKS: dict[str, TaskSpec] = {
 #: The tasks of Merullo et al. (2023); ``default_vocab`` (and so ``tiny_model`` and the
 #: organism's vocabulary) covers these.
 PAPER_TASKS: tuple[str, ...] = tuple(TASKS)
+
+#: Out-of-domain sets added for real tokenizers (only 50 US states exist: too few once a real
+#: tokenizer's multi-token names are dropped). Not in ``PAPER_TASKS``: the bundled models'
+#: vocabularies were built without them, so on those models their items are unknown words.
+EXTRA_TASKS: dict[str, TaskSpec] = {
+    "region_capitals": TaskSpec("region_capitals", ("region_capitals.jsonl",), _CAPITAL_Q, ("Texas", "Austin"),
+                                ("Ohio", "Columbus"), fact="The capital of {argument} is {answer}."),
+}
+TASKS.update(EXTRA_TASKS)
 
 #: Function-vector-style tasks (Todd et al. 2024; Hendel et al. 2023): bare ``x : y``
 #: demonstrations, the relation only in the examples. ``present_past`` and ``capitalize``
@@ -171,8 +181,8 @@ def build_prompts(
     """The paper's prompts for a task.
 
     Args:
-        task: one of ``TASKS`` (capitals, us_capitals, uppercase, uppercase_words, past,
-            past_regular, past_irregular).
+        task: one of ``TASKS`` (capitals, us_capitals, region_capitals, uppercase,
+            uppercase_words, past, past_regular, past_irregular, and the bench tasks).
         format: ``one_shot`` (the paper's format); ``extractive`` (the answer is in the
             context: capitals state the facts first, colours use a lowercase demo answer so
             the answer is the colour word in the question); ``counterfactual`` (capitals
@@ -196,8 +206,9 @@ def build_prompts(
     if not isinstance(shuffle, bool):
         raise LensarithError(f"shuffle must be True or False, got {shuffle!r}")
     rows = load_pairs(task)
-    if format in ("extractive", "counterfactual") and task not in ("capitals", "us_capitals", "uppercase"):
-        raise LensarithError(f"format={format!r} is defined for capitals, us_capitals and uppercase, not task={task!r}")
+    if format in ("extractive", "counterfactual") and task not in ("capitals", "us_capitals", "region_capitals", "uppercase"):
+        raise LensarithError(f"format={format!r} is defined for capitals, us_capitals, region_capitals and uppercase, "
+                             f"not task={task!r}")
     if format == "counterfactual" and task == "uppercase":
         raise LensarithError("format='counterfactual' is defined for capitals and us_capitals only")
     rng = random.Random(seed)

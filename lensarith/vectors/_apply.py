@@ -107,7 +107,9 @@ def evaluate(model, batch: Batch, groups: Sequence[Sequence[Intervention]], *, b
 
 def _multi_token_error(model, batch: Batch, name: str) -> None:
     report = batch.report
-    bad = sorted(set(report.get("multi_token_answer", [])) | set(report.get("multi_token_argument", [])))
+    # multi-token items the first-token rule keeps are scored on their first tokens; the others are not sound
+    failing = {i for reason, rows in report.get("fails_rule", {}).items() if reason != "unknown" for i in rows}
+    bad = sorted((set(report.get("multi_token_answer", [])) | set(report.get("multi_token_argument", []))) & failing)
     if not bad or batch.examples is None:
         return
     items = []
@@ -120,8 +122,11 @@ def _multi_token_error(model, batch: Batch, name: str) -> None:
                 items.append(f"{text!r} ({field_name}, {n_tok} tokens)")
     shown = ", ".join(items[:6]) + (f" and {len(items) - 6} more" if len(items) > 6 else "")
     raise LensarithError(
-        f"{name}: {len(bad)} of {len(batch)} examples have a multi-token argument or answer: {shown}; "
-        "the paper scores single tokens: pass drop_multi_token=True to drop them"
+        f"{name}: {len(bad)} of {len(batch)} examples have a multi-token argument or answer whose first token does not "
+        f"identify the answer ({', '.join(sorted({r for r, v in report['fails_rule'].items() if set(v) & set(bad)}))}): "
+        f"{shown}; "
+        "pass drop_multi_token=True to score them by their first token where that identifies the answer "
+        "(the first-token rule) and drop the rest"
     )
 
 

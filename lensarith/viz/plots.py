@@ -29,6 +29,7 @@ __all__ = [
     "transplant_curves",
     "ablation_curves",
     "token_grid",
+    "analogy_bars",
 ]
 
 _ARG, _ANS = "#1f77b4", "#ff7f0e"
@@ -296,5 +297,55 @@ def token_grid(layers: Sequence, columns: Mapping[str, Sequence[str]], *, title:
     table.scale(1, 1.1)
     if title:
         ax.set_title(_wrap(title, int(20 + 18 * len(names))), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def analogy_bars(rows: Mapping[str, Mapping[str, Any]], *, title: str = "",
+                 bars: Sequence[tuple[str, str]] = (("control_top1", "control (no transplant)"),
+                                                    ("o_top1", "o transplanted"),
+                                                    ("glove_source", "GloVe: source pair's offset"),
+                                                    ("glove_pairs", "GloVe: other pairs' offsets"))) -> object:
+    """GloVe's analogy accuracy next to the o-vector's transplant accuracy, one group per set.
+
+    Args:
+        rows: ``{set: {"n": int, key: value, f"{key}_ci": [lo, hi], ...}}`` for the keys in
+            ``bars`` (``lensarith.paper.word2vec.compare_with_o`` returns these); a set with
+            ``"applicable": False`` is drawn as an empty group labelled "n/a" with its ``why``.
+        title: figure title.
+        bars: ``(key, legend label)`` per bar, in order.
+    """
+    if not rows:
+        raise LensarithError("analogy_bars: no sets to plot")
+    fig = _figure((max(5.0, 1.9 * len(rows) + 2.5), 3.9))
+    ax = fig.subplots()
+    width = 0.8 / len(bars)
+    colours = ("#9e9e9e", _ANS, "#2ca02c", "#98df8a")
+    names = list(rows)
+    for b, (key, label) in enumerate(bars):
+        xs, ys, lo, hi = [], [], [], []
+        for i, name in enumerate(names):
+            d = rows[name]
+            v = d.get(key)
+            if not d.get("applicable", True) or v is None:
+                continue
+            ci = d.get(f"{key}_ci") or [v, v]
+            xs.append(i + (b - (len(bars) - 1) / 2) * width)
+            ys.append(v)
+            lo.append(max(0.0, v - ci[0]))
+            hi.append(max(0.0, ci[1] - v))
+        ax.bar(xs, ys, width=width, label=label, color=colours[b % len(colours)], yerr=[lo, hi], capsize=2)
+    for i, name in enumerate(names):
+        if not rows[name].get("applicable", True):
+            ax.text(i, 0.5, _wrap("n/a: " + str(rows[name].get("why", "")), 28), ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels([f"{n}\n(n={rows[n].get('n', 0)})" if rows[n].get("applicable", True) else f"{n}\n(n/a)"
+                        for n in names], fontsize=8)
+    ax.set_ylabel("top-1 accuracy")
+    ax.set_ylim(0, 1.05)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper right")
+    if title:
+        ax.set_title(_wrap(title, 90), fontsize=9)
     fig.tight_layout()
     return fig
