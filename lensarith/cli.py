@@ -654,12 +654,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("guard", help="the operator's loop for a relation: locate the FFN (necessity and sufficiency), "
                                      "monitor it, intervene, side effects, hand-off spec; one HTML page")
     _common(p)
-    from lensarith.tasks import TASKS as _TASKS
-
-    p.add_argument("--task", default="capitals", choices=sorted(_TASKS))
+    p.add_argument("--task", default="capitals", choices=tasks, metavar="TASK", help=task_help)
     p.add_argument("--layer", type=int, default=None, help="the FFN to watch and edit (default: located)")
     p.add_argument("--small", action="store_true", help="CI sizes (GuardConfig.small_run)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_guard)
 
     p = sub.add_parser("organism-train", help="train the organism (lensarith.organism.train) and write its card")
