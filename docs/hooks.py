@@ -32,6 +32,7 @@ PACKAGES = [
     ("vectors", "lensarith.vectors", "lensarith.vectors"),
     ("viz", "lensarith.viz", "lensarith.viz"),
     ("paper", "lensarith.paper", "lensarith.paper"),
+    ("guard", "lensarith.guard: the operator's loop", "lensarith.guard"),
     ("errors", "Errors and warnings", "lensarith._errors"),
 ]
 

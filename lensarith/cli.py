@@ -1,7 +1,7 @@
 """The ``lensarith`` command line.
 
 Subcommands: ``reproduce`` (the paper's figures and one HTML report), ``lens``, ``patch``,
-``transplant``, ``ablate``, ``vectors``, ``organism-train``, ``organism-eval``. Results go to ``--out``
+``transplant``, ``ablate``, ``vectors``, ``guard``, ``organism-train``, ``organism-eval``. Results go to ``--out``
 as JSON + safetensors, figures as PNG, and one self-contained ``report.html``; every file
 is written atomically (temporary file + rename), so an interrupted run leaves no
 half-written files. User mistakes print one line (``lensarith: error: ...``) and exit 2.
@@ -515,6 +515,43 @@ def cmd_vectors(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- guard
+
+
+def cmd_guard(args: argparse.Namespace) -> int:
+    from lensarith._io import atomic_write_text
+    from lensarith.guard import GuardConfig, guard, guard_report
+
+    out = _out(args)
+    config = GuardConfig.small_run(seed=args.seed) if args.small else GuardConfig()
+    if args.layer is not None:
+        import dataclasses
+
+        config = dataclasses.replace(config, layer=args.layer)
+    model = _model(args.model)
+    print(f"guard on {args.model} ({model.cfg.n_layers} layers): {args.task}{' (small)' if args.small else ''}", flush=True)
+    res = guard(model, args.task, config, progress=False if args.quiet else None, log=lambda s: print("  " + s, flush=True))
+    name = f"guard-{args.task}"
+    with _staged(out, name) as stage:
+        res.save(stage / "result")
+        atomic_write_text(stage / f"{name}.json", json.dumps({**res.summary, "overhead": res.overhead}, indent=1, default=str))
+        atomic_write_text(stage / "spec.json", json.dumps(res.spec, indent=1))
+        guard_report(res, stage / f"{name}.html")
+    s = res.summary
+    print(f"MLP {s['layer']} ({s['chosen_by']})")
+    print(f"  necessary {s['necessary_layers']}, sufficient {s['sufficient_layers']}")
+    if "monitor_verdict" in s:
+        print("  monitor: " + s["monitor_verdict"])
+    for note in s["notes"].values():
+        print("  note: " + note)
+    for row in s["side_effects"]:
+        print(f"  {row['policy']:>26} {row['set']:>22} {row['clean']:.3f} -> {row['after']:.3f} {row['delta 95% CI']}")
+    for row in res.overhead:
+        print(f"  generation {row['condition']:>26}: {row['seconds']:.3f} s, x{row['ratio']:.2f}")
+    _done(out, out / name / f"{name}.html")
+    return 0
+
+
 # --------------------------------------------------------------------------- organism
 
 
@@ -666,6 +703,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-unusable", action="store_true",
                    help="skip tasks with too few single-token rows for the model instead of stopping")
     p.set_defaults(func=cmd_vectors)
+
+    p = sub.add_parser("guard", help="the operator's loop for a relation: locate the FFN (necessity and sufficiency), "
+                                     "monitor it, intervene, side effects, hand-off spec; one HTML page")
+    _common(p)
+    p.add_argument("--task", default="capitals", choices=tasks, metavar="TASK", help=task_help)
+    p.add_argument("--layer", type=int, default=None, help="the FFN to watch and edit (default: located)")
+    p.add_argument("--small", action="store_true", help="CI sizes (GuardConfig.small_run)")
+    p.set_defaults(func=cmd_guard)
 
     p = sub.add_parser("organism-train", help="train the organism (lensarith.organism.train) and write its card")
     p.add_argument("--out", default=None, help="model directory (default out/organism-<preset>; the bundled models in "

@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("lensarith.vectors",),
     ("lensarith.viz",),
     ("lensarith.paper", "lensarith.organism"),
+    ("lensarith.guard",),
     ("lensarith.cli",),
     ("lensarith",),  # the root re-exports everything; nothing imports it
 ]

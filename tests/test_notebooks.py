@@ -6,7 +6,7 @@ import pytest
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 NAMES = ["01_logit_lens_and_decomposition", "02_direct_logit_attribution", "03_activation_patching",
-         "04_ffn_transplantation_and_ablation", "05_paper_figures", "06_vector_bench"]
+         "04_ffn_transplantation_and_ablation", "05_paper_figures", "06_vector_bench", "07_operator_loop"]
 
 
 def test_all_notebooks_present_and_clean():
@@ -39,6 +39,8 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
     html = "".join(o.get("data", {}).get("text/html", "") for c in book.cells if c.cell_type == "code" for o in c.outputs)
     for marker in ("https://", "http://", "unpkg", "//cdn"):
         assert marker not in html, f"{path.name}: notebook output references {marker}"
+    if path.stem == "07_operator_loop":
+        assert (tmp_path / "out" / "guard.html").is_file()
     if path.stem == "05_paper_figures":
         assert (tmp_path / "out" / "report.html").is_file()
         assert (tmp_path / "out" / "summary.json").is_file()

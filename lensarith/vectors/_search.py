@@ -199,6 +199,13 @@ def find_layers(model, task, *, source: int | str | None = None, contexts=None, 
                 batch_size: int = 8, progress: bool | None = None) -> LayerSearchResult:
     """Find the application layer and the start of the replaced range for a model and task.
 
+    Which question this answers: *sufficiency* — which MLP's output, transplanted, can write
+    the relation into a context that lacks it (and the DLA method: which MLP pushes the answer
+    directly at the output). It does not say which MLP the model *needs* (necessity: remove
+    that MLP alone and see the answers go); on the bundled ``organism`` the two differ (the
+    relation is written mid-stack, but only MLP 0 is necessary). ``lensarith.guard.locate``
+    measures both per layer, side by side, with a verdict.
+
     1. The source prompt: ``source`` (an index into the usable task prompts) or the first
        prompt the model answers correctly; o_l is its MLP-l output at the last token.
     2. Application layer, among the eligible MLPs (at or after the argument's logit-lens
