@@ -32,21 +32,21 @@ from .stats import bootstrap_ci
 __all__ = ["CARD_TASKS", "measure_model", "card_markdown", "write_card", "held_out_perplexity"]
 
 #: the paper's tasks and their out-of-domain sets, as the card reports them
-CARD_TASKS = ("capitals", "us_capitals", "uppercase", "uppercase_words", "past_regular", "past_irregular")
+CARD_TASKS = ("capitals", "us_capitals", "region_capitals", "uppercase", "uppercase_words", "past_regular",
+              "past_irregular")
 
 
 def _task_row(model, task: str, *, batch_size: int, seed: int) -> dict[str, Any]:
     examples = build_prompts(task)
     batch = tokenize(model, examples, drop_multi_token=True)
-    report = batch.report
     out = run(model, batch, read="last", batch_size=batch_size, desc=task,
               keep=lambda o, chunk: {"top1": readout.logits(model, o.final).argmax(-1) == chunk.answer_ids})
     correct = out.kept["top1"].float()
     lo, hi = bootstrap_ci(correct, seed=seed)
-    multi = len(report.get("multi_token_answer", []))
-    return {"task": task, "items": report["n_input"], "scored": report["n"], "multi_token_answer": multi,
-            "dropped": len(report["dropped"]),
-            "dropped_by_reason": {k: len(v) for k, v in report.get("dropped_by_reason", {}).items()},
+    counts = batch.counts
+    return {"task": task, "items": counts["items"], "scored": counts["scored"],
+            "single_token": counts["single_token"], "first_token": counts["first_token"],
+            "dropped": sum(counts["dropped"].values()), "dropped_by_reason": counts["dropped"],
             "accuracy": float(correct.mean()), "accuracy_ci": [lo, hi]}
 
 
@@ -150,12 +150,14 @@ def card_markdown(name: str, table: dict[str, Any]) -> str:
         f"`data/tasks/README.md`); the rest are dropped and counted. Measured by `python -m lensarith.paper.cards "
         f"{name}` on {table['measured_on']}.",
         "",
-        "| task | items | scored | multi-token answers | dropped | top-1 | 95% CI |",
-        "|---|---|---|---|---|---|---|",
+        "| task | items | scored | of which single-token | by the first-token rule | dropped (why) | top-1 | 95% CI |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in table["tasks"]:
-        lines.append(f"| {r['task']} | {r['items']} | {r['scored']} | {r['multi_token_answer']} | {r['dropped']} | "
-                     f"{r['accuracy']:.2f} | {r['accuracy_ci'][0]:.2f}-{r['accuracy_ci'][1]:.2f} |")
+        why = ", ".join(f"{n} {reason}" for reason, n in r["dropped_by_reason"].items())
+        lines.append(f"| {r['task']} | {r['items']} | {r['scored']} | {r['single_token']} | {r['first_token']} | "
+                     f"{r['dropped']}{f' ({why})' if why else ''} | {r['accuracy']:.2f} | "
+                     f"{r['accuracy_ci'][0]:.2f}-{r['accuracy_ci'][1]:.2f} |")
     ppl = table.get("perplexity")
     lines += ["", (f"Perplexity on the held-out text (`data/text/held_out.txt`, {ppl['tokens']:,} tokens in "
                    f"{ppl['windows']} windows of at most 256): **{ppl['perplexity']:.1f}** (loss {ppl['loss']:.3f})."

@@ -29,6 +29,8 @@ import torch  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DIR = HERE / "backends"
+#: The goldens were frozen when only one-token items were scored (see recipes.FROZEN_RULE).
+FROZEN_RULE = "single_token"
 FILE = DIR / "goldens.safetensors"
 META = DIR / "meta.json"
 FAMILIES = ("gpt2", "neox", "gptj", "bloom", "llama")
@@ -125,7 +127,15 @@ def prompts():
 def one_model(model, name: str, patch_engines: list[str] | None = None, gradients: bool = True
               ) -> dict[str, torch.Tensor]:
     """Every recipe family on one model; keys ``<name>/<recipe>/<tensor>`` (``gradients=False``
-    leaves out attribution patching, for forward-only backends)."""
+    leaves out attribution patching, for forward-only backends). Runs under the scoring rule the
+    goldens were frozen with (``FROZEN_RULE``)."""
+    from lensarith.tasks import scoring_rule
+
+    with scoring_rule(FROZEN_RULE):
+        return _one_model(model, name, patch_engines, gradients)
+
+
+def _one_model(model, name: str, patch_engines: list[str] | None, gradients: bool) -> dict[str, torch.Tensor]:
     import lensarith as la
     from lensarith.ablation import ffn_ablation
     from lensarith.patching import PatchConfig, activation_patch, attribution_patch, pair_examples
