@@ -3,7 +3,8 @@
 # .venv gets TransformerLens 3.9 (HookedTransformer): lensarith's fast patching engine runs on
 # both versions, but starting a forward mid-stack saves compute only there, and the organism
 # is trained with it. `make test-tl4` builds .venv-tl4 with TransformerLens 4.3
-# (TransformerBridge) and runs the backend parity tests and a small reproduce there.
+# (TransformerBridge) and runs the backend parity tests, the real models and the guard identities there,
+# and a small reproduce.
 PY ?= python3
 VENV ?= .venv
 TL_SPEC ?= transformer-lens==3.9.*
@@ -57,6 +58,8 @@ docs: $(STAMP)
 
 test-tl4: $(TL4_STAMP)
 	$(TL4_BIN)/python -m pytest -q tests/test_backends.py
+	$(TL4_BIN)/python -m pytest -q tests/test_real_models.py -k "loads_by_name or log_probs"
+	$(TL4_BIN)/python -m pytest -q tests/test_guard.py -k "(no_op or gated or generation or spec) and not nnsight"
 	$(TL4_BIN)/lensarith reproduce --small --quiet --out $(OUT)/reproduce-tl4
 
 bench: $(STAMP)
