@@ -104,6 +104,8 @@ def unembed(model, x: Float[Tensor, "*rows d_model"], columns: Int[Tensor, "batc
         out = torch.einsum("vbd,dbk->vbk", x3.to(W_U.device), W_U[:, cols]) + backend.b_U[cols].to(W_U.device)
         out = cap(out).to(x.device)
         return out[0] if squeeze else out
+    if x.dtype != backend.W_U.dtype:  # e.g. float32 residuals kept by a result, bf16 weights
+        x = x.to(backend.W_U.dtype)
     if x.ndim == 2:
         out = backend.unembed(x[:, None])[:, 0]
     elif x.ndim == 3:
@@ -195,7 +197,7 @@ class Scan:
 def _slice_logits(model, x: Tensor, lo: int, hi: int) -> Tensor:
     backend = backend_of(model)
     W_U = backend.W_U
-    out = torch.matmul(x.to(W_U.device), W_U[:, lo:hi]) + backend.b_U[lo:hi]
+    out = torch.matmul(x, W_U[:, lo:hi].float()) + backend.b_U[lo:hi].float()  # float32 for bf16/fp16 weights
     return soft_cap(model, out)
 
 
@@ -212,7 +214,8 @@ def scan(model, x: Float[Tensor, "batch d_model"], ids: list[Int[Tensor, " batch
     the estimate are counted, and the few logits within the bound are kept and compared with
     the id's logit from the chunked product once it is known; so ranks count exactly the
     logits of the product that are strictly higher, as ``rank`` does on full logits, in
-    memory that does not grow with the vocabulary. A row whose logit falls outside its bound
+    memory that does not grow with the vocabulary. Reduced-precision (bf16/fp16) weights are
+    always read this way, with the products in float32. A row whose logit falls outside its bound
     (never seen; a guard) is recounted in a second pass.
 
     Raises:
@@ -230,7 +233,9 @@ def scan(model, x: Float[Tensor, "batch d_model"], ids: list[Int[Tensor, " batch
     width = max(1, (SCAN_ELEMENTS if elements is None else elements) // max(rows, 1))
     safe = [i.clamp_min(0) for i in ids]
     out = Scan()
-    if width >= V:  # all at once: the historical computation, bit for bit
+    backend = backend_of(model)
+    W_U, b_U = backend.W_U, backend.b_U
+    if width >= V and W_U.dtype in (torch.float32, torch.float64):  # all at once: the historical computation
         full = unembed(model, x).float()
         check_finite(full, where)
         r = torch.arange(rows, device=full.device)
@@ -243,18 +248,16 @@ def scan(model, x: Float[Tensor, "batch d_model"], ids: list[Int[Tensor, " batch
         if k:
             out.top = full.topk(min(k, V), dim=-1).indices
         return out
-    backend = backend_of(model)
-    W_U, b_U = backend.W_U, backend.b_U
     dev = W_U.device
-    xd = x.to(dev)
+    xd = x.to(dev, torch.float32)  # reduced-precision weights are read in float32 here
     r = torch.arange(rows, device=dev)
     safe = [i.to(dev) for i in safe]
     approx, bound, above, exact, band_rows, band_vals = [], [], [], [], [], []
     for i in safe:
-        cols = W_U[:, i]  # [d_model, batch]
-        est = soft_cap(model, (xd * cols.T).sum(-1) + b_U[i]).float()
-        mag = (xd.abs() * cols.T.abs()).sum(-1).float() + b_U[i].abs().float()
-        eps = torch.finfo(W_U.dtype).eps
+        cols = W_U[:, i].float()  # [d_model, batch]
+        est = soft_cap(model, (xd * cols.T).sum(-1) + b_U[i].float())
+        mag = (xd.abs() * cols.T.abs()).sum(-1) + b_U[i].abs().float()
+        eps = torch.finfo(torch.float32).eps
         # products and sums of d_model terms on both sides, the cap's tanh, in W_U's precision
         approx.append(est)
         bound.append(_BOUND * (x.shape[-1] * eps * mag + 2 * eps * est.abs()) + 1e-30)
