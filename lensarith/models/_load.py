@@ -32,6 +32,7 @@ from .._errors import LensarithError, ModelNotAvailableError
 from .._io import atomic_directory
 from .._paths import BUNDLED_MODELS, data_dir
 from ._config import TL3_FIELDS, cfg_from_json, cfg_to_json
+from ._pypi import BY_OFFICIAL, REAL_MODELS, RealModel, ensure_converted, load_real, real_model_spec
 from ._tokenizer import TEMP_PREFIX, load_tokenizer
 from ._version import tl_major, tl_version
 
@@ -46,7 +47,8 @@ _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_m
 _NORMS = (None, "LN", "LNPre", "RMS", "RMSPre")
 _POSITIONS = ("standard", "rotary", "shortformer", "alibi", "relative_positional_bias")
 _DTYPES = ("float32", "float16", "bfloat16", "float64")
-_WHAT_TO_DO = ("Use load_model('organism') for the bundled model, a directory written by lensarith.save_model, "
+_WHAT_TO_DO = ("Use load_model('organism') for the bundled model, a real model shipped on PyPI ("
+               + ", ".join(map(repr, REAL_MODELS)) + "), a directory written by lensarith.save_model, "
                "or download the model where the hub can be reached first (then HF_HUB_OFFLINE=1 loads it "
                "from the complete cache).")
 
@@ -651,9 +653,63 @@ def _official_name(name: str) -> str:
 
 
 def _load_hub(name: str, device: str | None, **kwargs: Any):
+    packaged = BY_OFFICIAL.get(name)
+    if packaged is None:
+        return _load_hub_checked(name, device, **kwargs)
+    hint = (f" The {packaged.quantization} quantization of {name} shipped on PyPI loads offline: "
+            f"load_model({packaged.name!r}).")
+    try:
+        return _load_hub_checked(name, device, **kwargs)
+    except ModelNotAvailableError as exc:
+        raise ModelNotAvailableError(str(exc) + hint) from None
+
+
+def _hub_folder(official: str, device: str | None, kwargs: dict[str, Any]):
+    """A hub repository TransformerLens has no name for (SmolLM2), downloaded with transformers into a
+    ``save_pretrained`` folder of lensarith's cache and loaded from there like the packaged models."""
+    from huggingface_hub.file_download import repo_folder_name
+
+    from ._hf import load_hf_directory
+    from ._pypi import cache_root
+
+    folder = cache_root() / "hub" / repo_folder_name(repo_id=official, repo_type="model")
+    if not (folder / "config.json").is_file():
+        state, cached = _cache_state(official, _cache_dir(kwargs))
+        why = "HF_HUB_OFFLINE is set" if _offline_requested() else _probe_hub(official)
+        if why is not None and state != "complete":
+            raise ModelNotAvailableError(
+                f"cannot load {official!r}: it is not in the local Hugging Face cache (looked in {cached!r}) and {why}.")
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        with (hub_offline() if why is not None else _nothing()):
+            try:
+                hf = AutoModelForCausalLM.from_pretrained(official, attn_implementation="eager")
+                tokenizer = AutoTokenizer.from_pretrained(official)
+            except Exception as exc:
+                if not _is_load_error(exc, offline=why is not None):
+                    raise
+                raise ModelNotAvailableError(
+                    f"cannot load {official!r} ({type(exc).__name__}: {_first_line(exc)}).") from None
+        with atomic_directory(folder) as stage:
+            hf.save_pretrained(str(stage), safe_serialization=True)
+            tokenizer.save_pretrained(str(stage))
+    model = load_hf_directory(folder, device, build=new_hooked_transformer, offline=hub_offline,
+                              quiet=_quiet_deprecation)
+    model.cfg.model_name = official
+    return model
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def _load_hub_checked(name: str, device: str | None, **kwargs: Any):
     try:
         official = _official_name(name)
     except ValueError:
+        if name in BY_OFFICIAL:
+            return _hub_folder(name, device, kwargs)
         raise ModelNotAvailableError(
             f"model {name!r} is neither a local directory, 'organism', nor a TransformerLens "
             "hub name (e.g. 'gpt2', 'gpt2-medium', 'EleutherAI/gpt-j-6b')"
@@ -688,6 +744,40 @@ def _load_hub(name: str, device: str | None, **kwargs: Any):
                 f"cannot load {name!r} offline ({why}) from the Hugging Face cache folder {folder!r}: "
                 f"{type(exc).__name__}: {_first_line(exc)}. The cached copy is incomplete or damaged: download "
                 "it again where the hub can be reached. " + _WHAT_TO_DO) from None
+
+
+def _load_real_by_name(spec: RealModel, device: str | None, backend: str | None, device_map: Any, n_devices: Any,
+                       remote: bool, kwargs: dict[str, Any]):
+    """A real model shipped in PyPI packages (``REAL_MODELS``), from its converted cache folder."""
+    unknown = sorted(set(kwargs) - {"dtype"})
+    if unknown:
+        raise LensarithError(
+            f"load_model({spec.name!r}) takes device=, dtype=, backend= and device_map= (TransformerLens 4 or "
+            f"nnsight); it does not use {', '.join(unknown)}")
+    if remote:
+        raise LensarithError(f"remote=True runs a model NDIF hosts by its hub id ({spec.official!r}), not the "
+                             f"packaged {spec.name!r}")
+    if n_devices is not None:
+        raise LensarithError(f"{spec.name} loads on one device (device=) or split with device_map= on "
+                             "TransformerLens 4 or backend='nnsight'; n_devices= is for hub names")
+    if backend == "nnsight":
+        from ._nnsight import load_nnsight
+
+        folder = ensure_converted(spec)
+        model = load_nnsight(str(folder), local=lambda d: _load_local(d, device), device=device,
+                             device_map=device_map, remote=False, **({"dtype": kwargs["dtype"]} if "dtype" in kwargs
+                                                                     else {}))
+        model.cfg.model_name = spec.name
+        model.cfg.default_prepend_bos = spec.prepend_bos
+        return model
+    if device_map is not None:
+        from ._hf import load_hf_split
+
+        model = load_hf_split(ensure_converted(spec), device_map, None)
+        model.cfg.model_name = spec.name
+        model.cfg.default_prepend_bos = spec.prepend_bos
+        return model
+    return load_real(spec, device, dtype=kwargs.get("dtype"))
 
 
 def load_model(name_or_path: str | os.PathLike[str], *, device: str | None = None, backend: str | None = None,
@@ -739,15 +829,18 @@ def load_model(name_or_path: str | os.PathLike[str], *, device: str | None = Non
     text = _check_name(name_or_path)
     device = _check_device(device)
     _check_placement(backend, device, device_map, n_devices, remote)
-    if dtype is not None:  # load as saved, then cast (validated first: a typo fails before the load)
+    if dtype is not None:  # validated first: a typo fails before the load
         from ._dtype import check_dtype, with_dtype
 
         dtype = check_dtype(dtype)
-        if backend == "nnsight":
+        if real_model_spec(name_or_path) is not None:
+            kwargs["dtype"] = dtype  # the real models load in it directly
+        elif backend == "nnsight":
             raise LensarithError("dtype= casts TransformerLens models; with backend='nnsight' pass torch_dtype=")
-        return with_dtype(load_model(name_or_path, device=device, backend=backend, device_map=device_map,
-                                     n_devices=n_devices, remote=remote, **kwargs), dtype)
-    if backend == "nnsight":
+        else:  # load as saved, then cast
+            return with_dtype(load_model(name_or_path, device=device, backend=backend, device_map=device_map,
+                                         n_devices=n_devices, remote=remote, **kwargs), dtype)
+    if backend == "nnsight" and real_model_spec(name_or_path) is None:
         from ._nnsight import load_nnsight
 
         return load_nnsight(text, local=lambda d: _load_local(d, device), device=device, device_map=device_map,
@@ -760,6 +853,9 @@ def load_model(name_or_path: str | os.PathLike[str], *, device: str | None = Non
                 "device_map needs TransformerLens 4 (TransformerBridge) or backend='nnsight'; TransformerLens 3 "
                 "splits a hub model's layers over GPUs with n_devices=")
         kwargs["device_map"] = device_map
+    spec = real_model_spec(name_or_path)
+    if spec is not None:
+        return _load_real_by_name(spec, device, backend, device_map, n_devices, remote, kwargs)
     if isinstance(name_or_path, str) and name_or_path in BUNDLED_MODELS:
         directory = data_dir() / name_or_path
         if not (directory / "model.safetensors").is_file():
