@@ -170,8 +170,8 @@ class LensResult(Result):
         out = self._stat(ids, "logits")
         return out - self._stats["logsumexp"]
 
-    def top_tokens(self, k: int = 5) -> tuple[Int[Tensor, "layer batch k"], list[list[list[str]]]]:
-        """Top-k token ids per layer and prompt, and their strings."""
+    def top_ids(self, k: int = 5) -> Int[Tensor, "layer batch k"]:
+        """Top-k token ids per layer and prompt, highest first."""
         model = self._require_model()
         check_int(k, "k", minimum=1)
         if k > model.cfg.d_vocab:
@@ -179,8 +179,12 @@ class LensResult(Result):
         stats = self._stats_for(model)
         if stats["top"] is None or stats["top"].shape[-1] < k:
             self._scan(k=k)
-        ids = stats["top"][..., :k]
-        strings = [[model.to_str_tokens(row) for row in layer] for layer in ids]
+        return stats["top"][..., :k]
+
+    def top_tokens(self, k: int = 5) -> tuple[Int[Tensor, "layer batch k"], list[list[list[str]]]]:
+        """Top-k token ids per layer and prompt, and their strings."""
+        ids = self.top_ids(k)
+        strings = [[self._model.to_str_tokens(row) for row in layer] for layer in ids]
         return ids, strings
 
     def accuracy(self, ids="answer") -> Float[Tensor, " layer"]:
