@@ -29,6 +29,12 @@ Usage::
     python benchmarks/patching.py                 # TransformerLens's whole sweep (minutes per family)
     python benchmarks/patching.py --tl-sites 24   # time TransformerLens on 24 sites, scaled per site
     python benchmarks/patching.py --quick         # a smoke test: 2 layers, 2 pairs, 6 tokens
+    python benchmarks/patching.py --real --tl-sites 12 --dtypes float32,bfloat16   # gemma-3-270m, smollm2-135m
+
+With ``--real``, the rows are the real pretrained models (the ``real`` extra), on random prompts
+of 20 tokens from their vocabularies; with a reduced precision the line also gives the largest
+difference from the float32 grid (the parity the precision costs). On ``--device cuda`` without
+CUDA the script says so and exits 0.
 """
 
 from __future__ import annotations
@@ -67,14 +73,23 @@ FAMILIES: dict[str, dict] = {
 }
 
 
+#: real pretrained models (``la.load_model`` names; the ``real`` extra), run with ``--real``
+REAL = ("gemma-3-270m", "smollm2-135m")
+
+
 def build(family: str, size: dict, n_pairs: int, n_tokens: int, device: str, dtype: torch.dtype):
-    spec = dict(size, **FAMILIES[family], seed=0, device=device, dtype=dtype)
-    if spec.get("rotary_dim"):
-        spec["rotary_dim"] = min(spec["rotary_dim"], spec["d_head"])
-    if spec.get("n_key_value_heads"):
-        spec["n_key_value_heads"] = min(spec["n_key_value_heads"], spec["n_heads"])
-    spec["d_mlp"] = spec["d_mlp"] * size["d_model"] // 768
-    model = new_hooked_transformer(cfg_from_json(spec))  # HookedTransformer on 3.x, a native bridge on 4.x
+    if family in REAL:
+        import lensarith as la
+
+        model = la.load_model(family, device=device, dtype=dtype)
+    else:
+        spec = dict(size, **FAMILIES[family], seed=0, device=device, dtype=dtype)
+        if spec.get("rotary_dim"):
+            spec["rotary_dim"] = min(spec["rotary_dim"], spec["d_head"])
+        if spec.get("n_key_value_heads"):
+            spec["n_key_value_heads"] = min(spec["n_key_value_heads"], spec["n_heads"])
+        spec["d_mlp"] = spec["d_mlp"] * size["d_model"] // 768
+        model = new_hooked_transformer(cfg_from_json(spec))  # HookedTransformer on 3.x, a native bridge on 4.x
     model.eval()
     gen = torch.Generator().manual_seed(0)
     vocab = model.cfg.d_vocab
@@ -183,9 +198,10 @@ def one_family(family: str, args, size: dict, device: str, dtype: torch.dtype) -
     tl_time = tl_measured * n_sites / len(picks)
     diff = float((res.values.flatten()[picks] - got.float().cpu()).abs().max())
     floor_s = floor_flops(cfg, n_tokens) * n_pairs / rate
-    return dict(family=family, rate=rate, tl=tl_time, tl_sites=len(picks), n_sites=n_sites, ours=ours_time, diff=diff,
+    values, backend = res.values.float().cpu(), backend_of(model).name
+    return dict(family=family, rate=rate, tl=tl_time, values=values, tl_sites=len(picks), n_sites=n_sites, ours=ours_time, diff=diff,
                 floor=floor_s, engine=res.meta["engine"], tl_peak=tl_peak, ours_peak=ours_peak,
-                rerun=float((res.values - res2.values).abs().max()), backend=backend_of(model).name)
+                rerun=float((res.values - res2.values).abs().max()), backend=backend)
 
 
 def main() -> None:
@@ -195,16 +211,28 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=PatchConfig().max_tokens, help="lensarith memory budget")
     parser.add_argument("--quick", action="store_true", help="a smoke test on tiny models")
     parser.add_argument("--families", default=",".join(FAMILIES), help="comma-separated subset of " + ", ".join(FAMILIES))
+    parser.add_argument("--real", action="store_true",
+                        help="the real pretrained models (" + ", ".join(REAL) + ") instead of the random families")
+    parser.add_argument("--dtypes", default=None,
+                        help="comma-separated float32,bfloat16,float16 (default: float32, and bfloat16 on CUDA); "
+                             "reduced precision also prints its largest difference from the float32 grid")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     size = QUICK if args.quick else SIZE
     device = args.device
+    if device == "cuda" and not torch.cuda.is_available():
+        print("no CUDA device: nothing to run on cuda")
+        return
     dtypes = [torch.float32, torch.bfloat16] if device == "cuda" else [torch.float32]
-    families = [f.strip() for f in args.families.split(",") if f.strip()]
+    if args.dtypes:
+        dtypes = [getattr(torch, d.strip()) for d in args.dtypes.split(",") if d.strip()]
+    families = list(REAL) if args.real else [f.strip() for f in args.families.split(",") if f.strip()]
+    fp32_grids: dict[str, torch.Tensor] = {}
     where = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} thread (no CUDA)"
     print(f"torch {torch.__version__} on {where}; load average {os.getloadavg()[0]:.2f}")
-    print(f"models: {size['n_layers']} layers, d_model {size['d_model']}, {size['n_heads']} heads, vocab "
-          f"{size['d_vocab']}; {'2 pairs x 6' if args.quick else '8 pairs x 20'} tokens; resid_pre at every "
+    shape = ("the real pretrained models " + ", ".join(REAL) if args.real else
+             f"{size['n_layers']} layers, d_model {size['d_model']}, {size['n_heads']} heads, vocab {size['d_vocab']}")
+    print(f"models: {shape}; {'2 pairs x 6' if args.quick else '8 pairs x 20'} tokens; resid_pre at every "
           f"(layer, position); logit difference at the last position; max_tokens {args.max_tokens}")
     for dtype in dtypes:
         print(f"\n{str(dtype).replace('torch.', '')}")
@@ -225,6 +253,11 @@ def main() -> None:
                     f"{r['ours'] / r['floor']:7.2f}x {r['diff']:9.1e} {r['engine']:>6} {r['rate'] / 1e9:8.1f}")
             if device == "cuda":
                 line += f" {r['tl_peak']:>11} {r['ours_peak']:>13}"
+            if dtype == torch.float32:
+                fp32_grids[family] = r["values"]
+            elif family in fp32_grids:
+                line += f"  vs float32: max |diff| {float((r['values'] - fp32_grids[family]).abs().max()):.2e}"
+                line += f" (grid scale {float(fp32_grids[family].abs().max()):.2f})"
             print(line, flush=True)
             if r["tl_sites"] < r["n_sites"]:
                 notes.add(f"TransformerLens measured on {r['tl_sites']} of {r['n_sites']} sites per family and "

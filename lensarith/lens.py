@@ -39,17 +39,26 @@ class LensResult(Result):
     """Per-layer decoded residuals at one position per prompt.
 
     Tensors: ``normed`` ``[layer, batch, d_model]`` (after the final LayerNorm), and, when
-    the prompts carried them, ``answer_ids`` / ``argument_ids`` ``[batch]``. Vocabulary-space
-    methods unembed on demand, one layer at a time; a loaded result needs ``attach(model)``.
+    the prompts carried them, ``answer_ids`` / ``argument_ids`` ``[batch]``. A loaded result
+    needs ``attach(model)``.
+
+    Vocabulary-space readouts (``rank``, ``reciprocal_rank``, ``accuracy``, ``logits``/``probs``/
+    ``log_probs`` of given tokens, ``top_tokens``) share one pass over the vocabulary per layer
+    (``readout.scan``: column chunks of bounded memory) that computes every statistic of the
+    answer, the argument and the ids asked for, the softmax normaliser and the top
+    ``TOP_K`` tokens; later readouts of the same result reuse it and unembed nothing.
     """
 
     kind = "logit_lens"
+    #: top tokens the shared pass keeps per layer and prompt (``top_tokens(k)`` with more rescans)
+    TOP_K = 10
 
     def attach(self, model) -> LensResult:
         """Give the result the model's unembedding (needed after ``load``)."""
         if self.meta.get("config_hash") not in (None, config_hash(model)):
             raise LensarithError("this lens result was computed on a different model architecture (config hash differs)")
         self._model = model
+        self._stats: dict = {}  # statistics of the shared vocabulary pass, valid for this model
         return self
 
     @property
@@ -60,10 +69,14 @@ class LensResult(Result):
     def layers(self) -> list[str]:
         return self.labels["layer"]
 
-    def _unembed(self, x: Tensor) -> Tensor:
+    def _require_model(self):
         model = getattr(self, "_model", None)
         if model is None:
             raise LensarithError("this lens result has no model attached: call result.attach(model) after loading")
+        return model
+
+    def _unembed(self, x: Tensor) -> Tensor:
+        model = self._require_model()
         with torch.no_grad():
             return readout.unembed(model, x.to(model.cfg.device)).float().cpu()
 
@@ -73,9 +86,7 @@ class LensResult(Result):
             if key not in self.tensors or bool((self.tensors[key] < 0).any()):
                 raise LensarithError(f"ids={ids!r}: the prompts carried no {ids}s; pass token ids or strings, one per prompt")
             return self.tensors[key]
-        model = getattr(self, "_model", None)
-        if model is None:
-            raise LensarithError("this lens result has no model attached: call result.attach(model) after loading")
+        model = self._require_model()
         out = token_ids(model, ids, name="ids")
         if out.shape == (1,) and self.normed.shape[1] != 1:
             out = out.expand(self.normed.shape[1])  # one token for every prompt
@@ -83,41 +94,97 @@ class LensResult(Result):
             raise LensarithError(f"ids needs one token per prompt ({self.normed.shape[1]}), got shape {tuple(out.shape)}")
         return out
 
+    def _key(self, ids) -> tuple:
+        if isinstance(ids, str) and ids in ("answer", "argument"):
+            return ("named", ids)
+        return ("ids", tuple(self._ids(ids).tolist()))
+
+    def _stat(self, ids, what: str) -> Tensor:
+        """``what`` ("ranks", "logits", "probs") of ``ids`` per layer ``[layer, batch]``, from the shared pass."""
+        key = self._key(ids)
+        stats = self._stats_for(self._require_model())
+        if key not in stats["ids"]:
+            self._scan(extra=[(key, self._ids(ids))])
+        return stats["ids"][key][what]
+
+    def _stats_for(self, model) -> dict:
+        if not hasattr(self, "_stats") or not self._stats:
+            self._stats = {"ids": {}, "logsumexp": None, "top": None}
+        return self._stats
+
+    def _scan(self, extra=(), k: int = 0) -> None:
+        """One pass over the vocabulary per layer: every id set not yet scanned (the answer and
+        argument when the prompts carried them, and ``extra``), the normaliser, the top tokens."""
+        model = self._require_model()
+        stats = self._stats_for(model)
+        todo = [(key, ids) for key, ids in extra if key not in stats["ids"]]
+        for name in ("answer", "argument"):
+            key = ("named", name)
+            t = self.tensors.get(f"{name}_ids")
+            if t is not None and not bool((t < 0).any()) and key not in stats["ids"] and key not in dict(todo):
+                todo.append((key, t))
+        have_top = 0 if stats["top"] is None else stats["top"].shape[-1]
+        k_new = max(k, self.TOP_K) if max(k, 1) > have_top else 0
+        k_new = min(k_new, model.cfg.d_vocab)
+        per = {key: {"ranks": [], "logits": [], "probs": []} for key, _ in todo}
+        lse, tops = [], []
+        with torch.no_grad():
+            for layer, x in zip(self.layers, self.normed):
+                got = readout.scan(model, x.to(model.cfg.device), [ids for _, ids in todo], k=k_new,
+                                   where=f"the logit lens at {layer}")
+                for (key, _), r, lg, p in zip(todo, got.ranks, got.logits, got.probs):
+                    per[key]["ranks"].append(r.cpu())
+                    per[key]["logits"].append(lg.cpu())
+                    per[key]["probs"].append(p.cpu())
+                lse.append(got.logsumexp.cpu())
+                if k_new:
+                    tops.append(got.top.cpu())
+        for key, v in per.items():
+            stats["ids"][key] = {name: torch.stack(t) for name, t in v.items()}
+        if stats["logsumexp"] is None:
+            stats["logsumexp"] = torch.stack(lse)
+        if k_new:
+            stats["top"] = torch.stack(tops)
+
     def logits(self, ids=None) -> Float[Tensor, "layer batch *vocab"]:
         """Logits ``[layer, batch]`` of per-prompt ``ids`` ("answer", "argument", ids or
         strings), or the full ``[layer, batch, d_vocab]`` when ``ids`` is None."""
         if ids is None:
             return torch.stack([self._unembed(x) for x in self.normed])
-        idx = self._ids(ids)
-        rows = torch.arange(len(idx))
-        return torch.stack([self._unembed(x)[rows, idx] for x in self.normed])
+        return self._stat(ids, "logits")
 
     def rank(self, ids="answer") -> Int[Tensor, "layer batch"]:
         """Rank of each prompt's token per layer (0 = top-1): how many tokens score higher."""
-        idx = self._ids(ids)
-        return torch.stack([readout.rank(self._unembed(x), idx, where=f"the logit lens at {layer}")
-                            for layer, x in zip(self.layers, self.normed)])
+        return self._stat(ids, "ranks")
 
     def reciprocal_rank(self, ids="answer") -> Float[Tensor, "layer batch"]:
         """The paper's metric, ``1 / (rank + 1)``."""
         return readout.reciprocal_rank(self.rank(ids))
 
     def probs(self, ids="answer") -> Float[Tensor, "layer batch"]:
-        idx = self._ids(ids)
-        rows = torch.arange(len(idx))
-        return torch.stack([self._unembed(x).softmax(-1)[rows, idx] for x in self.normed])
+        """Softmax probability of each prompt's token per layer."""
+        return self._stat(ids, "probs")
 
-    def top_tokens(self, k: int = 5) -> tuple[Int[Tensor, "layer batch k"], list[list[list[str]]]]:
-        """Top-k token ids per layer and prompt, and their strings."""
-        model = getattr(self, "_model", None)
-        if model is None:
-            raise LensarithError("this lens result has no model attached: call result.attach(model) after loading")
+    def log_probs(self, ids="answer") -> Float[Tensor, "layer batch"]:
+        """Log-probability of each prompt's token per layer (``logit - logsumexp``)."""
+        out = self._stat(ids, "logits")
+        return out - self._stats["logsumexp"]
+
+    def top_ids(self, k: int = 5) -> Int[Tensor, "layer batch k"]:
+        """Top-k token ids per layer and prompt, highest first."""
+        model = self._require_model()
         check_int(k, "k", minimum=1)
         if k > model.cfg.d_vocab:
             raise LensarithError(f"k={k} is more than the vocabulary ({model.cfg.d_vocab} tokens)")
-        ids = torch.stack([self._unembed(x).topk(k, dim=-1).indices for x in self.normed])
-        model = self._model
-        strings = [[model.to_str_tokens(row) for row in layer] for layer in ids]
+        stats = self._stats_for(model)
+        if stats["top"] is None or stats["top"].shape[-1] < k:
+            self._scan(k=k)
+        return stats["top"][..., :k]
+
+    def top_tokens(self, k: int = 5) -> tuple[Int[Tensor, "layer batch k"], list[list[list[str]]]]:
+        """Top-k token ids per layer and prompt, and their strings."""
+        ids = self.top_ids(k)
+        strings = [[self._model.to_str_tokens(row) for row in layer] for layer in ids]
         return ids, strings
 
     def accuracy(self, ids="answer") -> Float[Tensor, " layer"]:

@@ -33,16 +33,27 @@ FAMILIES = {
     "gemma-like": dict(act_fn="gelu_pytorch_tanh", normalization_type="RMSPre", positional_embedding_type="rotary",
                        rotary_dim=8, gated_mlp=True, n_key_value_heads=1, attn_scores_soft_cap=4.0,
                        output_logits_soft_cap=6.0),
+    # Gemma 3's structure as TransformerLens 3.9 builds google/gemma-3-270m (see ``gemma3_config``), shrunk:
+    # one KV head, head dim larger than d_model / n_heads, norms after attention and MLP, per-head QK
+    # norms, sliding-window layers (window 3, so it bites on 8 tokens) with their own rotary base
+    "gemma3": dict(act_fn="gelu_pytorch_tanh", normalization_type="RMS", positional_embedding_type="rotary",
+                   rotary_dim=16, d_head=16, gated_mlp=True, n_key_value_heads=1, final_rms=True,
+                   use_normalization_before_and_after=True, use_qk_norm=True, use_local_attn=True, window_size=3,
+                   attn_types=["local", "global", "local"], rotary_base=1000000, rotary_base_local=10000,
+                   use_attn_scale=True, attn_scale=4.0),
+    # SmolLM2-135M (Llama): 9 heads over 3 key/value heads, full rotary, tied-free random weights
+    "smollm2": dict(act_fn="silu", normalization_type="RMS", positional_embedding_type="rotary", rotary_dim=8,
+                    n_heads=9, d_model=36, gated_mlp=True, n_key_value_heads=3, final_rms=True, rotary_base=100000),
     "lnpre-relu": dict(act_fn="relu", normalization_type="LNPre", scale_attn_by_inverse_layer_idx=True),
     "attn-only": dict(normalization_type="LN", attn_only=True, positional_embedding_type="rotary", rotary_dim=6),
 }
 #: families whose biases stay TransformerLens's zeros (models without biases)
-NO_BIAS = ("llama", "gemma-like")
+NO_BIAS = ("llama", "gemma-like", "gemma3", "smollm2")
 
 
 def build(family: str) -> HookedTransformer:
-    cfg = HookedTransformerConfig(n_layers=3, d_model=32, n_heads=4, d_head=8, d_mlp=48, d_vocab=40, n_ctx=16,
-                                  seed=11, **FAMILIES[family])
+    spec = dict(n_layers=3, d_model=32, n_heads=4, d_head=8, d_mlp=48, d_vocab=40, n_ctx=16, seed=11)
+    cfg = HookedTransformerConfig(**{**spec, **FAMILIES[family]})
     model = HookedTransformer(cfg)
     model.eval()
     gen = torch.Generator().manual_seed(3)
@@ -53,6 +64,8 @@ def build(family: str) -> HookedTransformer:
                 p.normal_(0, 0.3, generator=gen)  # biases TransformerLens initialises to zero
             if last in ("W_Q", "W_K", "_W_K"):
                 p.mul_(3.0)  # sharper attention than the initialisation's near-uniform patterns
+            if last == "w" and family == "gemma3":
+                p.normal_(1.0, 0.3, generator=gen)  # norm weights TransformerLens initialises to one
     return model
 
 
@@ -166,3 +179,26 @@ def test_fast_refuses_what_it_cannot_compute_and_says_why():
     with pytest.raises(la.LensarithError, match=r"engine='fast' does not support this model \(shortformer positional"):
         activation_patch(model, pairs, config=FAST)
     assert activation_patch(model, pairs).meta["engine"] == "hooks"  # 'auto' says which engine ran
+
+
+def test_the_gemma3_family_has_the_structure_transformer_lens_builds_for_gemma_3_270m():
+    from transformer_lens.loading_from_pretrained import get_pretrained_model_config
+
+    real = get_pretrained_model_config("google/gemma-3-270m", hf_cfg={}, device="cpu")
+    tiny = build("gemma3").cfg
+    for key in ("act_fn", "normalization_type", "positional_embedding_type", "gated_mlp", "n_key_value_heads",
+                "final_rms", "use_normalization_before_and_after", "use_qk_norm", "use_local_attn", "rotary_base",
+                "rotary_base_local", "rotary_adjacent_pairs", "use_attn_scale"):
+        assert getattr(tiny, key) == getattr(real, key), key
+    assert real.rotary_dim == real.d_head and tiny.rotary_dim == tiny.d_head
+    assert real.n_heads * real.d_head != real.d_model and tiny.n_heads * tiny.d_head != tiny.d_model
+    assert set(real.attn_types) == set(tiny.attn_types) == {"local", "global"}
+
+
+def test_attribution_methods_refuse_gemma3_blocks_the_patching_engine_runs():
+    from lensarith.patching._atp import method_unsupported
+
+    model = build("gemma3")
+    assert fast_unsupported(model) is None
+    why = method_unsupported(model)
+    assert why is not None and "norms after attention and MLP" in why and "sliding-window layers" in why

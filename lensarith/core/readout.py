@@ -11,9 +11,13 @@ soft cap are all read the same way, and a non-finite logit is never scored as a 
 - ``logits``: ``unembed(final_norm(resid))``.
 - ``directions`` / ``vocab_vectors``: unembedding columns and embedding rows of tokens.
 - ``rank`` / ``reciprocal_rank``: how many tokens score higher, checked for finite logits.
+- ``scan``: every per-row statistic a readout asks for (ranks, logits and log-probs of given
+  tokens, top-k) in one pass over the vocabulary, in column chunks of bounded memory.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import torch
 from jaxtyping import Float, Int
@@ -23,7 +27,7 @@ from .._errors import LensarithError
 from .backends import backend_of
 
 __all__ = ["final_norm", "frozen_final_norm", "unembed", "logits", "directions", "vocab_vectors", "rank",
-           "reciprocal_rank", "check_finite", "soft_cap"]
+           "reciprocal_rank", "check_finite", "soft_cap", "scan", "Scan", "SCAN_ELEMENTS"]
 
 _NORMS = ("LN", "LNPre", "RMS", "RMSPre")
 
@@ -100,6 +104,8 @@ def unembed(model, x: Float[Tensor, "*rows d_model"], columns: Int[Tensor, "batc
         out = torch.einsum("vbd,dbk->vbk", x3.to(W_U.device), W_U[:, cols]) + backend.b_U[cols].to(W_U.device)
         out = cap(out).to(x.device)
         return out[0] if squeeze else out
+    if x.dtype != backend.W_U.dtype:  # e.g. float32 residuals kept by a result, bf16 weights
+        x = x.to(backend.W_U.dtype)
     if x.ndim == 2:
         out = backend.unembed(x[:, None])[:, 0]
     elif x.ndim == 3:
@@ -161,3 +167,150 @@ def rank(logits: Float[Tensor, "*rows d_vocab"], ids: Int[Tensor, "*rows"], *, w
 def reciprocal_rank(ranks: Int[Tensor, "*rows"]) -> Float[Tensor, "*rows"]:
     """The paper's metric ``1 / (rank + 1)``."""
     return 1.0 / (ranks.float() + 1.0)
+
+
+#: safety factor on the rounding bound of ``scan``'s estimated logits (a test sets 0 to exercise the guard)
+_BOUND = 4.0
+#: logits held at once by ``scan`` (rows x vocabulary columns): 8M float32 values, 32 MiB
+SCAN_ELEMENTS = 1 << 23
+
+
+@dataclass
+class Scan:
+    """What one pass over the vocabulary gives for rows ``[batch]``.
+
+    Attributes:
+        ranks / logits: per id set, ``[batch]`` ranks (how many tokens score strictly higher;
+            -1 where the id is -1) and logits of the ids (soft cap applied).
+        probs: per id set, the softmax probability of the ids.
+        logsumexp: ``[batch]``, the softmax's normaliser (log-probs are ``logits - logsumexp``).
+        top: ``[batch, k]`` ids of the k highest logits, highest first (None if not asked).
+    """
+
+    ranks: list[Tensor] = field(default_factory=list)
+    logits: list[Tensor] = field(default_factory=list)
+    probs: list[Tensor] = field(default_factory=list)
+    logsumexp: Tensor | None = None
+    top: Tensor | None = None
+
+
+def _slice_logits(model, x: Tensor, lo: int, hi: int) -> Tensor:
+    backend = backend_of(model)
+    W_U = backend.W_U
+    out = torch.matmul(x, W_U[:, lo:hi].float()) + backend.b_U[lo:hi].float()  # float32 for bf16/fp16 weights
+    return soft_cap(model, out)
+
+
+def scan(model, x: Float[Tensor, "batch d_model"], ids: list[Int[Tensor, " batch"]], *, k: int = 0,
+         where: str = "the logits", elements: int | None = None) -> Scan:
+    """Ranks, logits and probabilities of each row's ``ids`` (one tensor per id set), the
+    softmax normaliser and the top ``k`` ids of normed residuals ``x``, in one pass over the
+    vocabulary.
+
+    When ``batch x d_vocab`` fits in ``elements`` (default ``SCAN_ELEMENTS``) the logits are
+    computed at once, exactly as ``unembed`` and ``rank`` compute them. Otherwise the vocabulary is read in column chunks
+    of ``elements // batch`` columns: each id's logit is first estimated from its own column
+    (with a bound on the rounding difference from the chunked product), tokens clearly above
+    the estimate are counted, and the few logits within the bound are kept and compared with
+    the id's logit from the chunked product once it is known; so ranks count exactly the
+    logits of the product that are strictly higher, as ``rank`` does on full logits, in
+    memory that does not grow with the vocabulary. Reduced-precision (bf16/fp16) weights are
+    always read this way, with the products in float32. A row whose logit falls outside its bound
+    (never seen; a guard) is recounted in a second pass.
+
+    Raises:
+        LensarithError: some logit is NaN or infinite.
+
+    Example:
+        >>> x = final_norm(model, torch.randn(3, model.cfg.d_model))
+        >>> ids = torch.tensor([1, 2, 3])
+        >>> full = unembed(model, x)
+        >>> small = scan(model, x, [ids], k=2, elements=3 * 7)  # chunks of 7 columns
+        >>> bool((small.ranks[0] == rank(full, ids)).all()), bool((small.top == full.topk(2).indices).all())
+        (True, True)
+    """
+    rows, V = x.shape[0], model.cfg.d_vocab
+    width = max(1, (SCAN_ELEMENTS if elements is None else elements) // max(rows, 1))
+    safe = [i.clamp_min(0) for i in ids]
+    out = Scan()
+    backend = backend_of(model)
+    W_U, b_U = backend.W_U, backend.b_U
+    if width >= V and W_U.dtype in (torch.float32, torch.float64):  # all at once: the historical computation
+        full = unembed(model, x).float()
+        check_finite(full, where)
+        r = torch.arange(rows, device=full.device)
+        probs = full.softmax(-1)
+        for i in ids:
+            out.ranks.append(rank(full, i, where=where))
+            out.logits.append(full[r, i.clamp_min(0).to(full.device)])
+            out.probs.append(probs[r, i.clamp_min(0).to(full.device)])
+        out.logsumexp = full.logsumexp(-1)
+        if k:
+            out.top = full.topk(min(k, V), dim=-1).indices
+        return out
+    dev = W_U.device
+    xd = x.to(dev, torch.float32)  # reduced-precision weights are read in float32 here
+    r = torch.arange(rows, device=dev)
+    safe = [i.to(dev) for i in safe]
+    approx, bound, above, exact, band_rows, band_vals = [], [], [], [], [], []
+    for i in safe:
+        cols = W_U[:, i].float()  # [d_model, batch]
+        est = soft_cap(model, (xd * cols.T).sum(-1) + b_U[i].float())
+        mag = (xd.abs() * cols.T.abs()).sum(-1) + b_U[i].abs().float()
+        eps = torch.finfo(torch.float32).eps
+        # products and sums of d_model terms on both sides, the cap's tanh, in W_U's precision
+        approx.append(est)
+        bound.append(_BOUND * (x.shape[-1] * eps * mag + 2 * eps * est.abs()) + 1e-30)
+        above.append(torch.zeros(rows, dtype=torch.long, device=dev))
+        exact.append(torch.full((rows,), float("nan"), device=dev))
+        band_rows.append([])
+        band_vals.append([])
+    m = torch.full((rows,), float("-inf"), device=dev)
+    s = torch.zeros(rows, device=dev)
+    top_v = top_i = None
+    for lo in range(0, V, width):
+        hi = min(V, lo + width)
+        chunk = _slice_logits(model, xd, lo, hi).float()
+        check_finite(chunk, where)
+        for j, i in enumerate(safe):
+            upper = (approx[j] + bound[j])[:, None]
+            lower = (approx[j] - bound[j])[:, None]
+            gt = chunk > upper
+            above[j] += gt.sum(-1)
+            near = (chunk > lower) & ~gt
+            br, bc = near.nonzero(as_tuple=True)
+            band_rows[j].append(br)
+            band_vals[j].append(chunk[br, bc])
+            inside = (i >= lo) & (i < hi)
+            exact[j] = torch.where(inside, chunk[r, (i - lo).clamp(0, hi - lo - 1)], exact[j])
+        cm = chunk.max(-1).values
+        new = torch.maximum(m, cm)
+        s = s * torch.exp(m - new) + torch.exp(chunk - new[:, None]).sum(-1)
+        m = new
+        if k:
+            kk = min(k, hi - lo)
+            v, ix = chunk.topk(kk, dim=-1)
+            ix = ix + lo
+            if top_v is not None:
+                v, ix = torch.cat([top_v, v], -1), torch.cat([top_i, ix], -1)
+            top_v, pick = v.topk(min(k, v.shape[-1]), dim=-1)
+            top_i = ix.gather(-1, pick)
+    out.logsumexp = (m + s.log()).cpu()
+    for j, (orig, i) in enumerate(zip(ids, safe)):
+        t = exact[j]
+        br, bv = torch.cat(band_rows[j]), torch.cat(band_vals[j])
+        count = above[j] + torch.zeros_like(above[j]).index_add_(0, br, (bv > t[br]).long())
+        off = (t - approx[j]).abs() > bound[j]
+        if bool(off.any()):  # outside its bound: recount those rows against their exact logit
+            bad = off.nonzero().flatten()
+            recount = torch.zeros(len(bad), dtype=torch.long, device=dev)
+            for lo in range(0, V, width):
+                chunk = _slice_logits(model, xd[bad], lo, min(V, lo + width)).float()
+                recount += (chunk > t[bad, None]).sum(-1)
+            count[bad] = recount
+        o = orig.to(dev)
+        out.ranks.append(torch.where(o >= 0, count, torch.full_like(count, -1)).cpu())
+        out.logits.append(t.cpu())
+        out.probs.append(torch.exp(t - (m + s.log())).cpu())
+    out.top = None if top_i is None else top_i.cpu()
+    return out

@@ -3,8 +3,9 @@
 Every recipe runs the model through ``run`` (``collect`` and ``run_with_interventions`` are
 thin wrappers). One call
 
-- splits the batch into chunks of ``batch_size`` rows (sorted by length, so a chunk carries
-  little padding; results come back in the batch's order);
+- splits the batch into chunks of ``batch_size`` rows, fewer where the chunk would pass the
+  token budget ``max_tokens`` (rows x copies x padded width; sorted by length, so a chunk
+  carries little padding; results come back in the batch's order);
 - lays *groups* of interventions along the batch axis: each group gets its own copy of the
   chunk in the same forward, and its hooks touch only its rows; a group with
   ``start_layer`` starts at that layer from the unmodified run's residual, so removing the
@@ -36,7 +37,11 @@ from .progress import progress_bar
 from .readout import logits as readout_logits
 from .sites import Site
 
-__all__ = ["Group", "Outputs", "run", "collect", "run_with_interventions", "can_resume", "has_hooks"]
+__all__ = ["Group", "Outputs", "run", "collect", "run_with_interventions", "can_resume", "has_hooks", "MAX_TOKENS"]
+
+#: token positions one forward holds by default (rows x copies x padded width): the memory
+#: budget every recipe runs under (Gemma 3 270M at 8192 tokens: a few hundred MB of activations)
+MAX_TOKENS = 8192
 
 
 @dataclass(frozen=True)
@@ -274,6 +279,7 @@ def run(
     grad: bool = False,
     keep: Keep | None = None,
     batch_size: int | None = None,
+    max_tokens: int | None = MAX_TOKENS,
     progress: bool | None = None,
     desc: str = "forward",
 ) -> Outputs:
@@ -296,7 +302,10 @@ def run(
             its results are concatenated over rows (dimension 1 with groups, else 0). It sees
             the chunk's activations at the chunk's own width (``chunk.tokens.shape[1]``), as
             the forward made them (gradients flow to them with ``grad=True``).
-        batch_size: rows per forward before tiling (None: the whole batch at once).
+        batch_size: rows per forward before tiling (None: the whole batch at once, within
+            ``max_tokens``).
+        max_tokens: token positions per forward (rows x groups x the batch's padded width),
+            the memory budget; a chunk has at least one row. None: no budget.
         progress: show a progress bar (default: more than 4 chunks, on a terminal, after 1 s).
         desc: the progress bar's label.
 
@@ -321,6 +330,9 @@ def run(
     read_pos = None if read is None else (read if isinstance(read, Tensor) else batch.positions(read))
     size = len(batch) if batch_size is None else batch_size
     check_int(size, "batch_size", minimum=1)
+    if max_tokens is not None:
+        check_int(max_tokens, "max_tokens", minimum=1)
+        size = min(size, max(1, max_tokens // (batch.tokens.shape[1] * len(gs))))
     order = torch.argsort(batch.lengths, stable=True) if size < len(batch) else None
     index = [order[i:i + size] for i in range(0, len(batch), size)] if order is not None else [None]
     width = batch.tokens.shape[1]
@@ -396,9 +408,13 @@ def collect(
 
 
 def run_with_interventions(model, batch: Batch, interventions: Sequence[Intervention] = (), *,
-                           positions: Tensor | None = None) -> Float[Tensor, "batch d_vocab"]:
+                           positions: Tensor | None = None, batch_size: int | None = None,
+                           max_tokens: int | None = MAX_TOKENS) -> Float[Tensor, "batch d_vocab"]:
     """Run the model with interventions and return the logits at per-row ``positions``
     (default: each row's last real token), through the final norm and the unembedding.
+
+    The batch runs in chunks of ``batch_size`` rows within ``max_tokens`` token positions per
+    forward (see ``run``); chunked and whole-batch results agree to float rounding.
 
     Example:
         >>> batch = tokenize(model, build_prompts("capitals", n=2))
@@ -407,6 +423,7 @@ def run_with_interventions(model, batch: Batch, interventions: Sequence[Interven
         >>> plain.shape == (2, model.cfg.d_vocab), bool((plain != ablated).any())
         (True, True)
     """
-    out = run(model, batch, interventions=interventions, read="last" if positions is None else positions)
+    out = run(model, batch, interventions=interventions, read="last" if positions is None else positions,
+              batch_size=batch_size, max_tokens=max_tokens)
     with torch.no_grad():
         return readout_logits(model, out.final)

@@ -775,7 +775,7 @@ def _load_real_by_name(spec: RealModel, device: str | None, backend: str | None,
 @keeps_global_rng
 def load_model(name_or_path: str | os.PathLike[str], *, device: str | None = None, backend: str | None = None,
                device_map: str | dict | None = None, n_devices: int | None = None, remote: bool = False,
-               **kwargs: Any):
+               dtype: Any = None, **kwargs: Any):
     """Load a HookedTransformer by hub name, local directory, ``"organism"`` or ``"organism-planted"``.
 
     Args:
@@ -799,6 +799,9 @@ def load_model(name_or_path: str | os.PathLike[str], *, device: str | None = Non
             4's ``boot_transformers(n_devices=)``); hub names only.
         remote: with ``backend="nnsight"`` and a hub repository id: run every trace on NDIF
             (``NDIF_API_KEY`` in the environment); nothing is downloaded but config and tokenizer.
+        dtype: ``"bfloat16"``/``"bf16"``, ``"float16"``/``"fp16"``, ``"float32"`` or a torch
+            dtype: cast the loaded model's weights (CPU or CUDA); None keeps what was saved.
+            Readouts upcast to float32; the precision's cost is measured by the benchmarks.
         **kwargs: passed to ``HookedTransformer.from_pretrained`` for hub names.
 
     Returns:
@@ -820,6 +823,17 @@ def load_model(name_or_path: str | os.PathLike[str], *, device: str | None = Non
     text = _check_name(name_or_path)
     device = _check_device(device)
     _check_placement(backend, device, device_map, n_devices, remote)
+    if dtype is not None:  # validated first: a typo fails before the load
+        from ._dtype import check_dtype, with_dtype
+
+        dtype = check_dtype(dtype)
+        if real_model_spec(name_or_path) is not None:
+            kwargs["dtype"] = dtype  # the real models load in it directly
+        elif backend == "nnsight":
+            raise LensarithError("dtype= casts TransformerLens models; with backend='nnsight' pass torch_dtype=")
+        else:  # load as saved, then cast
+            return with_dtype(load_model(name_or_path, device=device, backend=backend, device_map=device_map,
+                                         n_devices=n_devices, remote=remote, **kwargs), dtype)
     if backend == "nnsight" and real_model_spec(name_or_path) is None:
         from ._nnsight import load_nnsight
 

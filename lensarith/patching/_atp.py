@@ -39,7 +39,7 @@ from .._errors import LensarithError
 from ..core import readout
 from ..core.backends import backend_of
 from ..core.backends._activations import ACTIVATIONS
-from ._fast import alibi_slopes, fast_unsupported, rotate, score_cap
+from ._fast import alibi_slopes, block_extras, fast_unsupported, rotate, score_cap
 from ._grid import HEAD_SITES, Grid
 
 __all__ = ["METHODS", "BUDGET", "method_unsupported", "Trace", "estimate", "qk_costs", "node_key", "qk_block"]
@@ -56,6 +56,7 @@ def method_unsupported(model) -> str | None:
     why = fast_unsupported(model, hooks=False)
     cfg = model.cfg
     extra = []
+    extra += block_extras(model)  # the traces below do not recompute Gemma 2/3's extra norms and windows
     if not cfg.attn_only and cfg.act_fn not in ACTIVATIONS:  # (solu_ln and other norm activations are not there)
         extra.append(f"the MLP activation {cfg.act_fn!r}")
     found = ([why] if why else []) + extra

@@ -8,8 +8,10 @@ Blocks are recomputed from the backend's weights, for every family TransformerLe
 recipes build: learned positions, rotary embeddings (adjacent or split pairs, partial
 ``rotary_dim``; the layer's own sin/cos tables), ALiBi; sequential or parallel attention and
 MLP; grouped-query attention (queries grouped over the unexpanded key/value heads, never
-expanded copies of K/V); LayerNorm, LNPre, RMS, RMSPre norms; plain or gated MLPs; attention
-score soft caps (the logit soft cap is the readout's). Weights are flattened for one layer
+expanded copies of K/V); LayerNorm, LNPre, RMS, RMSPre norms; Gemma 2/3 blocks (RMS norms
+after attention and MLP, per-head RMS norms of queries and keys, sliding-window local layers
+with their own rotary base); plain or gated MLPs; attention score soft caps (the logit soft
+cap is the readout's). Weights are flattened for one layer
 at a time (one layer's Q/K/V matrix, never a copy per layer).
 """
 
@@ -37,6 +39,20 @@ from ._runs import Run
 POSITIONAL = ("standard", "rotary", "alibi")
 
 
+_WHOLE_QK_NORM = ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM")
+
+
+def block_extras(model) -> list[str]:
+    """The Gemma 2/3 block pieces a model uses (post-norms, per-head QK norms, sliding-window
+    layers): the fast engine recomputes them, the attribution methods' traces do not."""
+    cfg = model.cfg
+    return [why for bad, why in (
+        (cfg.use_normalization_before_and_after, "norms after attention and MLP"),
+        (getattr(cfg, "use_qk_norm", False), "QK norms"),
+        (getattr(cfg, "use_local_attn", False), "sliding-window layers"),
+    ) if bad]
+
+
 def fast_unsupported(model, *, hooks: bool = True) -> str | None:
     """Why the fast engine cannot run this model, or None (``hooks=False``: leaving out hooks
     already on the model, for computations that recompute blocks without the model's hooks)."""
@@ -50,9 +66,13 @@ def fast_unsupported(model, *, hooks: bool = True) -> str | None:
         (pe == "rotary" and backend.rotary_tables(0) is None, "rotary tables the backend does not expose"),
         (getattr(cfg, "use_dynamic_ntk_rope", False), "dynamic NTK rotary scaling"),
         (cfg.use_attn_in or cfg.use_split_qkv_input, "split attention inputs"),
-        (cfg.use_normalization_before_and_after, "normalisation after blocks"),
+        (bool(block_extras(model)) and not backend.gemma_blocks,
+         f"{', '.join(block_extras(model))} on this backend"),
+        (cfg.use_normalization_before_and_after and cfg.normalization_type not in ("RMS", "RMSPre"),
+         "normalisation after blocks without RMS norms"),
         (cfg.original_architecture in POST_NORM_ARCHITECTURES, "post-norm blocks"),
-        (getattr(cfg, "use_qk_norm", False) or getattr(cfg, "clip_qkv", None) is not None, "QK norm or clipping"),
+        (cfg.original_architecture in _WHOLE_QK_NORM, "QK norm over whole projections"),
+        (getattr(cfg, "clip_qkv", None) is not None, "QK clipping"),
         (getattr(cfg, "use_logn_attn", False) or getattr(cfg, "use_attention_sinks", False), "attention scaling or sinks"),
         (cfg.attention_dir != "causal", "bidirectional attention"),
         (getattr(cfg, "load_in_4bit", False), "4-bit weights"),
@@ -126,12 +146,18 @@ class FastEngine:
         self._scale = [self.backend.attn_scale(layer) for layer in range(self.n)]
         self.rotary = cfg.positional_embedding_type == "rotary"
         self.alibi = alibi_slopes(self.H).to(self.read.device) if cfg.positional_embedding_type == "alibi" else None
+        self.post = bool(cfg.use_normalization_before_and_after)  # Gemma 2/3: norms after attention and MLP
+        self.qk_norm = bool(getattr(cfg, "use_qk_norm", False))
+        self.window = [self.backend.attn_window(layer) if self.backend.gemma_blocks else None
+                       for layer in range(self.n)]
         lo = min(grid.layers)
         self.G = self.backend.kv_weights(lo)[0].shape[0]
         # keys the base run's earlier positions offer to patched queries (rotated once, where rotary)
         self._k0 = {}
         for layer in range(lo, self.n):
-            k = base.acts[_hook("k", layer)]
+            k = base.acts[_hook("k", layer)]  # hook_k comes before the QK norm
+            if self.qk_norm:
+                k = self.backend.qk_norm(layer, "k", k)
             if self.rotary:
                 sin, cos = self._tables(layer)
                 k = self._rotate(k, sin[: k.shape[1], None], cos[: k.shape[1], None])
@@ -182,7 +208,14 @@ class FastEngine:
     _ROWS = 1024
 
     def _mlp(self, layer: int, x: Tensor) -> Tensor:
-        return self.backend.mlp(layer, self.backend.block_norm(layer, "ln2", x))
+        out = self.backend.mlp(layer, self.backend.block_norm(layer, "ln2", x))
+        return self.backend.post_norm(layer, "ln2_post", out) if self.post else out
+
+    def _attn_out(self, layer: int, z: Tensor) -> Tensor:
+        """Flat ``z [n, head*d_head]`` -> the attention output added to the residual."""
+        w = self.weights(layer)
+        out = torch.addmm(w["b_O"], z, w["W_O"])
+        return self.backend.post_norm(layer, "ln1_post", out) if self.post else out
 
     def _block_rows(self, layer: int, pre: Tensor, attn: Tensor, mlp: Tensor | None = None) -> Tensor:
         """resid_pre and the attention output -> resid_post, for rows ``[n, d_model]``.
@@ -222,13 +255,11 @@ class FastEngine:
 
     def _finish(self, layer: int, x: Tensor, z: Tensor) -> Tensor:
         """resid_pre + attention output, then the MLP, in row blocks."""
-        w = self.weights(layer)
-        return self._rows(lambda r, zr: self._block_rows(layer, r, torch.addmm(w["b_O"], zr, w["W_O"])), x, z)
+        return self._rows(lambda r, zr: self._block_rows(layer, r, self._attn_out(layer, zr)), x, z)
 
     def _attn_from_z(self, layer: int, z: Tensor) -> Tensor:
-        w = self.weights(layer)
         flat = z.reshape(-1, self.H * self.dh)
-        return torch.addmm(w["b_O"], flat, w["W_O"]).reshape(*z.shape[:-2], -1)
+        return self._attn_out(layer, flat).reshape(*z.shape[:-2], -1)
 
     # ---- patched starting residuals
     def start_layer(self, job: tuple[int, int | None, int | None]) -> int:
@@ -374,6 +405,8 @@ class FastEngine:
         dev = q.device
         key_pos = torch.arange(pos + S, device=dev)
         query_pos = self.read[:, None] if last else torch.arange(pos, pos + S, device=dev)  # [B, 1] or [S]
+        if self.qk_norm:
+            q, k = self.backend.qk_norm(layer, "q", q), self.backend.qk_norm(layer, "k", k)
         if self.rotary:
             sin, cos = self._tables(layer)
             k = self._rotate(k, sin[pos : pos + S, None], cos[pos : pos + S, None])
@@ -392,6 +425,11 @@ class FastEngine:
             allowed = (key_pos[None, :] <= query_pos)[None, :, None, None, :]  # [1, B, 1, 1, K]
         else:
             allowed = (key_pos[None, :] <= query_pos[:, None])[None, None, None]  # [1, 1, 1, Q, K]
+        window = self.window[layer]
+        if window is not None:  # a sliding-window layer sees the last ``window`` positions only
+            qp = query_pos if last else query_pos[:, None]
+            near = key_pos[None, :] > qp - window
+            allowed = allowed & (near[None, :, None, None, :] if last else near[None, None, None])
         if self.alibi is not None:
             dist = (key_pos - (query_pos if last else query_pos[:, None])).clamp(max=0).float()  # [B or Q, K]
             bias = self.alibi.view(-1, 1, 1) * dist  # [H, B or Q, K]

@@ -145,6 +145,22 @@ class Backend:
         w = self.block(layer)
         return w.W_K, w.W_V, w.b_K, w.b_V
 
+    #: whether ``post_norm``, ``qk_norm`` and ``attn_window`` read the model (Gemma 2/3 blocks)
+    gemma_blocks: bool = False
+
+    def post_norm(self, layer: int, which: str, x: Tensor) -> Tensor:
+        """``ln1_post``/``ln2_post`` of ``layer`` (the norm after attention or the MLP, before the
+        residual add) on rows ``[n, d_model]``."""
+        raise NotImplementedError
+
+    def qk_norm(self, layer: int, which: str, x: Tensor) -> Tensor:
+        """The per-head RMS norm of queries (``"q"``) or keys (``"k"``) on ``[..., d_head]``."""
+        raise NotImplementedError
+
+    def attn_window(self, layer: int) -> int | None:
+        """How far back ``layer``'s queries see (a sliding-window local layer), or None (global)."""
+        return None
+
     def rotary_tables(self, layer: int) -> tuple[Tensor, Tensor] | None:
         """``(sin, cos)`` ``[n_ctx, rotary_dim]`` of a rotary layer, as its attention applies them
         (``x_rot * cos + rotate(x_rot) * sin``), or None where the backend does not expose them."""

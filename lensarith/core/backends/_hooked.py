@@ -75,6 +75,19 @@ class HookedBackend(Backend):
     def attn_scale(self, layer: int) -> float:
         return self.model.blocks[layer].attn.attn_scale
 
+    gemma_blocks = True
+
+    def post_norm(self, layer: int, which: str, x: Tensor) -> Tensor:
+        return getattr(self.model.blocks[layer], which)(x[None])[0]
+
+    def qk_norm(self, layer: int, which: str, x: Tensor) -> Tensor:
+        module = getattr(self.model.blocks[layer].attn, f"{which}_norm")
+        return module(x.reshape(-1, x.shape[-1])).reshape(x.shape)  # as ``_apply_qk_norm`` does
+
+    def attn_window(self, layer: int) -> int | None:
+        attn = self.model.blocks[layer].attn
+        return self.model.cfg.window_size if getattr(attn, "attn_type", "global") == "local" else None
+
     def block_norm(self, layer: int, which: str, x: Tensor) -> Tensor:
         module = getattr(self.model.blocks[layer], which)
         name = type(module).__name__
@@ -100,7 +113,7 @@ class HookedBackend(Backend):
         return torch.addmm(mlp.b_out, act(torch.addmm(mlp.b_in, x, mlp.W_in)), mlp.W_out)
 
     def fast_unsupported(self) -> list[str]:
-        if any(type(b.attn).__name__ not in ("Attention", "GroupedQueryAttention") or getattr(b.attn, "attn_type", "global") != "global"
+        if any(type(b.attn).__name__ not in ("Attention", "GroupedQueryAttention") or getattr(b.attn, "attn_type", "global") not in ("global", "local")
                for b in self.model.blocks):
             return ["non-standard attention layers"]
         return []
