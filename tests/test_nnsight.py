@@ -332,8 +332,11 @@ def test_reproduce_small_through_nnsight_matches_the_3_9_golden(tmp_path):
 
     from lensarith.paper.reproduce import ReproduceConfig, reproduce
 
+    from lensarith.tasks import scoring_rule
+
     model = la.load_model("organism", backend="nnsight")
-    summary = reproduce(model, tmp_path, ReproduceConfig.small_run(), model_name="organism", progress=False)
+    with scoring_rule(recipes.FROZEN_RULE):  # the rule the golden was frozen with
+        summary = reproduce(model, tmp_path, ReproduceConfig.small_run(), model_name="organism", progress=False)
     want = _numbers(json.loads((recipes.HERE / "reproduce_small.json").read_text()))
     got = _numbers(json.loads(json.dumps({"figures": summary["figures"], "layers": summary["layers"]}, default=str)))
     assert set(want) <= set(got), sorted(set(want) - set(got))[:10]

@@ -10,6 +10,7 @@ skipping, as the bundled models do.
 from __future__ import annotations
 
 import dataclasses
+import math
 import json
 import os
 import subprocess
@@ -274,3 +275,34 @@ def test_the_command_lines_list_of_real_models_is_the_loaders():
     from lensarith._paths import REAL_MODEL_NAMES
 
     assert tuple(REAL_MODELS) == REAL_MODEL_NAMES
+
+
+@pytest.mark.parametrize("name", ["gemma-3-270m", "smollm2-135m"])
+def test_cards_are_their_tables(name):
+    """Each real model's card is what ``card_markdown`` makes of its measured table (no hand edits),
+    and the table's counts add up."""
+    from lensarith.paper.cards import CARD_TASKS, card_markdown
+
+    folder = ROOT / "data" / "real" / name
+    table = json.loads((folder / "table.json").read_text())
+    assert (folder / "card.md").read_text() == card_markdown(name, table)
+    assert [r["task"] for r in table["tasks"]] == list(CARD_TASKS)
+    for r in table["tasks"]:
+        assert r["items"] == r["scored"] + r["dropped"] and r["scored"] == r["single_token"] + r["first_token"]
+        assert r["accuracy_ci"][0] <= r["accuracy"] <= r["accuracy_ci"][1]
+    assert table["perplexity"]["perplexity"] > 1
+
+
+def test_card_measurements_on_a_tiny_model(model):
+    """``measure_model`` end to end: counts, top-1 with its interval, perplexity of held-out text."""
+    from lensarith.paper.cards import held_out_perplexity, measure_model
+
+    text = "the capital of france is paris . the capital of poland is warsaw ."
+    got = measure_model(model, tasks=("capitals",), text=text)
+    row = got["tasks"][0]
+    assert row["items"] == len(la.build_prompts("capitals")) == row["scored"] + row["dropped"]
+    assert 0 <= row["accuracy"] <= 1 and row["accuracy_ci"][0] <= row["accuracy"] <= row["accuracy_ci"][1]
+    ppl = held_out_perplexity(model, text, window=8)
+    assert ppl["windows"] >= 2 and ppl["perplexity"] == pytest.approx(math.exp(ppl["loss"]))
+    with pytest.raises(la.LensarithError, match="text is empty"):
+        held_out_perplexity(model, "  ")

@@ -126,6 +126,32 @@ def _late_layers(n_layers: int, layer: int) -> list[int]:
     return late or [layer]
 
 
+def monitor_sites(model, layer: int) -> tuple[Site, Site, list[Site]]:
+    """The sites the monitor reads: the MLP output and the residual after ``layer`` at the last
+    token, and the late layers' residuals for the logit-lens agreement."""
+    late = _late_layers(model.cfg.n_layers, layer)
+    return (Site("mlp_out", layer, "last"), Site("resid_post", layer, "last"),
+            [Site("resid_post", l, "last") for l in late])
+
+
+@torch.no_grad()
+def monitor_features(model, out, sites: tuple[Site, Site, list[Site]]) -> dict[str, Tensor]:
+    """What the monitor reads from one forward's ``Outputs`` (captures of ``monitor_sites``, ``final``
+    at the last token): ``mlp`` / ``resid`` ``[batch, d_model]``; ``pred``, ``confidence``, ``dla``,
+    ``lens_agreement`` ``[batch]``."""
+    mlp_site, res_site, lens_sites = sites
+    final = out.final
+    probs = readout.logits(model, final).float().softmax(-1)
+    conf, pred = probs.max(-1)
+    agree = torch.stack([readout.logits(model, out.captured[s]).argmax(-1) == pred for s in lens_sites]).float().mean(0)
+    mlp = out.captured[mlp_site]
+    normed, _ = readout.frozen_final_norm(model, mlp[None], final)
+    direction, _ = readout.directions(model, pred)
+    dla = (normed[0] * direction).sum(-1)
+    return {"mlp": mlp.float().cpu(), "resid": out.captured[res_site].float().cpu(), "pred": pred.cpu(),
+            "confidence": conf.cpu(), "dla": dla.float().cpu(), "lens_agreement": agree.cpu()}
+
+
 def internals(model, batch: Batch, layer: int, *, batch_size: int = 32, progress: bool | None = None) -> dict[str, Tensor]:
     """What the monitor reads, per prompt, in one chunked forward: the MLP output and the residual
     after ``layer`` at the last token, the prediction, its probability, the MLP's DLA to it and
@@ -135,28 +161,10 @@ def internals(model, batch: Batch, layer: int, *, batch_size: int = 32, progress
         ``mlp`` / ``resid`` ``[batch, d_model]``; ``pred``, ``confidence``, ``dla``,
         ``lens_agreement`` ``[batch]``.
     """
-    n = model.cfg.n_layers
-    late = _late_layers(n, layer)
-    mlp_site, res_site = Site("mlp_out", layer, "last"), Site("resid_post", layer, "last")
-    lens_sites = [Site("resid_post", l, "last") for l in late]
-    sites = list(dict.fromkeys([mlp_site, res_site] + lens_sites))
-
-    @torch.no_grad()
-    def keep(out, chunk: Batch) -> dict[str, Tensor]:
-        final = out.final
-        logits = readout.logits(model, final).float()
-        probs = logits.softmax(-1)
-        conf, pred = probs.max(-1)
-        agree = torch.stack([readout.logits(model, out.captured[s]).argmax(-1) == pred for s in lens_sites]).float().mean(0)
-        mlp = out.captured[mlp_site]
-        normed, _ = readout.frozen_final_norm(model, mlp[None], final)
-        direction, _ = readout.directions(model, pred)
-        dla = (normed[0] * direction).sum(-1)
-        return {"mlp": mlp.float().cpu(), "resid": out.captured[res_site].float().cpu(), "pred": pred.cpu(),
-                "confidence": conf.cpu(), "dla": dla.float().cpu(), "lens_agreement": agree.cpu()}
-
-    return run(model, batch, capture=sites, read="last", keep=keep, batch_size=batch_size, progress=progress,
-               desc="monitor internals").kept
+    sites = monitor_sites(model, layer)
+    capture = list(dict.fromkeys([sites[0], sites[1]] + sites[2]))
+    return run(model, batch, capture=capture, read="last", keep=lambda out, chunk: monitor_features(model, out, sites),
+               batch_size=batch_size, progress=progress, desc="monitor internals").kept
 
 
 def _fit_probe(x: Tensor, y: Tensor, l2: float) -> tuple[Tensor, Tensor]:

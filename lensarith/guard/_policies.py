@@ -31,7 +31,7 @@ from .._errors import LensarithError, check_choice, check_int
 from ..core import Batch, Intervention, Site, as_batch, check_layer, collect, readout, run, tokenize
 from ..core.interventions import HookFn
 from ..tasks import build_prompts
-from ._monitor import Monitor, internals
+from ._monitor import Monitor, internals, monitor_features, monitor_sites
 
 __all__ = ["OPERATIONS", "Policy", "RelationGate", "MonitorGate", "PolicyEdit", "relation_gate", "make_policy",
            "score_policy", "policy_logits", "generate", "Generation"]
@@ -382,25 +382,10 @@ def _generate_core(model, batch: Batch, policy, max_new_tokens: int, monitor) ->
 
 def _monitored_step(model, batch: Batch, ivs, monitor: Monitor) -> dict[str, Tensor]:
     """One forward with the policy's edit that also captures what the monitor reads."""
-    from ._monitor import _late_layers
-
-    layer = monitor.layer
-    late = _late_layers(model.cfg.n_layers, layer)
-    mlp_site, res_site = Site("mlp_out", layer, "last"), Site("resid_post", layer, "last")
-    lens_sites = [Site("resid_post", l, "last") for l in late]
-    sites = list(dict.fromkeys([mlp_site, res_site] + lens_sites))
-    out = run(model, batch, capture=sites, interventions=ivs, read="last")
-    with torch.no_grad():
-        final = out.final
-        probs = readout.logits(model, final).float().softmax(-1)
-        conf, pred = probs.max(-1)
-        agree = torch.stack([readout.logits(model, out.captured[s]).argmax(-1) == pred for s in lens_sites]).float().mean(0)
-        mlp = out.captured[mlp_site]
-        normed, _ = readout.frozen_final_norm(model, mlp[None], final)
-        direction, _ = readout.directions(model, pred)
-        dla = (normed[0] * direction).sum(-1)
-    return {"final": final, "mlp": mlp.float().cpu(), "resid": out.captured[res_site].float().cpu(),
-            "confidence": conf.cpu(), "dla": dla.float().cpu(), "lens_agreement": agree.cpu()}
+    sites = monitor_sites(model, monitor.layer)
+    out = run(model, batch, capture=list(dict.fromkeys([sites[0], sites[1]] + sites[2])), interventions=ivs,
+              read="last")
+    return {"final": out.final, **monitor_features(model, out, sites)}
 
 
 def _generate_model(model, batch: Batch, policy, max_new_tokens: int, monitor) -> Generation:
