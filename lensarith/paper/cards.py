@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,7 +30,7 @@ from ..models import REAL_MODELS, load_model
 from ..tasks import build_prompts
 from .stats import bootstrap_ci
 
-__all__ = ["CARD_TASKS", "measure_model", "card_markdown", "write_card", "held_out_perplexity"]
+__all__ = ["CARD_TASKS", "measure_model", "card_markdown", "write_card", "held_out_perplexity", "checkpoint_parameters"]
 
 #: the paper's tasks and their out-of-domain sets, as the card reports them
 CARD_TASKS = ("capitals", "us_capitals", "region_capitals", "uppercase", "uppercase_words", "past_regular",
@@ -135,7 +136,7 @@ def card_markdown(name: str, table: dict[str, Any]) -> str:
         "",
         f"{arch['architecture']}: {arch['n_layers']} layers, d_model {arch['d_model']}, {arch['n_heads']} heads "
         f"({arch['n_key_value_heads']} key/value heads) of {arch['d_head']}, d_mlp {arch['d_mlp']}, vocabulary "
-        f"{arch['d_vocab']:,}, {arch['n_params']:,} parameters.",
+        f"{arch['d_vocab']:,}, {arch['n_params']:,} parameters in the checkpoint.",
         "",
         "## Tokenization",
         "",
@@ -168,6 +169,19 @@ def card_markdown(name: str, table: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def checkpoint_parameters(folder: Path) -> int:
+    """Parameters stored in a ``save_pretrained`` folder's safetensors (tied weights counted once, as the
+    checkpoint stores them; TransformerLens keeps a separate unembedding, so its count is larger)."""
+    from safetensors import safe_open
+
+    total = 0
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as fh:
+            for key in fh.keys():
+                total += math.prod(fh.get_slice(key).get_shape())
+    return total
+
+
 def write_card(name: str, *, out: str | Path | None = None, batch_size: int = 16) -> Path:
     """Load real model ``name`` (converting it if needed), measure it and write its card folder."""
     import platform
@@ -190,9 +204,10 @@ def write_card(name: str, *, out: str | Path | None = None, batch_size: int = 16
     table["architecture"] = {
         "architecture": cfg.original_architecture, "n_layers": cfg.n_layers, "d_model": cfg.d_model,
         "n_heads": cfg.n_heads, "n_key_value_heads": cfg.n_key_value_heads or cfg.n_heads, "d_head": cfg.d_head,
-        "d_mlp": cfg.d_mlp, "d_vocab": cfg.d_vocab, "n_params": sum(p.numel() for p in model.parameters())}
+        "d_mlp": cfg.d_mlp, "d_vocab": cfg.d_vocab, "n_params": checkpoint_parameters(folder)}
     table["timings"] = {"first_conversion_s": converted, "load_s": round(load_s, 1), "transformer_lens": tl_version(),
-                        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s)"}
+                        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), load average "
+                                   f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"}
     table["measured_on"] = time.strftime("%Y-%m-%d")
     target = Path(out) if out is not None else data_dir() / "real" / name
     existing = target / "table.json"
