@@ -585,7 +585,7 @@ CASES: list[Case] = [
     Case("cli unknown model", cli_call(["lens", "--model", "no-such-model-xyz", "--out", "{tmp}/cli"]), r"no-such-model-xyz"),
     Case("cli out is a file", cli_call(["lens", "--model", "tiny", "--out", "{tmp}/a-file"]), r"exists and is not a directory"),
     Case("cli out not writable", cli_call(["lens", "--model", "tiny", "--out", "/proc/lensarith-out"]), r"--out '/proc/lensarith-out' is not writable"),
-    Case("cli preset typo", cli_call(["organism-train", "--preset", "nope", "--out", "{tmp}/org"]), r"--preset 'nope' is unknown; presets:"),
+    Case("cli preset typo", cli_call(["organism-train", "--preset", "nope", "--out", "{tmp}/org"]), r"argument --preset: invalid choice: 'nope' \(choose from 'full'"),
     Case("cli ablate task without extractive prompts", cli_call(["ablate", "--task", "past"]), r"argument --task: invalid choice: 'past'"),
     Case("cli unknown command", cli_call(["nope-command"]), r"invalid choice: 'nope-command'"),
     Case("cli no command", cli_call([]), r"the following arguments are required: COMMAND"),
