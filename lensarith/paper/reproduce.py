@@ -95,30 +95,30 @@ def reproduce(
 _N_STEPS = 9
 
 
-def _reproduce(model, final: Path, out: Path, config: ReproduceConfig, plan: dict[str, Any], *, model_name: str | None,
+def _reproduce(model, final: Path, stage: Path, config: ReproduceConfig, plan: dict[str, Any], *, model_name: str | None,
                progress: bool | None, log: Callable[[str], None] | None) -> dict[str, Any]:
-    """``reproduce`` writing into ``out`` (the staging folder); paths are recorded under ``final``.
+    """``reproduce`` writing into ``stage`` (the staging folder); paths are recorded under ``final``.
 
     The steps, in the order they compute; each gets the results it reads."""
     clock = _Clock(progress, log or (lambda s: None))
-    to = Outputs(out, final, progress)
+    out = Outputs(stage, final, progress)
     done = clock.done
-    f3 = done(fig3(model, config, to))
-    f2 = done(fig2(model, config, to, f3))
-    lay = done(layers(model, config, to, f3, f2))
-    f5 = done(fig5(model, config, to, lay))
-    w2v = done(word2vec(config, to, lay, f5))
-    f4 = done(fig4(model, config, to, lay, f5))
-    f6 = done(fig6(model, to, f2))
-    f7 = done(fig7(model, config, to))
-    ext = done(extras(model, config, to, f3, lay))
+    f3 = done(fig3(model, config, out))
+    f2 = done(fig2(model, config, out, f3))
+    lay = done(layers(model, config, out, f3, f2))
+    f5 = done(fig5(model, config, out, lay))
+    w2v = done(word2vec(config, out, lay, f5))
+    f4 = done(fig4(model, config, out, lay, f5))
+    f6 = done(fig6(model, out, f2))
+    f7 = done(fig7(model, config, out))
+    ext = done(extras(model, config, out, f3, lay))
     scored = ScoredItems({**f3.scoring, **f5.scoring, **f7.scoring})
 
     summary: dict[str, Any] = {
         "model": model_name or getattr(model.cfg, "model_name", "unknown"), "n_layers": model.cfg.n_layers,
         "d_model": model.cfg.d_model, "config": asdict(config), "tokenization": plan, "paper": PAPER,
         "layers": lay.numbers, "figures": {f.name: f.numbers for f in (f3, f2, f5, w2v, f4, f6, f7, ext)},
-        "files": to.files, "scoring": scored.counts}
+        "files": out.files, "scoring": scored.counts}
     if f5.skipped:
         summary["fig5_skipped"] = f5.skipped
     summary["verdicts"] = verdicts(summary)
@@ -126,8 +126,8 @@ def _reproduce(model, final: Path, out: Path, config: ReproduceConfig, plan: dic
     summary["files"]["summary"] = str(final / "summary.json")
     summary["files"]["report"] = str(final / "report.html")
     # the report: the verdicts and headline numbers, then these sections in this order
-    _write_report(summary, config, (scored, f2, f3, lay, f4, f5, w2v, f6, f7, ext), out / "report.html")
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
+    _write_report(summary, config, (scored, f2, f3, lay, f4, f5, w2v, f6, f7, ext), stage / "report.html")
+    atomic_write_text(stage / "summary.json", json.dumps(summary, indent=1, default=str))
     clock.close()
     return summary
 
