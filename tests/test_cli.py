@@ -72,7 +72,7 @@ def test_missing_organism_is_one_line(tmp_path, monkeypatch, capsys):
 
 
 def test_gpt2_medium_fails_fast_offline(tmp_path, monkeypatch, capsys):
-    from lensarith.models._load import _hub_cached
+    from lensarith.models._hub import _hub_cached
 
     if _hub_cached("gpt2-medium"):
         pytest.skip("gpt2-medium is in the local Hugging Face cache")
