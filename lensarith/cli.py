@@ -585,9 +585,9 @@ def cmd_organism_train(args: argparse.Namespace) -> int:
     if args.n_tokens:
         config = dataclasses.replace(config, n_tokens=args.n_tokens)
     out = args.out or f"out/organism-{args.preset}"
-    _organism("make").make_organism(config, out, run_dir=args.run_dir or f"runs/organism-{args.preset}",
-                                    card=not args.no_card, eval_n=args.eval_n, log=lambda s: print(s, flush=True),
-                                    progress=False if args.quiet else None)
+    _organism("train").make_organism(config, out, run_dir=args.run_dir or f"runs/organism-{args.preset}",
+                                     card=not args.no_card, eval_n=args.eval_n, log=lambda s: print(s, flush=True),
+                                     progress=False if args.quiet else None)
     if not args.no_card:
         print(f"card: {Path(out, 'card.md').resolve()}")
     print(f"model: {Path(out).resolve()}")
