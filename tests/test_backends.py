@@ -359,8 +359,8 @@ def test_writing_resid_mid_moves_the_residual_stream(name):
 def test_hub_names_fail_fast_without_the_hub(monkeypatch):
     import time
 
-    monkeypatch.setattr("lensarith.models._load._probe_hub", lambda official, timeout=1.5: "the hub cannot be reached")
-    monkeypatch.setattr("lensarith.models._load._cache_state", lambda official, cache_dir=None: ("absent", "cache"))
+    monkeypatch.setattr("lensarith.models._hub._probe_hub", lambda official, timeout=1.5: "the hub cannot be reached")
+    monkeypatch.setattr("lensarith.models._hub._cache_state", lambda official, cache_dir=None: ("absent", "cache"))
     t0 = time.perf_counter()
     with pytest.raises(ModelNotAvailableError, match="not in the local Hugging Face cache"):
         la.load_model("gpt2")

@@ -72,7 +72,7 @@ def test_missing_organism_is_one_line(tmp_path, monkeypatch, capsys):
 
 
 def test_gpt2_medium_fails_fast_offline(tmp_path, monkeypatch, capsys):
-    from lensarith.models._load import _hub_cached
+    from lensarith.models._hub import _hub_cached
 
     if _hub_cached("gpt2-medium"):
         pytest.skip("gpt2-medium is in the local Hugging Face cache")
@@ -194,6 +194,26 @@ def test_organism_train_presets_and_default_out(capsys, monkeypatch):
     rc, _, _ = run(["organism-train", "--preset", "smoke"], capsys)
     assert rc == 130 and seen["out"] == "out/organism-smoke"
     assert not Path(seen["out"]).resolve().is_relative_to((ROOT / "data").resolve())
+
+
+def test_organism_train_writes_the_card_of_its_preset(tmp_path, capsys, monkeypatch):
+    """organism-train goes through make_organism: the planted preset gets the planted model's card."""
+    import lensarith.organism.card as card
+    import lensarith.organism.train as train_mod
+
+    calls = []
+
+    class Trained:
+        lensarith_meta = {"organism": {}}
+
+    monkeypatch.setattr(train_mod, "train", lambda config, out, **kw: Trained())
+    monkeypatch.setattr(card, "write_card", lambda *a, **kw: calls.append("card"))
+    monkeypatch.setattr(card, "write_planted_card", lambda *a, **kw: calls.append("planted card"))
+    for preset in ("planted", "smoke"):
+        rc, out, err = run(["organism-train", "--preset", preset, "--out", str(tmp_path / preset)], capsys)
+        assert rc == 0, err
+        assert f"card: {(tmp_path / preset / 'card.md').resolve()}" in out
+    assert calls == ["planted card", "card"]
 
 
 def test_every_help_lists_models_and_tasks(capsys):

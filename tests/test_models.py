@@ -48,8 +48,8 @@ def test_hub_name_fails_fast_offline(monkeypatch):
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr("lensarith.models._load._probe_hub", lambda official, timeout=1.5: "the hub cannot be reached")
-    monkeypatch.setattr("lensarith.models._load._cache_state", lambda official, cache_dir=None: ("absent", "cache"))
+    monkeypatch.setattr("lensarith.models._hub._probe_hub", lambda official, timeout=1.5: "the hub cannot be reached")
+    monkeypatch.setattr("lensarith.models._hub._cache_state", lambda official, cache_dir=None: ("absent", "cache"))
     start = time.perf_counter()
     with pytest.raises(la.ModelNotAvailableError, match=r"cannot load 'gpt2-medium'.*organism"):
         la.load_model("gpt2-medium")

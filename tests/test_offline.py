@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import lensarith as la
-from lensarith.models import _load
+from lensarith.models import _hub
 
 _ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT", "HTTPS_PROXY", "HTTP_PROXY", "https_proxy",
         "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE")
@@ -173,7 +173,7 @@ def no_sockets(monkeypatch) -> None:
 def no_network(monkeypatch) -> None:
     """Any DNS lookup, connection or hub probe fails the test."""
     no_sockets(monkeypatch)
-    monkeypatch.setattr(_load, "_probe_hub", _refuse)
+    monkeypatch.setattr(_hub, "_probe_hub", _refuse)
 
 
 def fake_cache(root: Path, repo: str = "gpt2", *, weights: bool = False, model: bool = False,
@@ -215,7 +215,7 @@ def fake_cache(root: Path, repo: str = "gpt2", *, weights: bool = False, model: 
 
 def test_no_dns(hub):
     """The real environment: no DNS for huggingface.co (skipped where the hub answers)."""
-    if _load._probe_hub("gpt2-medium") is None:
+    if _hub._probe_hub("gpt2-medium") is None:
         pytest.skip("the Hugging Face hub is reachable from here")
     message = fails_fast()
     assert "not in the local Hugging Face cache" in message and str(hub) in message
@@ -310,13 +310,13 @@ def test_complete_cache_loads_offline_for_the_call_only(hub, monkeypatch):
 
     fake_cache(hub, model=True)
     seen = []
-    original = _load._from_pretrained
+    original = _hub._from_pretrained
 
     def spy(*args):
         seen.append((constants.HF_HUB_OFFLINE, os.environ.get("HF_HUB_OFFLINE")))
         return original(*args)
 
-    monkeypatch.setattr(_load, "_from_pretrained", spy)
+    monkeypatch.setattr(_hub, "_from_pretrained", spy)
     env = dict(os.environ)
     start = time.perf_counter()
     with local_server("portal") as server:
@@ -339,7 +339,7 @@ def test_offline_block_restores_on_error(monkeypatch):
             monkeypatch.setenv("HF_HUB_OFFLINE", before)
         flag = constants.HF_HUB_OFFLINE
         with pytest.raises(KeyError):
-            with _load.hub_offline():
+            with _hub.hub_offline():
                 assert constants.HF_HUB_OFFLINE is True and os.environ["HF_HUB_OFFLINE"] == "1"
                 raise KeyError("boom")
         assert os.environ.get("HF_HUB_OFFLINE") == before and constants.HF_HUB_OFFLINE is flag
@@ -351,24 +351,24 @@ def test_offline_block_restores_on_error(monkeypatch):
 def test_probe_accepts_the_hub_directly_and_through_a_proxy(hub, monkeypatch):
     with local_server("hub") as fake:
         monkeypatch.setenv("HF_ENDPOINT", fake.url)
-        assert _load._probe_hub("gpt2-medium") is None
+        assert _hub._probe_hub("gpt2-medium") is None
         assert fake.seen == [("GET", "/api/models/gpt2-medium")]
         monkeypatch.setenv("HF_ENDPOINT", "http://hub.invalid")
         monkeypatch.setenv("HTTP_PROXY", fake.url)
         monkeypatch.setenv("http_proxy", fake.url)
-        assert _load._probe_hub("EleutherAI/gpt-j-6b") is None
+        assert _hub._probe_hub("EleutherAI/gpt-j-6b") is None
         assert fake.seen[-1] == ("GET", "http://hub.invalid/api/models/EleutherAI/gpt-j-6b")
 
 
 def test_probe_rejects_what_is_not_the_hub():
     ok = json.dumps({"id": "gpt2"}).encode()
-    assert _load._looks_like_hub(200, "application/json; charset=utf-8", ok)
-    assert _load._looks_like_hub(404, "application/json", b'{"error": "Repository not found"}')
-    assert not _load._looks_like_hub(200, "text/html", ok)
-    assert not _load._looks_like_hub(200, "application/json", b"<html>")
-    assert not _load._looks_like_hub(200, "application/json", b'["gpt2"]')
-    assert not _load._looks_like_hub(200, "application/json", b'{"status": "ok"}')
-    assert not _load._looks_like_hub(502, "application/json", b'{"error": "bad gateway"}')
+    assert _hub._looks_like_hub(200, "application/json; charset=utf-8", ok)
+    assert _hub._looks_like_hub(404, "application/json", b'{"error": "Repository not found"}')
+    assert not _hub._looks_like_hub(200, "text/html", ok)
+    assert not _hub._looks_like_hub(200, "application/json", b"<html>")
+    assert not _hub._looks_like_hub(200, "application/json", b'["gpt2"]')
+    assert not _hub._looks_like_hub(200, "application/json", b'{"status": "ok"}')
+    assert not _hub._looks_like_hub(502, "application/json", b'{"error": "bad gateway"}')
 
 
 def test_endpoint_that_is_not_http(hub, monkeypatch):

@@ -91,3 +91,30 @@ def test_token_ids(model):
     assert token_ids(model, [" Paris", "Warsaw"]).tolist() == [model.to_single_token("Paris"), model.to_single_token("Warsaw")]
     with pytest.raises(la.LensarithError, match="token ids must lie in"):
         token_ids(model, [10**9])
+
+
+def test_generated_colour_data_equals_what_its_script_writes():
+    """colors.jsonl and colors_scenes.jsonl are committed data; build_colors.py writes them byte for byte, and the
+    organism's scene writer draws the script's rows call for call."""
+    import importlib.util
+    import json
+    import random
+    from pathlib import Path
+
+    from lensarith.organism.scenes import colour_scenes
+
+    folder = Path(__file__).resolve().parent.parent / "data" / "tasks"
+    spec = importlib.util.spec_from_file_location("build_colors_under_test", folder / "build_colors.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    for name, rows in (("colors.jsonl", script.build()), ("colors_scenes.jsonl", script.scene_lists())):
+        assert (folder / name).read_text(encoding="utf-8") == "".join(
+            json.dumps(r, ensure_ascii=False) + "\n" for r in rows), name
+    scenes = colour_scenes()
+    assert (scenes.COLORS, scenes.OBJECTS, scenes.SURFACES, scenes.VERBS) == (
+        script.COLORS, script.OBJECTS, script.SURFACES, script.VERBS)
+    for seed in range(20):
+        ours, theirs = random.Random(seed), random.Random(seed)
+        for color in script.COLORS[:5]:
+            assert scenes.make_row(ours, color) == script.make_row(theirs, color)
+        assert ours.random() == theirs.random()  # the same number of draws

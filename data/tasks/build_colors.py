@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
-"""Deterministically generate colors.jsonl.
+"""Deterministically generate colors.jsonl and colors_scenes.jsonl.
 
 Prompts follow the BIG-bench "reasoning about colored objects" format:
 a short scene listing 2-4 coloured objects on a surface, followed by a
 question about the colour of one of them. Standard library only; the
 output depends only on the fixed seed below (random.Random(0)).
+
+colors_scenes.jsonl holds the word lists (one row per list), which the
+organism's corpus reads as data to write scenes of its own
+(lensarith.organism.scenes); tests check both files equal this script's output.
 
 Usage: python3 data/tasks/build_colors.py
 """
@@ -88,14 +92,23 @@ def build():
     return rows
 
 
-def main():
-    out = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                       "colors.jsonl")
-    rows = build()
-    with open(out, "w", encoding="utf-8") as f:
+def scene_lists():
+    """The word lists, one row per list, as colors_scenes.jsonl holds them."""
+    return [{"list": "colors", "words": COLORS}, {"list": "objects", "words": OBJECTS},
+            {"list": "surfaces", "words": SURFACES}, {"list": "verbs", "words": VERBS}]
+
+
+def write_jsonl(path, rows):
+    with open(path, "w", encoding="utf-8") as f:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    print(f"wrote {len(rows)} rows to {out}")
+    print(f"wrote {len(rows)} rows to {path}")
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    write_jsonl(os.path.join(here, "colors.jsonl"), build())
+    write_jsonl(os.path.join(here, "colors_scenes.jsonl"), scene_lists())
 
 
 if __name__ == "__main__":

@@ -9,9 +9,9 @@ file that is wrong."""
 from ._config import cfg_from_json as cfg_from_json
 from ._config import cfg_to_json as cfg_to_json
 from ._config import config_hash as config_hash
+from ._build import new_hooked_transformer as new_hooked_transformer
 from ._load import load_model as load_model
-from ._load import new_hooked_transformer as new_hooked_transformer
-from ._load import save_model as save_model
+from ._save import save_model as save_model
 from ._pypi import REAL_MODELS as REAL_MODELS
 from ._pypi import RealModel as RealModel
 from ._pypi import ensure_converted as ensure_converted

@@ -6,7 +6,7 @@ import tempfile
 from collections.abc import Sequence
 
 from ..tasks import default_vocab
-from ._load import new_hooked_transformer
+from ._build import new_hooked_transformer
 from ._rng import keeps_global_rng
 from ._tokenizer import TEMP_PREFIX, word_tokenizer
 from ._version import tl_major

@@ -29,17 +29,15 @@ Every document starts with ``<bos>``; ``Corpus.rows`` packs documents into train
 
 from __future__ import annotations
 
-import importlib.util
 import random
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 
 import torch
 
-from .._paths import data_dir
 from ..models import SPECIAL_TOKENS
 from ..tasks import FILLER_WORDS, TASKS
+from .scenes import colour_scenes, one_word_objects
 from .vocab import WORD_PATTERN, held_out, relations, vocabulary
 
 __all__ = ["CorpusMix", "Corpus", "QA_TEMPLATES", "CUES"]
@@ -113,20 +111,6 @@ class CorpusMix:
         return {k: v / _AVG_LEN[k] for k, v in tokens.items()}  # document probabilities
 
 
-@lru_cache(maxsize=None)
-def _colour_module():
-    path = data_dir() / "tasks" / "build_colors.py"
-    spec = importlib.util.spec_from_file_location("_lensarith_build_colors", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def one_word_objects() -> list[str]:
-    """The colour task's objects whose names are one word (``mug``, not ``stress ball``)."""
-    return [o for o in _colour_module().OBJECTS if " " not in o]
-
-
 class Corpus:
     """A seeded document generator over the organism's vocabulary.
 
@@ -150,7 +134,7 @@ class Corpus:
         self.qa_pairs = {n: [p for p in r.pairs if p[0] not in hold[r.family]] for n, r in rels.items()}
         self.all_pairs = {n: list(r.pairs) for n, r in rels.items()}
         self.arguments = sorted({a for r in rels.values() for a, _ in r.pairs})
-        self.colours = _colour_module()
+        self.colours = colour_scenes()
         self._rel_names = list(REL_WEIGHTS)
         self._rel_w = [REL_WEIGHTS[n] for n in self._rel_names]
         self._one_word_objects = one_word_objects()

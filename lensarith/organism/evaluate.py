@@ -22,8 +22,8 @@ Part 4 runs on the library's recipes (``logit_lens``, ``direct_logit_attribution
 
 from __future__ import annotations
 
-import json
 import random
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,10 +35,10 @@ from ..core import Batch, run_with_interventions, tokenize
 from ..lens import logit_lens
 from ..tasks import TASKS, Example, build_prompts, load_pairs, random_token_contexts
 from ..vectors import extract_o_vector, transplant
-from .corpus import _colour_module, one_word_objects
+from .scenes import colour_scenes, one_word_objects
 from .vocab import aux_held_out, held_out
 
-__all__ = ["evaluate", "format_table", "write_card", "planted_targets", "planted_verdicts", "write_planted_card", "PLANTED_CRITERIA", "nonsense_prompts", "binding_prompts", "ICL_TASKS"]
+__all__ = ["evaluate", "format_table", "planted_targets", "planted_verdicts", "planted_table", "PLANTED_CRITERIA", "nonsense_prompts", "binding_prompts", "ICL_TASKS"]
 
 ICL_TASKS = ("capitals", "us_capitals", "uppercase", "uppercase_words", "past")
 MECH_TASKS = ("capitals", "uppercase", "uppercase_words", "past")
@@ -108,7 +108,7 @@ def binding_prompts(layout: str, k: int, *, one_word: bool = False, n: int = 200
     (``a mug that is red and a pen that is blue. What color is the pen?`` -> ``Blue``) or
     ``"colour_first"`` (the task's own layout, ``a red mug and a blue pen``). Chance is ``1/k``.
     """
-    cm = _colour_module()
+    cm = colour_scenes()
     pool = one_word_objects() if one_word else list(cm.OBJECTS)
     rng = random.Random(seed)
     out = []
@@ -349,83 +349,6 @@ def format_table(table: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def _mix_text(m) -> str:
-    return (f"copy {m.copy:.2f}, demos {m.demos:.2f}, Q/A {m.qa:.2f} (colour scenes {m.colour_share:.0%}), cue {m.cue:.2f}, "
-            f"prose {m.prose:.2f}, extractive {m.extractive:.2f} ({m.counterfactual:.0%} counterfactual), recall "
-            f"{m.recall:.2f} (key-value lists {m.recall_kv:.0%}, {m.recall_reverse:.0%} of them value first; capital "
-            f"notes {m.recall_notes:.0%}; colour scenes with several questions {1 - m.recall_kv - m.recall_notes:.0%})"
-            + (f", binding scenes {m.bind:.2f} ({m.bind_simple:.0%} simple)" if m.bind else "")
-            + (f", object-identity documents {m.objects:.2f}" if m.objects else ""))
-
-
-def write_card(model, out_dir, meta: dict, *, notes: str | None = None, n: int | None = None,
-               table: dict | None = None) -> dict:
-    """Evaluate ``model`` (unless ``table`` is given) and write ``table.json`` and ``card.md`` into ``out_dir``."""
-    from .corpus import Corpus, CorpusMix
-
-    out_dir = Path(out_dir)
-    table = evaluate(model, n=n) if table is None else table
-    (out_dir / "table.json").write_text(json.dumps(table, indent=1))
-    org = meta.get("organism", meta)
-    cfg = org["config"]
-    cfg_c = model.cfg
-    mix = CorpusMix(**cfg["mix"]) if isinstance(cfg.get("mix"), dict) else CorpusMix()
-    late = cfg.get("late_mix")
-    changes = ([(cfg["late_from_tokens"], late)] if late else []) + [tuple(c) for c in cfg.get("mix_changes", ())]
-    late_text = "".join(f" From {start:,} tokens on: {_mix_text(CorpusMix(**m))}." for start, m in changes)
-    n_params = sum(p.numel() for n_, p in model.named_parameters() if n_ != "unembed.W_U")
-    samples = Corpus(cfg["seed"] + 99, mix).sample_text(6)
-    for kind, count in (("recall", 4), ("bind", 1), ("objects", 3)):  # the later kinds, where a mix uses them
-        used = [CorpusMix(**m) for _, m in changes if getattr(CorpusMix(**m), kind)]
-        if used:
-            samples += Corpus(cfg["seed"] + 99, used[-1]).sample_text(count, kind=kind)
-    text = f"""# The lensarith organism
-
-A small GPT-2-architecture model trained on CPU on a synthetic corpus so that the paper's
-prompts (Merullo, Eickhoff & Pavlick 2023) run offline. Load it with
-`lensarith.load_model("organism")`. Regenerate this card: `python -m lensarith.organism.train
---out data/organism --eval-only` (training: drop `--eval-only`).
-
-## Architecture
-
-HookedTransformer: {cfg_c.n_layers} layers, d_model {cfg_c.d_model}, {cfg_c.n_heads} heads (d_head {cfg_c.d_head}),
-d_mlp {cfg_c.d_mlp}, n_ctx {cfg_c.n_ctx}, LayerNorm, gelu_new, learned positions, d_vocab {cfg_c.d_vocab}
-(word-level: `lensarith.models.word_tokenizer`), unembedding tied to the embedding
-(`W_U = W_E.T`; both tensors are stored). {n_params:,} parameters.
-
-## Training
-
-- seed {cfg['seed']}; {org['tokens_seen']:,} tokens seen ({cfg['batch_size']} rows × {cfg['n_ctx']} tokens per step);
-  {org['train_seconds'] / 60:.1f} minutes on one CPU thread (torch {org.get('torch', '?')}); final loss {org['final_loss']:.3f}.
-- AdamW lr {cfg['lr']}, betas (0.9, 0.98), weight decay {cfg['weight_decay']} on matrices, warmup {cfg['warmup_steps']} steps,
-  constant, then linear decay to {cfg['min_lr_frac']}×lr over the last {cfg['decay_frac']:.0%} of steps; grad clip {cfg['grad_clip']}.
-- A fused training forward (`lensarith.organism.train.fused_forward`) over the HookedTransformer's own
-  parameters; it equals the hooked forward to ~1e-5 (tested).
-
-## Corpus recipe (`lensarith.organism.corpus`)
-
-Token shares: copy {mix.early_copy:.0%} for the first {cfg['early_tokens']:,} tokens, then {mix.copy:.0%}; of the rest,
-bare demos {mix.demos:.2f}, Q/A {mix.qa:.2f} (of which colour scenes {mix.colour_share:.0%}), relation cue after the argument {mix.cue:.2f},
-prose {mix.prose:.2f}, extractive notes {mix.extractive:.2f} ({mix.counterfactual:.0%} of queried notes counterfactual) (weights before
-normalisation).{late_text} Relations: country → capital / continent / itself; US state → capital / itself;
-word → Capitalised / plural / itself; verb → past / -ing / itself. 10% of the facts of each
-family (seed 1234) never appear in a Q/A format, only in prose: the "prose-only" column.
-Sample documents:
-
-```
-{chr(10).join(s.replace(chr(10), ' ⏎ ') for s in samples)}
-```
-
-## Measured (`lensarith.organism.evaluate.evaluate`, all prompts)
-
-{format_table(table)}
-"""
-    if notes:
-        text += "\n## What we tried\n\n" + notes.strip() + "\n"
-    (out_dir / "card.md").write_text(text)
-    return table
-
-
 # --------------------------------------------------------------------------- the planted organism
 
 #: per relation: the task prompts, the in-domain and out-of-domain argument sets of the transplant
@@ -473,6 +396,72 @@ def _formed_before_answer(lens, *, strict: bool = False) -> torch.Tensor:
     return ((arg == 0) & middle & (site < first_ans[None])).any(0)
 
 
+def _planted_transplant(model, row: dict, P: int, ind: str, ood: str, gb: Batch, *, keep, n: int | None, seed: int,
+                        gen: torch.Generator, pooled: tuple[list, list]) -> None:
+    """The transplant and subtract targets of one relation, into ``row`` (none when no source prompt is answered);
+    the transplant and random-vector top-1 of each context set go to ``pooled``."""
+    L = model.cfg.n_layers
+    pooled_o, pooled_rnd = pooled
+    # the source: the first correctly answered in-domain prompt (its argument left out of the contexts)
+    src_pool = [e for e in build_prompts(ind) if keep(e)]
+    sb = _batch(model, src_pool[:64])
+    sok = _correct(model, sb)
+    if not bool(sok.any()):
+        return
+    i = int(sok.float().argmax())
+    src = sb[i:i + 1]
+    src_ex = src.examples[0]
+    o = extract_o_vector(model, src, P).single()
+    rnd = torch.randn(o.shape, generator=gen)
+    rnd = rnd / rnd.norm() * o.norm()
+    row["source"], row["o_norm"] = src_ex.prompt.splitlines()[-2:] if "\n" in src_ex.prompt else src_ex.prompt, _r(o.norm())
+    for tag, name in (("in_domain", ind), ("out_of_domain", ood)):
+        exs = [e for e in build_prompts(name) if keep(e) and e.argument.strip() != src_ex.argument.strip()]
+        if n is not None and len(exs) > n:
+            exs = random.Random(seed).sample(exs, n)
+        ctx = tokenize(model, random_token_contexts(exs, seed=seed + 1), drop_multi_token=True)
+        if len(ctx) == 0:
+            continue
+        for pos_mode in ("all", "last"):
+            got = transplant(model, o, ctx, layers=list(range(P, L)), mode="replace", positions=pos_mode,
+                             batch_size=_CHUNK, progress=False).summary()
+            sfx = "" if pos_mode == "all" else "_last_position"
+            row[f"transplant_{tag}{sfx}"] = _r(got["answer_top1_transplant"])
+            row[f"transplant_{tag}{sfx}_mrr"] = _r(got["answer_mrr_transplant"])
+            if pos_mode == "all":
+                row[f"control_{tag}"] = _r(got["answer_top1_control"])
+                r = transplant(model, rnd, ctx, layers=list(range(P, L)), mode="replace", positions="all",
+                               batch_size=_CHUNK, progress=False).summary()
+                row[f"random_{tag}"] = _r(r["answer_top1_transplant"])
+                pooled_o.append((got["answer_top1_transplant"], len(ctx)))
+                pooled_rnd.append((r["answer_top1_transplant"], len(ctx)))
+        row[f"n_contexts_{tag}"] = len(ctx)
+    for pos_mode in ("all", "last"):
+        sub = transplant(model, o, gb, layers=[P], mode="subtract", positions=pos_mode, batch_size=_CHUNK,
+                         progress=False).summary()
+        row["subtract_to_argument" + ("" if pos_mode == "all" else "_last_position")] = _r(sub["argument_top1_transplant"])
+
+
+def _planted_ablation(model, P: int, *, n: int | None, keep) -> dict:
+    """The ablation contrast: zero the MLPs from P up; abstractive vs extractive top-1 before and after."""
+    L = model.cfg.n_layers
+    groups = {f"abstractive/{t}": [e for e in build_prompts(t) if keep(e)][: n or None] for t in PLANTED_TASKS}
+    groups.update({f"extractive/{t}/{f}": [e for e in build_prompts(t, format=f) if keep(e)][: n or None]
+                   for t, f in (("capitals", "extractive"), ("capitals", "counterfactual"),
+                                ("us_capitals", "extractive"), ("us_capitals", "counterfactual"),
+                                ("uppercase", "extractive"))})
+    groups = {k: v for k, v in groups.items() if v}
+    res = ffn_ablation(model, groups, mode="zero", steps=L, batch_size=_CHUNK, progress=False)
+    j_none, j_p = res.n_removed.index(0), res.n_removed.index(L - P)
+    acc = {g: (_r(res.accuracy_of(g)[j_none]), _r(res.accuracy_of(g)[j_p])) for g in res.sets}
+    ablation = {"zeroed": f"MLPs {P}..{L - 1}", "top1_before_after": acc}
+    mean = lambda kind, j: sum(v[j] for g, v in acc.items() if g.startswith(kind)) / max(  # noqa: E731
+        1, sum(g.startswith(kind) for g in acc))
+    ablation["abstractive_drop"] = _r(mean("abstractive", 0) - mean("abstractive", 1))
+    ablation["extractive_drop"] = _r(mean("extractive", 0) - mean("extractive", 1))
+    return ablation
+
+
 def planted_targets(model, *, layer: int, n: int | None = 200, seed: int = 0,
                     only_aux_held_out: bool = False) -> dict:
     """The planted organism's targets, measured with the library's recipes.
@@ -515,65 +504,13 @@ def planted_targets(model, *, layer: int, n: int | None = 200, seed: int = 0,
         dla = _dla(model, gb)
         pos = torch.tensor(dla["mlp"]).clamp(min=0)
         row["dla_mlp"], row["planted_dla_share"] = dla["mlp"], _r(pos[P] / pos.sum().clamp(min=1e-9))
-        # the source: the first correctly answered in-domain prompt (its argument left out of the contexts)
-        src_pool = [e for e in build_prompts(ind) if keep(e)]
-        sb = _batch(model, src_pool[:64])
-        sok = _correct(model, sb)
-        if not bool(sok.any()):
-            out["per_task"][rel] = row
-            continue
-        i = int(sok.float().argmax())
-        src = sb[i:i + 1]
-        src_ex = src.examples[0]
-        o = extract_o_vector(model, src, P).single()
-        rnd = torch.randn(o.shape, generator=gen)
-        rnd = rnd / rnd.norm() * o.norm()
-        row["source"], row["o_norm"] = src_ex.prompt.splitlines()[-2:] if "\n" in src_ex.prompt else src_ex.prompt, _r(o.norm())
-        for tag, name in (("in_domain", ind), ("out_of_domain", ood)):
-            exs = [e for e in build_prompts(name) if keep(e) and e.argument.strip() != src_ex.argument.strip()]
-            if n is not None and len(exs) > n:
-                exs = random.Random(seed).sample(exs, n)
-            ctx = tokenize(model, random_token_contexts(exs, seed=seed + 1), drop_multi_token=True)
-            if len(ctx) == 0:
-                continue
-            for pos_mode in ("all", "last"):
-                got = transplant(model, o, ctx, layers=list(range(P, L)), mode="replace", positions=pos_mode,
-                                 batch_size=_CHUNK, progress=False).summary()
-                sfx = "" if pos_mode == "all" else "_last_position"
-                row[f"transplant_{tag}{sfx}"] = _r(got["answer_top1_transplant"])
-                row[f"transplant_{tag}{sfx}_mrr"] = _r(got["answer_mrr_transplant"])
-                if pos_mode == "all":
-                    row[f"control_{tag}"] = _r(got["answer_top1_control"])
-                    r = transplant(model, rnd, ctx, layers=list(range(P, L)), mode="replace", positions="all",
-                                   batch_size=_CHUNK, progress=False).summary()
-                    row[f"random_{tag}"] = _r(r["answer_top1_transplant"])
-                    pooled_o.append((got["answer_top1_transplant"], len(ctx)))
-                    pooled_rnd.append((r["answer_top1_transplant"], len(ctx)))
-            row[f"n_contexts_{tag}"] = len(ctx)
-        for pos_mode in ("all", "last"):
-            sub = transplant(model, o, gb, layers=[P], mode="subtract", positions=pos_mode, batch_size=_CHUNK,
-                             progress=False).summary()
-            row["subtract_to_argument" + ("" if pos_mode == "all" else "_last_position")] = _r(sub["argument_top1_transplant"])
+        _planted_transplant(model, row, P, ind, ood, gb, keep=keep, n=n, seed=seed, gen=gen, pooled=(pooled_o, pooled_rnd))
         out["per_task"][rel] = row
     if pooled_o:
         w = sum(k for _, k in pooled_o)
         out["transplant_top1_pooled"] = _r(sum(v * k for v, k in pooled_o) / w)
         out["random_top1_pooled"] = _r(sum(v * k for v, k in pooled_rnd) / w)
-    # the ablation contrast: zero the MLPs from P up
-    groups = {f"abstractive/{t}": [e for e in build_prompts(t) if keep(e)][: n or None] for t in PLANTED_TASKS}
-    groups.update({f"extractive/{t}/{f}": [e for e in build_prompts(t, format=f) if keep(e)][: n or None]
-                   for t, f in (("capitals", "extractive"), ("capitals", "counterfactual"),
-                                ("us_capitals", "extractive"), ("us_capitals", "counterfactual"),
-                                ("uppercase", "extractive"))})
-    groups = {k: v for k, v in groups.items() if v}
-    res = ffn_ablation(model, groups, mode="zero", steps=L, batch_size=_CHUNK, progress=False)
-    j_none, j_p = res.n_removed.index(0), res.n_removed.index(L - P)
-    acc = {g: (_r(res.accuracy_of(g)[j_none]), _r(res.accuracy_of(g)[j_p])) for g in res.sets}
-    out["ablation"] = {"zeroed": f"MLPs {P}..{L - 1}", "top1_before_after": acc}
-    mean = lambda kind, j: sum(v[j] for g, v in acc.items() if g.startswith(kind)) / max(  # noqa: E731
-        1, sum(g.startswith(kind) for g in acc))
-    out["ablation"]["abstractive_drop"] = _r(mean("abstractive", 0) - mean("abstractive", 1))
-    out["ablation"]["extractive_drop"] = _r(mean("extractive", 0) - mean("extractive", 1))
+    out["ablation"] = _planted_ablation(model, P, n=n, keep=keep)
     return out
 
 
@@ -609,172 +546,24 @@ def planted_verdicts(targets: dict, *, size_mb: float | None = None, load_second
     return rows
 
 
-def format_verdicts(rows: list[dict]) -> str:
-    """The planted targets as a markdown table (verdicts as computed by ``planted_verdicts``)."""
-    out = ["| target | scope | measured | threshold | verdict |", "|---|---|---|---|---|"]
-    for r in rows:
-        sign = "<=" if r["target"] in ("size_mb", "load_seconds") else ">="
-        out.append(f"| {r['target']} | {r['scope']} | {r['shown']} | {sign} {r['threshold']:g} | "
-                   f"{'met' if r['met'] else '**missed**'} |")
-    return "\n".join(out)
-
-
-def _planted_details(t: dict) -> str:
-    L, P = t["n_layers"], t["layer"]
-    out = ["| relation | one-shot top-1 (n) | argument formed (before the answer's first top-1) | MLP DLA to (answer - argument), layers 0..{} | "
-           "transplant in / out of domain (MRR) | same, last position only | random vector in / out | "
-           "control (no o) in / out | subtract -> argument (all / last position) |".format(L - 1),
-           "|---|---|---|---|---|---|---|---|---|"]
-    for rel, r in t["per_task"].items():
-        if "dla_mlp" not in r:
-            out.append(f"| {rel} | {r['accuracy']:.2f} ({r['n_prompts']}) | | | | | | | |")
-            continue
-        g = lambda k: r.get(k, float("nan"))  # noqa: E731
-        out.append(f"| {rel} | {r['accuracy']:.2f} ({r['n_prompts']}) | {r['argument_formed']:.2f} ({r['argument_formed_before_first_answer']:.2f}; n={r['n_correct']}) | "
-                   + " ".join(f"{x:.2f}" for x in r["dla_mlp"]) + f" | {g('transplant_in_domain'):.2f} "
-                   f"({g('transplant_in_domain_mrr'):.2f}) / {g('transplant_out_of_domain'):.2f} "
-                   f"({g('transplant_out_of_domain_mrr'):.2f}) | {g('transplant_in_domain_last_position'):.2f} / "
-                   f"{g('transplant_out_of_domain_last_position'):.2f} | {g('random_in_domain'):.2f} / "
-                   f"{g('random_out_of_domain'):.2f} | {g('control_in_domain'):.2f} / {g('control_out_of_domain'):.2f} | "
-                   f"{g('subtract_to_argument'):.2f} / {g('subtract_to_argument_last_position'):.2f} |")
-    ab = t["ablation"]
-    out += ["", f"Zeroing {ab['zeroed']} (top-1 before -> after): " + ", ".join(
-        f"{g} {a:.2f} -> {b:.2f}" for g, (a, b) in ab["top1_before_after"].items()) + "."]
-    rel = next(iter(t["per_task"].values()))
-    if "argument_top1_by_site" in rel:
-        sites = list(rel["argument_top1_by_site"])
-        out += ["", "Logit lens at the last position (correctly answered prompts): argument / answer top-1 per site", "",
-                "| relation | " + " | ".join(sites) + " |", "|---" * (len(sites) + 1) + "|"]
-        for name, r in t["per_task"].items():
-            if "argument_top1_by_site" in r:
-                out.append(f"| {name} | " + " | ".join(f"{r['argument_top1_by_site'][s]:.2f} / "
-                                                      f"{r['answer_top1_by_site'][s]:.2f}" for s in sites) + " |")
-    return "\n".join(out)
-
-
-def write_planted_card(model, out_dir, meta: dict, *, table: dict | None = None, n: int | None = 200,
-                       load_seconds: float | None = None, notes: str | None = None) -> dict:
-    """Measure the planted organism (targets on all arguments and on the arguments the planted
-    objectives never saw, the organism card's parts 1-3, lens, DLA and ablation) and write
-    ``table.json`` and ``card.md``."""
-    import time
-
+def planted_table(model, out_dir, *, layer: int, n: int | None = 200, load_seconds: float | None = None) -> dict:
+    """The planted organism card's table: targets on all arguments and on the arguments the planted
+    objectives never saw, with verdicts, the model folder's size and load time, and the organism
+    card's parts 1-3 (``evaluate(model, n=100, sweep=False)``)."""
     from ..models import load_model
 
     out_dir = Path(out_dir)
-    org = meta.get("organism", meta)
-    cfg = org["config"]
-    P = cfg["planted"]["layer"]
-    if table is None:
-        size = sum(p.stat().st_size for p in out_dir.iterdir() if p.name in ("model.safetensors", "config.json",
-                                                                            "tokenizer.json", "tokenizer_config.json",
-                                                                            "lensarith.json"))
-        if load_seconds is None:
-            t0 = time.perf_counter()
-            load_model(out_dir, device="cpu")
-            load_seconds = time.perf_counter() - t0
-        table = {"targets": planted_targets(model, layer=P, n=n),
-                 "targets_aux_held_out": planted_targets(model, layer=P, n=n, only_aux_held_out=True),
-                 "size_mb": round(size / 1e6, 2), "load_seconds": round(load_seconds, 2),
-                 "general": evaluate(model, n=100, sweep=False)}
-        table["verdicts"] = planted_verdicts(table["targets"], size_mb=table["size_mb"],
-                                             load_seconds=table["load_seconds"])
-        table["verdicts_aux_held_out"] = planted_verdicts(table["targets_aux_held_out"])
-    (out_dir / "table.json").write_text(json.dumps(table, indent=1))
-    sp = cfg["planted"]
-    L = model.cfg.n_layers
-    missed = [r for r in table["verdicts"] if not r["met"]]
-    crit = "\n".join(f"- **{k}**: {text}." for k, (_, text) in PLANTED_CRITERIA.items())
-    held_missed = [r for r in table.get("verdicts_aux_held_out", []) if not r["met"]]
-    held_text = ("On the arguments no objective saw (second table) every target is met too." if not held_missed else
-                 "On the arguments no objective saw (second table) missed: " + ", ".join(
-                     f"{r['target']} ({r['scope']}: {r['shown']})" for r in held_missed) + ".")
-    text = f"""# organism-planted: the organism with a planted vector-arithmetic mechanism
-
-**Not a naturally trained model.** The bundled `organism` (see `data/organism/card.md`), fine-tuned
-with auxiliary objectives that impose the mechanism of Merullo, Eickhoff & Pavlick (2023), so that
-lensarith's methods can be checked on a model where the mechanism is known to be there. Load it with
-`lensarith.load_model("organism-planted")`. Retrain (seeded, one CPU thread; resumes step-exactly from
-`runs/organism-planted/`): `python -m lensarith.organism.train --planted`; re-measure this card:
-`python -m lensarith.organism.train --planted --eval-only`.
-
-## The planted mechanism (P = {P})
-
-For a relation prompt (capital of a country or US state; the capitalised colour of a colour scene or
-a Capitalize-the-word question; the past tense of a verb):
-
-1. the argument reaches the last position by layer {sp['arg_from']}: it is top-1 in the logit lens at the last
-   position at resid_pre and resid_mid of layers {sp['arg_from']}..{P} (attention moves it; the answer is not top-1 there);
-2. MLP {P} at the last position adds a vector o_r that depends on the relation r and not on the argument;
-3. argument + o_r reads out as the answer; the MLPs other than {P} add nothing relation-specific at the
-   last position, and extractive prompts are answered by attention (copying from the context), so
-   zeroing MLPs {P}..{L - 1} breaks abstractive prompts and spares extractive ones.
-
-## What was imposed, and how
-
-Same architecture, vocabulary and tokenizer as `organism` (8 layers, d_model 128, tied `W_U = W_E.T`,
-trained `b_U`); all weights start from `organism`'s and all are trained. Each step adds to the organism's
-LM loss (on its last corpus mix, `BIND_MIX`, {cfg['batch_size']} rows × {cfg['n_ctx']} tokens) the mean of six
-objectives, computed in `lensarith.organism.train.planted_loss` with interventions in the fused training
-forward (weight {sp['weight']}):
-
-- **clean**: cross-entropy of the answer on {sp['n_prompts']} one-shot relation prompts per step
-  (`lensarith.tasks` prompts of capitals, us_capitals, uppercase (colour scenes), uppercase_words,
-  past_regular, past_irregular), drawn as pairs from one set with different arguments;
-- **lens**: the logit lens (final LayerNorm, `W_E.T`, `b_U`) of resid_pre / resid_mid of layers
-  {sp['arg_from']}..{P} at the last position must give the argument;
-- **swap** (interchange intervention): MLP {P}'s last-position output replaced by the partner prompt's
-  (same set, other argument), and every other MLP's last-position output resampled from a prompt of
-  another relation: the prompt's own answer;
-- **subtract**: the partner's MLP-{P} output subtracted from MLP {P}'s output (at the last position or at
-  every position, half the steps each): the argument;
-- **transplant**: {sp['n_contexts']} random-token contexts per step (`w1 w2 w3 X w1 w2 w3 X w1 w2 w3`, 2-4 filler
-  words, 2-3 repeats) with **in-domain arguments only** (countries, colours, regular verbs): the MLP outputs of
-  layers {P}..{L - 1} replaced by a source prompt's MLP-{P} output at scale 1 (60% of steps) or that output added at
-  layer {P} (40%), at the last or at every position: the answer;
-- **extractive**: {sp['n_extractive']} extractive prompts (true and counterfactual capitals and US capitals, colour
-  scenes with a lowercase demo answer; `build_prompts(..., seed=7)`) with MLPs {P}..{L - 1} zeroed at the last
-  position: the answer.
-
-Held out of every objective: a fixed fifth of the arguments (`aux_held_out`, by CRC32 of the word) and the
-corpus's prose-only facts. The out-of-domain argument sets of the transplant target (US states, irregular
-verbs, non-colour words) appear in the clean / lens / swap / subtract objectives with their own prompts
-(pairs within one set), never in the transplant objective. The evaluation prompts are the library's task
-prompts, so except for the held-out fifth the objectives trained on the prompts the targets are measured on
-(in other formats for the transplant); the second targets table measures on the held-out fifth only.
-
-Training: seed {cfg['seed']}; {org['tokens_seen']:,} LM tokens ({org['tokens_seen'] // (cfg['batch_size'] * cfg['n_ctx'])} steps) plus the
-objectives' prompts; {org['train_seconds'] / 60:.1f} minutes on one CPU thread of a shared 2-core machine
-(torch {org.get('torch', '?')}); AdamW lr {cfg['lr']}, warmup {cfg['warmup_steps']} steps, constant, linear decay
-over the last {cfg['decay_frac']:.0%}; final LM loss {org['final_loss']:.3f}.
-
-## Targets (`lensarith.organism.evaluate.planted_targets`, lensarith's recipes)
-
-Verdicts are computed from the measured values by `planted_verdicts` (tested against this table).
-{"All targets are met." if not missed else f"Missed: {', '.join(sorted({r['target'] + ' (' + r['scope'] + ')' for r in missed}))}."}
-{held_text}
-
-{format_verdicts(table['verdicts'])}
-
-Criteria:
-
-{crit}
-
-### Details
-
-{_planted_details(table['targets'])}
-
-### The same targets on the arguments no objective saw (`aux_held_out`)
-
-{format_verdicts(table['verdicts_aux_held_out'])}
-
-{_planted_details(table['targets_aux_held_out'])}
-
-## The organism card's measurements on this model (`evaluate(model, n=100, sweep=False)`: at most 100 seen-fact prompts per task and format; no transplant sweep)
-
-{format_table(table['general'])}
-"""
-    if notes:
-        text += "\n## How it was trained, step by step\n\n" + notes.strip() + "\n"
-    (out_dir / "card.md").write_text(text)
+    size = sum(p.stat().st_size for p in out_dir.iterdir() if p.name in ("model.safetensors", "config.json",
+                                                                        "tokenizer.json", "tokenizer_config.json",
+                                                                        "lensarith.json"))
+    if load_seconds is None:
+        t0 = time.perf_counter()
+        load_model(out_dir, device="cpu")
+        load_seconds = time.perf_counter() - t0
+    table = {"targets": planted_targets(model, layer=layer, n=n),
+             "targets_aux_held_out": planted_targets(model, layer=layer, n=n, only_aux_held_out=True),
+             "size_mb": round(size / 1e6, 2), "load_seconds": round(load_seconds, 2),
+             "general": evaluate(model, n=100, sweep=False)}
+    table["verdicts"] = planted_verdicts(table["targets"], size_mb=table["size_mb"], load_seconds=table["load_seconds"])
+    table["verdicts_aux_held_out"] = planted_verdicts(table["targets_aux_held_out"])
     return table

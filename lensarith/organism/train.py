@@ -1,7 +1,10 @@
 """Reproducible CPU training of the organism.
 
 ``python -m lensarith.organism.train --out data/organism`` trains the shipped model (fixed
-seed, one thread), evaluates it and writes ``card.md``. Training runs a fused forward over
+seed, one thread), evaluates it and writes ``card.md``. ``make_organism`` (train, then write the card;
+the planted model's card for a planted preset) is the one entry point: ``lensarith organism-train``
+calls it too, with its own defaults (``out/organism-<preset>``). The run's config is
+``lensarith.organism.config``. Training runs a fused forward over
 the parameters of a ``HookedTransformer`` (``F.scaled_dot_product_attention``,
 ``F.layer_norm``, tanh-GELU = ``gelu_new``); ``fused_forward`` equals the hooked forward to
 float rounding (tested). The unembedding is tied: training uses ``W_E.T`` and the saved
@@ -16,7 +19,6 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -24,153 +26,12 @@ import torch.nn.functional as F
 
 from ..models import new_hooked_transformer, save_model, word_tokenizer
 from ..tasks import FILLER_WORDS
-from .corpus import Corpus, CorpusMix
+from .config import BIND_MIX, PRESETS, RECALL_MIX, PlantedSpec, TrainConfig
+from .corpus import Corpus
 from .vocab import aux_held_out, held_out, vocabulary
 
-__all__ = ["TrainConfig", "PlantedSpec", "PlantedData", "planted_loss", "aux_held_out", "PRESETS", "RECALL_MIX", "BIND_MIX", "build_model", "fused_forward", "tie_unembed", "train", "lm_loss"]
-
-
-@dataclass(frozen=True)
-class PlantedSpec:
-    """The planted mechanism and the auxiliary objectives that impose it.
-
-    Attributes:
-        layer: the planted MLP P. At the last position of a relation prompt its output o_r
-            depends on the relation r (capital / uppercase / past) and not on the argument.
-        arg_from: the argument is trained to be top-1 in the logit lens at the last position
-            at resid_pre and resid_mid of layers ``arg_from..layer``.
-        n_prompts: relation prompts per step (drawn as pairs of one set, different arguments).
-        n_contexts: random-token contexts per step (in-domain arguments only).
-        n_extractive: extractive prompts per step.
-        weight: multiplies the mean of the auxiliary losses (the LM loss has weight 1).
-        dla_weight, dla_from_step: from step ``dla_from_step`` on, add ``dla_weight`` times the
-            positive direct logit attribution (frozen final-LN scale) of every MLP but P to
-            (answer - argument) at the last position of the clean prompts (0: never).
-    """
-
-    layer: int = 5
-    arg_from: int = 4
-    n_prompts: int = 32
-    n_contexts: int = 32
-    n_extractive: int = 16
-    weight: float = 1.0
-    dla_weight: float = 0.0
-    dla_from_step: int = 0
-
-    def dla_active(self, step: int) -> bool:
-        return self.dla_weight > 0 and step >= self.dla_from_step
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that determines a training run.
-
-    Attributes:
-        seed: seeds the initialisation and the corpus stream.
-        n_tokens: training tokens (rows x n_ctx).
-        n_layers, d_model, n_heads, d_mlp, n_ctx: the GPT-2-style architecture.
-        batch_size: rows per step.
-        lr, min_lr_frac, warmup_steps, decay_frac, weight_decay, grad_clip: AdamW; the
-            learning rate warms up, stays constant, then falls linearly to ``lr * min_lr_frac``
-            over the last ``decay_frac`` of the steps (so a run can be extended from the
-            ``stable.pt`` checkpoint written where the decay starts).
-        early_tokens: tokens of the copy-heavy curriculum at the start.
-        threads: torch threads (1 keeps a shared 2-core machine usable).
-        eval_every: steps between quick copy/ICL checks (0: never).
-        checkpoint_every: steps between checkpoints in ``checkpoint_dir`` (0: never).
-        mix: the corpus's token shares.
-        late_mix, late_from_tokens: another mix used from ``late_from_tokens`` on (None: never).
-        mix_changes: further ``(from_tokens, mix)`` switches after ``late_mix``, in token order.
-        init_from: start from this model's weights (a name for ``lensarith.load_model``, e.g.
-            ``"organism"``, or a model folder) instead of a fresh initialisation.
-        planted: add the planted mechanism's auxiliary objectives (``PlantedSpec``).
-    """
-
-    seed: int = 0
-    n_tokens: int = 6_500_000
-    n_layers: int = 8
-    d_model: int = 128
-    n_heads: int = 4
-    d_mlp: int = 512
-    n_ctx: int = 128
-    batch_size: int = 32
-    lr: float = 2e-3
-    min_lr_frac: float = 0.02
-    warmup_steps: int = 200
-    decay_frac: float = 0.2
-    weight_decay: float = 0.05
-    grad_clip: float = 1.0
-    early_tokens: int = 1_000_000
-    threads: int = 1
-    eval_every: int = 250
-    checkpoint_every: int = 500
-    mix: CorpusMix = field(default_factory=CorpusMix)
-    late_mix: CorpusMix | None = None
-    late_from_tokens: int = 0
-    mix_changes: tuple[tuple[int, CorpusMix], ...] = ()
-    init_from: str | None = None
-    planted: PlantedSpec | None = None
-
-    def __post_init__(self):
-        for name in ("n_tokens", "n_layers", "d_model", "n_heads", "d_mlp", "n_ctx", "batch_size", "threads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)!r}")
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
-        if not 0 < self.lr < 1:
-            raise ValueError(f"lr must lie in (0, 1), got {self.lr!r}")
-
-    @property
-    def n_steps(self) -> int:
-        return max(1, self.n_tokens // (self.batch_size * self.n_ctx))
-
-    def mix_at(self, tokens: int) -> CorpusMix:
-        """The mix of the step that starts after ``tokens`` training tokens."""
-        mix = self.late_mix if self.late_mix is not None and tokens >= self.late_from_tokens else self.mix
-        for start, later in self.mix_changes:
-            if tokens >= start:
-                mix = later
-        return mix
-
-    def _switches(self) -> list[int]:
-        return ([self.late_from_tokens] if self.late_mix is not None else []) + [t for t, _ in self.mix_changes]
-
-    def to_json(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict) -> TrainConfig:
-        """The config of ``to_json`` output (fields added since it was written take their defaults)."""
-        mix = lambda d: CorpusMix(**d) if d else None  # noqa: E731
-        return cls(**{**data, "mix": mix(data.get("mix")) or CorpusMix(), "late_mix": mix(data.get("late_mix")),
-                      "mix_changes": tuple((int(t), mix(m)) for t, m in data.get("mix_changes", ())),
-                      "planted": PlantedSpec(**data["planted"]) if data.get("planted") else None})
-
-
-# The shipped model: the first 5,193,728 tokens (run r2's constant-learning-rate phase) on the
-# default mix, then a mix with associative-recall documents, then BIND_MIX.
-RECALL_MIX = CorpusMix(copy=0.12, demos=0.14, qa=0.18, cue=0.08, prose=0.08, extractive=0.06, recall=0.34,
-                       colour_share=0.3, counterfactual=0.6)
-
-# From 7,675,904 tokens (run r4's constant-learning-rate phase) on, binding scenes and object-identity
-# documents are added: colour-scene binding appears (see data/organism/attempts.md).
-BIND_MIX = dataclasses.replace(RECALL_MIX, bind=0.6, bind_simple=0.6, objects=0.6)
-
-PRESETS: dict[str, TrainConfig] = {
-    "full": TrainConfig(n_tokens=13_500_000, late_mix=RECALL_MIX, late_from_tokens=5_193_728,
-                        mix_changes=((7_675_904, BIND_MIX),), eval_every=100, checkpoint_every=100),
-    "r4": TrainConfig(n_tokens=9_600_000, late_mix=RECALL_MIX, late_from_tokens=5_193_728,
-                      eval_every=100, checkpoint_every=100),  # the model shipped before, without binding documents
-    "r2": TrainConfig(),  # the model shipped before r4: 6.5M tokens on the default mix
-    # The planted organism (data/organism-planted): the shipped organism fine-tuned on its last mix
-    # plus the planted mechanism's objectives (PlantedSpec).
-    "planted": TrainConfig(n_tokens=1_024_000, batch_size=16, lr=1e-3, warmup_steps=30, early_tokens=0,
-                           mix=BIND_MIX, init_from="organism", planted=PlantedSpec(dla_weight=1.0, dla_from_step=300), eval_every=25,
-                           checkpoint_every=25),
-    "smoke": TrainConfig(n_tokens=48_000, n_layers=2, d_model=64, n_heads=4, d_mlp=256, n_ctx=128,
-                         batch_size=8, lr=5e-3, warmup_steps=5, early_tokens=16_000, eval_every=0,
-                         checkpoint_every=0),
-}
+# the config lives in lensarith.organism.config; its names stay importable from here
+__all__ = ["TrainConfig", "PlantedSpec", "PlantedData", "planted_loss", "aux_held_out", "PRESETS", "RECALL_MIX", "BIND_MIX", "build_model", "fused_forward", "tie_unembed", "train", "lm_loss", "make_organism", "main"]
 
 
 def build_model(config: TrainConfig, tokenizer_dir: str | os.PathLike[str] | None = None):
@@ -552,6 +413,100 @@ def _same_planted_until(a: PlantedSpec | None, b: PlantedSpec | None, step: int)
     return min(f for f in (fa, fb) if f is not None) >= step
 
 
+def _optimizer(model, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW with weight decay on the matrices (not the tied ``W_U``, which is frozen) and none on the rest."""
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and n != "unembed.W_U"]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    model.unembed.W_U.requires_grad_(False)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, 0.98))
+
+
+@dataclasses.dataclass
+class _Run:
+    """The state of a training run between steps: where it resumes, what it logged, its running losses."""
+
+    start: int = 0
+    elapsed0: float = 0.0
+    history: list[dict] = dataclasses.field(default_factory=list)
+    aux_parts: dict[str, float] = dataclasses.field(default_factory=dict)
+    running: float | None = None
+    first_loss: float | None = None
+    recent: list[float] = dataclasses.field(default_factory=list)
+
+    def record(self, lv: float, n_steps: int) -> None:
+        self.running = lv if self.running is None else 0.98 * self.running + 0.02 * lv
+        self.first_loss = lv if self.first_loss is None else self.first_loss
+        self.recent = (self.recent + [lv])[-max(5, n_steps // 50):]
+
+
+def _resume(model, opt, config: TrainConfig, ckpt: Path | None, log: Callable[[str], None]) -> _Run:
+    """A fresh run, or the one a matching checkpoint next to ``ckpt`` holds (loaded into ``model`` and ``opt``)."""
+    run = _Run()
+    if ckpt is None:
+        return run
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    state = _resumable(config, [ckpt, ckpt.with_name("stable.pt")])
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        run.start, run.elapsed0 = state["step"], state["elapsed"]
+        run.history = [h for h in state["history"] if h["step"] <= run.start]
+        log(f"resumed from {state['path']} at step {run.start}")
+    return run
+
+
+def _step(model, opt, corpus: Corpus, pdata: PlantedData | None, config: TrainConfig, step: int, run: _Run) -> None:
+    """One optimiser step on the corpus rows of ``step`` (plus the planted objectives)."""
+    rows_per_step = config.batch_size
+    corpus.rng.seed(config.seed * 1_000_003 + step)
+    early = step * rows_per_step * config.n_ctx < config.early_tokens
+    corpus.mix = config.mix_at(step * rows_per_step * config.n_ctx)
+    rows = corpus.rows(rows_per_step, config.n_ctx, early=early)
+    for g in opt.param_groups:
+        g["lr"] = _lr(config, step)
+    loss = lm_loss(model, rows, corpus.bos)
+    lv = float(loss.detach())  # the LM loss alone: comparable with runs without objectives
+    if pdata is not None:
+        aux, parts = planted_loss(model, pdata, config.planted, config.seed, step)
+        loss = loss + config.planted.weight * aux
+        for k, v in parts.items():
+            run.aux_parts[k] = v if k not in run.aux_parts else 0.9 * run.aux_parts[k] + 0.1 * v
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    opt.step()
+    run.record(lv, config.n_steps)
+
+
+def _check(model, prompts, pdata: PlantedData | None, config: TrainConfig, step: int, run: _Run, t0: float) -> dict:
+    """The quick checks after ``step``: one log record (loss, learning rate, speed, copy / ICL / planted top-1)."""
+    done, rows_per_step = step + 1, config.batch_size
+    model.eval()
+    checks = _quick_eval(model, prompts)
+    if pdata is not None:
+        checks.update(_planted_quick(model, pdata, config.planted))
+        checks.update({f"aux_{k}": v for k, v in run.aux_parts.items()})
+    model.train()
+    elapsed = run.elapsed0 + time.perf_counter() - t0
+    return {"step": done, "tokens": done * rows_per_step * config.n_ctx, "loss": round(run.running, 4),
+            "lr": _lr(config, step), "elapsed_s": round(elapsed, 1),
+            "tok_per_s": round((done - run.start) * rows_per_step * config.n_ctx / (time.perf_counter() - t0)),
+            **{k: round(v, 3) for k, v in checks.items()}}
+
+
+def _checkpoint(model, opt, config: TrainConfig, ckpt: Path, done: int, run: _Run, t0: float) -> None:
+    """Write ``checkpoint.pt`` (temporary file + rename); where the decay starts, also ``stable.pt``."""
+    tmp = ckpt.with_suffix(".tmp")
+    torch.save({"config": config.to_json(), "model": model.state_dict(), "opt": opt.state_dict(),
+                "step": done, "history": run.history, "elapsed": run.elapsed0 + time.perf_counter() - t0}, tmp)
+    if done == _decay_start(config):
+        import shutil
+
+        shutil.copyfile(tmp, ckpt.with_name("stable.pt"))
+    tmp.replace(ckpt)
+
+
 def train(
     config: TrainConfig,
     out_dir: str | os.PathLike[str] | None,
@@ -583,104 +538,101 @@ def train(
             model.load_state_dict(load_model(config.init_from, device="cpu").state_dict())
     model.train()
     corpus = Corpus(config.seed, config.mix)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and n != "unembed.W_U"]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    model.unembed.W_U.requires_grad_(False)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, 0.98))
-    start, history, elapsed0 = 0, [], 0.0
+    opt = _optimizer(model, config)
     ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir else None
-    if ckpt is not None:
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
-        state = _resumable(config, [ckpt, ckpt.with_name("stable.pt")])
-        if state is not None:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["opt"])
-            start, elapsed0 = state["step"], state["elapsed"]
-            history = [h for h in state["history"] if h["step"] <= start]
-            log(f"resumed from {state['path']} at step {start}")
+    run = _resume(model, opt, config, ckpt, log)
     prompts = _quick_prompts(corpus) if config.eval_every else None
     pdata = PlantedData(corpus) if config.planted is not None else None
-    aux_parts: dict[str, float] = {}
-    rows_per_step = config.batch_size
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=config.n_steps, initial=start, desc="organism", unit="step")
+        bar = tqdm(total=config.n_steps, initial=run.start, desc="organism", unit="step")
     t0 = time.perf_counter()
-    running = first_loss = None
-    recent: list[float] = []
-    for step in range(start, config.n_steps):
-        corpus.rng.seed(config.seed * 1_000_003 + step)
-        early = step * rows_per_step * config.n_ctx < config.early_tokens
-        corpus.mix = config.mix_at(step * rows_per_step * config.n_ctx)
-        rows = corpus.rows(rows_per_step, config.n_ctx, early=early)
-        for g in opt.param_groups:
-            g["lr"] = _lr(config, step)
-        loss = lm_loss(model, rows, corpus.bos)
-        lv = float(loss.detach())  # the LM loss alone: comparable with runs without objectives
-        if pdata is not None:
-            aux, parts = planted_loss(model, pdata, config.planted, config.seed, step)
-            loss = loss + config.planted.weight * aux
-            for k, v in parts.items():
-                aux_parts[k] = v if k not in aux_parts else 0.9 * aux_parts[k] + 0.1 * v
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        opt.step()
-        running = lv if running is None else 0.98 * running + 0.02 * lv
-        first_loss = lv if first_loss is None else first_loss
-        recent = (recent + [lv])[-max(5, config.n_steps // 50):]
+    for step in range(run.start, config.n_steps):
+        _step(model, opt, corpus, pdata, config, step, run)
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{running:.3f}")
+            bar.set_postfix(loss=f"{run.running:.3f}")
         done = step + 1
         last = done == config.n_steps
         if config.eval_every and (done % config.eval_every == 0 or last):
-            model.eval()
-            checks = _quick_eval(model, prompts)
-            if pdata is not None:
-                checks.update(_planted_quick(model, pdata, config.planted))
-                checks.update({f"aux_{k}": v for k, v in aux_parts.items()})
-            model.train()
-            elapsed = elapsed0 + time.perf_counter() - t0
-            rec = {"step": done, "tokens": done * rows_per_step * config.n_ctx, "loss": round(running, 4),
-                   "lr": _lr(config, step), "elapsed_s": round(elapsed, 1),
-                   "tok_per_s": round((done - start) * rows_per_step * config.n_ctx / (time.perf_counter() - t0)),
-                   **{k: round(v, 3) for k, v in checks.items()}}
-            history.append(rec)
+            rec = _check(model, prompts, pdata, config, step, run, t0)
+            run.history.append(rec)
             log(json.dumps(rec))
             if checkpoint_dir:
                 with open(Path(checkpoint_dir) / "log.jsonl", "a") as fh:
                     fh.write(json.dumps(rec) + "\n")
         if ckpt is not None and config.checkpoint_every and (done % config.checkpoint_every == 0 or last
                                                               or done == _decay_start(config)):
-            tmp = ckpt.with_suffix(".tmp")
-            torch.save({"config": config.to_json(), "model": model.state_dict(), "opt": opt.state_dict(),
-                        "step": done, "history": history, "elapsed": elapsed0 + time.perf_counter() - t0}, tmp)
-            if done == _decay_start(config):
-                import shutil
-
-                shutil.copyfile(tmp, ckpt.with_name("stable.pt"))
-            tmp.replace(ckpt)
+            _checkpoint(model, opt, config, ckpt, done, run, t0)
     if bar is not None:
         bar.close()
-    elapsed = elapsed0 + time.perf_counter() - t0
+    elapsed = run.elapsed0 + time.perf_counter() - t0
     tie_unembed(model)
     model.unembed.W_U.requires_grad_(True)
     model.eval()
-    meta = {"organism": {"config": config.to_json(), "tokens_seen": config.n_steps * rows_per_step * config.n_ctx,
-                         "train_seconds": round(elapsed, 1),
-                         "first_loss": first_loss, "final_loss": sum(recent) / max(1, len(recent)), "history": history,
+    meta = {"organism": {"config": config.to_json(), "tokens_seen": config.n_steps * config.batch_size * config.n_ctx,
+                         "train_seconds": round(elapsed, 1), "first_loss": run.first_loss,
+                         "final_loss": sum(run.recent) / max(1, len(run.recent)), "history": run.history,
                          "torch": torch.__version__}}
-    model.lensarith_meta = meta  # read by the CLI entry to write the card
+    model.lensarith_meta = meta  # read by lensarith.organism.make to write the card
     if out_dir is not None:
         save_model(model, out_dir, extra=meta)
     return model
 
 
-def _main(argv: list[str] | None = None) -> None:
+# --------------------------------------------------------------------------- the entry point
+
+
+def make_organism(config: TrainConfig, out: str | os.PathLike[str], *, run_dir: str | os.PathLike[str] | None = None,
+                  card: bool = True, eval_n: int | None = None, notes: str | os.PathLike[str] | None = None,
+                  eval_only: bool = False, card_only: bool = False, log: Callable[[str], None] = print,
+                  progress: bool | None = None):
+    """Train ``config`` into the model folder ``out`` (or load it from there) and write its card.
+
+    Args:
+        config: the run (``PRESETS[name]``, possibly with another ``n_tokens``).
+        out: the model folder (``save_model`` replaces it as a whole).
+        run_dir: checkpoints and ``log.jsonl``; a matching checkpoint there is resumed.
+        card: evaluate the model and write ``table.json`` and ``card.md`` into ``out``.
+        eval_n: prompts per task for the card (None: the card's default).
+        notes: a Markdown file for the card's notes section (default: ``out/attempts.md``, kept
+            across the retraining that replaces the folder).
+        eval_only: load the model in ``out`` instead of training it, then rewrite the card.
+        card_only: as ``eval_only``, with the measurements read from ``out/table.json``.
+        log, progress: as for ``lensarith.organism.train.train``.
+
+    Returns:
+        The model (trained, or loaded from ``out``).
+    """
+    out_dir = Path(out)
+    notes_path = Path(notes) if notes else out_dir / "attempts.md"
+    notes_text = notes_path.read_text() if notes_path.is_file() else None
+    if eval_only or card_only:
+        from ..models import load_model
+
+        model = load_model(out, device="cpu")
+        meta = json.loads((out_dir / "lensarith.json").read_text())
+    else:
+        model = train(config, out, checkpoint_dir=run_dir, log=log, progress=progress)
+        meta = model.lensarith_meta
+    if notes_text is not None:
+        (out_dir / "attempts.md").write_text(notes_text)  # save_model replaced the folder
+    if not card:
+        return model
+    table = json.loads((out_dir / "table.json").read_text()) if card_only else None
+    from .card import write_card, write_planted_card
+
+    if config.planted is not None:
+        write_planted_card(model, out_dir, meta, table=table, notes=notes_text, **({} if eval_n is None else {"n": eval_n}))
+    else:
+        write_card(model, out_dir, meta, notes=notes_text, table=table, n=eval_n)
+    return model
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m lensarith.organism.train``: train into ``data/`` (the bundled models) and write the card."""
     parser = argparse.ArgumentParser(description="Train the lensarith organism, evaluate it and write its card.")
     parser.add_argument("--out", default=None, help="output model directory (default data/organism, "
                                                      "data/organism-planted with --planted)")
@@ -694,33 +646,14 @@ def _main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-only", action="store_true", help="evaluate the model in --out and rewrite its card")
     parser.add_argument("--card-only", action="store_true", help="rewrite the card from the table.json in --out")
     args = parser.parse_args(argv)
-    args.preset = args.preset or ("planted" if args.planted else "full")
-    args.out = args.out or ("data/organism-planted" if args.planted else "data/organism")
-    config = PRESETS[args.preset]
+    preset = args.preset or ("planted" if args.planted else "full")
+    config = PRESETS[preset]
     if args.n_tokens:
         config = dataclasses.replace(config, n_tokens=args.n_tokens)
-    from .evaluate import write_card, write_planted_card
-
-    out = Path(args.out)
-    notes_path = Path(args.notes) if args.notes else out / "attempts.md"
-    notes = notes_path.read_text() if notes_path.is_file() else None
-    if args.eval_only or args.card_only:
-        from ..models import load_model
-
-        model = load_model(args.out, device="cpu")
-        meta = json.loads((Path(args.out) / "lensarith.json").read_text())
-    else:
-        run_dir = args.run_dir or f"runs/organism-{args.preset}"
-        model = train(config, args.out, checkpoint_dir=run_dir, log=lambda s: print(s, flush=True), progress=False)
-        meta = model.lensarith_meta
-    if notes is not None:
-        (out / "attempts.md").write_text(notes)  # save_model replaced the folder
-    table = json.loads((out / "table.json").read_text()) if args.card_only else None
-    if config.planted is not None:
-        write_planted_card(model, out, meta, table=table, notes=notes)
-        return
-    write_card(model, out, meta, notes=notes, table=table)
+    make_organism(config, args.out or ("data/organism-planted" if args.planted else "data/organism"),
+                  run_dir=args.run_dir or f"runs/organism-{preset}", notes=args.notes, eval_only=args.eval_only,
+                  card_only=args.card_only, log=lambda s: print(s, flush=True), progress=False)
 
 
 if __name__ == "__main__":
-    _main()
+    main()
