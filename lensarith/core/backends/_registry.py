@@ -52,11 +52,23 @@ def register_backend(matches: Predicate, factory: Factory) -> None:
     the backends registered before (the built-in ones included).
 
     ``matches`` should recognise the model without importing its framework (by class name, or a
-    class flag as ``NNsightModel`` has), and ``factory`` may import it; models resolved before keep
-    the backend they had only until this call (the cache is cleared).
+    class flag as ``NNsightModel`` has), and ``factory`` may import it. A model resolved before keeps
+    the backend it has (a backend holds state, such as its trace count): register at import time.
+
+    Example:
+        >>> class Wrapped:  # a model object lensarith does not know: a wrapper around a TL model
+        ...     def __init__(self, inner):
+        ...         self.inner, self.cfg = inner, inner.cfg
+        >>> class WrappedBackend(HookedBackend):
+        ...     def __init__(self, wrapped):
+        ...         super().__init__(wrapped.inner)
+        ...         self.name = "wrapped"
+        >>> register_backend(lambda m: isinstance(m, Wrapped), WrappedBackend)
+        >>> wrapped = Wrapped(model)
+        >>> backend_of(wrapped).name, backend_of(model).name == "wrapped"
+        ('wrapped', False)
     """
     _ENTRIES.insert(0, (matches, factory))
-    _CACHE.clear()
 
 
 def _new(model) -> Backend:
