@@ -19,7 +19,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from ._errors import LensarithError, check_choice, check_int
-from .core.backends import trace_count, with_traces
+from .core.backends import backend_of
 from .core import Ablate, Batch, Group, Result, Site, provenance, readout, register_recipe, run, tokenize
 from .tasks import Example, build_prompts
 
@@ -190,7 +190,7 @@ def ffn_ablation(
         >>> out.sets, out.n_removed
         (['abstractive', 'extractive'], [0, 1, 2])
     """
-    traces = trace_count(model)
+    meter = backend_of(model).meter()
     if mode not in ("zero", "mean") or isinstance(mode, bool):
         raise LensarithError(f"mode must be 'zero' or 'mean', got {mode!r}")
     check_int(n, "n", minimum=1, allow_none=True)
@@ -234,5 +234,5 @@ def ffn_ablation(
     meta = provenance(model, recipe="ffn_ablation", mode=mode, steps=steps, task=prompts if isinstance(prompts, str) else None,
                       sizes={s: len(b) for s, b in sets.items()}, reports={s: b.report for s, b in sets.items()},
                       hooks=[Site("mlp_out", layer).hook_name for layer in range(L)])
-    meta = with_traces(model, traces, meta)
+    meta = meter.stamp(meta)
     return AblationResult(tensors, axes, {"set": names, "removed": removed}, meta)

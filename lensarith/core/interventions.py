@@ -220,13 +220,13 @@ class Capture:
 
 
 def compile_hooks(model, interventions: Sequence[Intervention], batch: Batch | None = None) -> list[tuple[str, HookFn]]:
-    """Validate interventions against the model and compile them to forward hooks."""
+    """Validate interventions against the model (or its backend) and compile them to forward hooks."""
     hooks = []
     backend = backend_of(model)
     for item in interventions:
         if not isinstance(item, Intervention):
             raise LensarithError(f"interventions must be lensarith interventions (Replace, Add, Ablate, Patch, Hook), got {type(item).__name__}")
-        site = item.site.resolve(model.cfg)
+        site = item.site.resolve(backend.cfg)
         if not backend.has_hook(site.hook_name):
             raise LensarithError(backend.why_no_hook(site.hook_name))
         resolved = type(item)(**{**item.__dict__, "site": site})
@@ -248,6 +248,7 @@ def intervene(model, interventions: Sequence[Intervention] = (), batch: Batch | 
         >>> n_hooks, len(model.blocks[1].hook_mlp_out._forward_hooks)
         (1, 0)
     """
-    hooks = compile_hooks(model, interventions, batch) + list(extra_hooks)
-    with backend_of(model).hooks(hooks):
+    backend = backend_of(model)
+    hooks = compile_hooks(backend, interventions, batch) + list(extra_hooks)
+    with backend.hooks(hooks):
         yield model

@@ -13,6 +13,9 @@ soft cap are all read the same way, and a non-finite logit is never scored as a 
 - ``rank`` / ``reciprocal_rank``: how many tokens score higher, checked for finite logits.
 - ``scan``: every per-row statistic a readout asks for (ranks, logits and log-probs of given
   tokens, top-k) in one pass over the vocabulary, in column chunks of bounded memory.
+
+Each function takes the model or its backend (``backend_of(model)``, which a recipe resolves
+once and passes down).
 """
 
 from __future__ import annotations
@@ -117,7 +120,8 @@ def unembed(model, x: Float[Tensor, "*rows d_model"], columns: Int[Tensor, "batc
 
 def logits(model, resid: Float[Tensor, "*rows d_model"], columns: Int[Tensor, "batch k"] | None = None) -> Tensor:
     """``unembed(final_norm(resid))``: what the model outputs for residuals after its last block."""
-    return unembed(model, final_norm(model, resid), columns)
+    backend = backend_of(model)
+    return unembed(backend, final_norm(backend, resid), columns)
 
 
 def directions(model, ids: Int[Tensor, " n"]) -> tuple[Float[Tensor, "n d_model"], Float[Tensor, " n"]]:
@@ -236,7 +240,7 @@ def scan(model, x: Float[Tensor, "batch d_model"], ids: list[Int[Tensor, " batch
     backend = backend_of(model)
     W_U, b_U = backend.W_U, backend.b_U
     if width >= V and W_U.dtype in (torch.float32, torch.float64):  # all at once: the historical computation
-        full = unembed(model, x).float()
+        full = unembed(backend, x).float()
         check_finite(full, where)
         r = torch.arange(rows, device=full.device)
         probs = full.softmax(-1)
@@ -270,7 +274,7 @@ def scan(model, x: Float[Tensor, "batch d_model"], ids: list[Int[Tensor, " batch
     top_v = top_i = None
     for lo in range(0, V, width):
         hi = min(V, lo + width)
-        chunk = _slice_logits(model, xd, lo, hi).float()
+        chunk = _slice_logits(backend, xd, lo, hi).float()
         check_finite(chunk, where)
         for j, i in enumerate(safe):
             upper = (approx[j] + bound[j])[:, None]
@@ -305,7 +309,7 @@ def scan(model, x: Float[Tensor, "batch d_model"], ids: list[Int[Tensor, " batch
             bad = off.nonzero().flatten()
             recount = torch.zeros(len(bad), dtype=torch.long, device=dev)
             for lo in range(0, V, width):
-                chunk = _slice_logits(model, xd[bad], lo, min(V, lo + width)).float()
+                chunk = _slice_logits(backend, xd[bad], lo, min(V, lo + width)).float()
                 recount += (chunk > t[bad, None]).sum(-1)
             count[bad] = recount
         o = orig.to(dev)

@@ -17,7 +17,9 @@ thin wrappers). One call
 - hands each chunk to an optional ``keep`` function, so a readout keeps only what it needs
   (ranks, sums) instead of every captured vector.
 
-Hooks are always removed, also when the forward raises; the model is left unchanged.
+Hooks are always removed, also when the forward raises; the model is left unchanged. The
+model's backend is resolved once per call (a recipe may pass the backend itself, ``backend_of``)
+and asked for what it supports (``Capability``): starting mid-stack, gradients.
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ from jaxtyping import Float
 from torch import Tensor
 
 from .._errors import LensarithError, check_int
-from .backends import backend_of
+from .backends import Backend, Capability, backend_of
 from .batch import Batch
-from .interventions import Capture, HookFn, Intervention, compile_hooks, intervene
+from .interventions import Capture, HookFn, Intervention, compile_hooks
 from .progress import progress_bar
 from .readout import logits as readout_logits
 from .sites import Site
@@ -78,18 +80,20 @@ Keep = Callable[[Outputs, Batch], dict[str, Tensor]]
 
 
 def has_hooks(model) -> bool:
-    """Whether any hook (TransformerLens's or a plain PyTorch one) is attached to the model,
-    other than those the backend itself owns (a bridge's capture hooks on its norm modules)."""
+    """Whether any hook (TransformerLens's or a plain PyTorch one) is attached to the model (or
+    its backend's model), other than those the backend itself owns (a bridge's capture hooks on
+    its norm modules)."""
     return backend_of(model).has_user_hooks()
 
 
 def can_resume(model) -> bool:
     """Whether a run may start mid-stack from a cached residual: only where that saves compute
-    (``HookedTransformer``; a bridge runs every block anyway), not for shortformer positional
-    embeddings (which ``start_at_layer`` cannot rebuild), nor when hooks are already on the model
-    (a hook at the start layer would apply twice)."""
-    return (backend_of(model).can_start_at_layer_cheaply and model.cfg.positional_embedding_type != "shortformer"
-            and not has_hooks(model))
+    (``Capability.START_MID_STACK``: ``HookedTransformer``; a bridge runs every block anyway), not
+    for shortformer positional embeddings (which ``start_at_layer`` cannot rebuild), nor when hooks
+    are already on the model (a hook at the start layer would apply twice)."""
+    backend = backend_of(model)
+    return (backend.supports(Capability.START_MID_STACK) and backend.cfg.positional_embedding_type != "shortformer"
+            and not backend.has_user_hooks())
 
 
 def _as_group(g) -> Group:
@@ -100,12 +104,12 @@ def _as_group(g) -> Group:
     return Group(tuple(g))
 
 
-def _row_hooks(model, groups: Sequence[Group], chunk: Batch) -> list[tuple[str, HookFn]]:
+def _row_hooks(backend: Backend, groups: Sequence[Group], chunk: Batch) -> list[tuple[str, HookFn]]:
     """One hook per hook point; group ``g``'s interventions edit rows ``g*b:(g+1)*b`` only."""
     b = len(chunk)
     per_name: dict[str, list[tuple[int, HookFn]]] = {}
     for g, group in enumerate(groups):
-        for name, fn in compile_hooks(model, group.interventions, chunk):
+        for name, fn in compile_hooks(backend, group.interventions, chunk):
             per_name.setdefault(name, []).append((g, fn))
 
     def make(items: list[tuple[int, HookFn]]) -> HookFn:
@@ -126,22 +130,21 @@ def _leaf(act: Tensor, hook) -> Tensor:
     return act.detach().requires_grad_(True)
 
 
-def _forward(model, chunk: Batch, groups: Sequence[Group], sites: Sequence[Site], *, x0: Tensor | None,
+def _forward(backend: Backend, chunk: Batch, groups: Sequence[Group], sites: Sequence[Site], *, x0: Tensor | None,
              start_layer: int | None, stop: int, read: Tensor | None, grad: bool) -> tuple[dict[Site, Tensor], Tensor | None]:
     """One forward of ``len(groups)`` copies of ``chunk``; returns captures and read residuals (tiled rows)."""
     k = len(groups)
     tiled = chunk if k == 1 else chunk.tile(k)
     if k == 1:
-        hooks = compile_hooks(model, groups[0].interventions, chunk)
+        hooks = compile_hooks(backend, groups[0].interventions, chunk)
     else:
-        hooks = _row_hooks(model, groups, chunk)
+        hooks = _row_hooks(backend, groups, chunk)
     cap = Capture(sites, detach=not grad)
     extra = list(hooks) + cap.hooks(tiled)
     if grad:
         extra.insert(0, (Site("resid_pre", start_layer or 0).hook_name, _leaf))
-    device = model.cfg.device
-    backend = backend_of(model)
-    with torch.set_grad_enabled(grad), intervene(model, (), tiled, extra_hooks=extra):
+    device = backend.cfg.device
+    with torch.set_grad_enabled(grad), backend.hooks(extra):
         if x0 is None:
             out = backend.forward(tiled.tokens.to(device), stop=stop)
         else:
@@ -155,21 +158,21 @@ def _forward(model, chunk: Batch, groups: Sequence[Group], sites: Sequence[Site]
     return {s: cap.captured[s].to(device) for s in sites}, final
 
 
-def _stream_sites(model) -> list[Site]:
+def _stream_sites(backend: Backend) -> list[Site]:
     """The residual stream's writers and states in forward order (for locating a non-finite value)."""
+    cfg = backend.cfg
     sites = [Site("embed")]
-    if model.cfg.positional_embedding_type == "standard":
+    if cfg.positional_embedding_type == "standard":
         sites.append(Site("pos_embed"))
-    for layer in range(model.cfg.n_layers):
+    for layer in range(cfg.n_layers):
         sites += [Site("resid_pre", layer), Site("attn_out", layer), Site("resid_mid", layer)]
-        if not model.cfg.attn_only:
+        if not cfg.attn_only:
             sites += [Site("mlp_out", layer)]
         sites.append(Site("resid_post", layer))
-    backend = backend_of(model)
     return [s for s in sites if backend.has_hook(s.hook_name)]
 
 
-def _raise_non_finite(model, chunk: Batch, group: Group, g: int, x0: Tensor | None, start_layer: int | None,
+def _raise_non_finite(backend: Backend, chunk: Batch, group: Group, g: int, x0: Tensor | None, start_layer: int | None,
                       row_ids: list[int]) -> None:
     """Rerun one group of a chunk capturing the whole residual stream; raise naming the first
     site, layer and rows where a NaN or inf appears."""
@@ -179,11 +182,11 @@ def _raise_non_finite(model, chunk: Batch, group: Group, g: int, x0: Tensor | No
         where = f"the starting residual (layer {start_layer})"
         rows = (~torch.isfinite(x0)).flatten(1).any(-1).nonzero().flatten().tolist()
     else:
-        sites = [s for s in _stream_sites(model) if start_layer is None or s.layer is None or s.layer >= start_layer]
+        sites = [s for s in _stream_sites(backend) if start_layer is None or s.layer is None or s.layer >= start_layer]
         if start_layer is not None:
             sites = [s for s in sites if s.layer is not None]
         with torch.no_grad():
-            got, _ = _forward(model, chunk, [group], sites, x0=x0, start_layer=start_layer, stop=model.cfg.n_layers,
+            got, _ = _forward(backend, chunk, [group], sites, x0=x0, start_layer=start_layer, stop=backend.cfg.n_layers,
                               read=None, grad=False)
         for site in sites:
             t = got[site]
@@ -221,7 +224,7 @@ def _cat(parts: list[Tensor], dim: int, inverse: Tensor | None) -> Tensor:
     return out.index_select(dim, inverse.to(out.device))
 
 
-def _run_chunk(model, chunk: Batch, gs: Sequence[Group], sites: Sequence[Site], late: set[int], *,
+def _run_chunk(backend: Backend, chunk: Batch, gs: Sequence[Group], sites: Sequence[Site], late: set[int], *,
                x0: Tensor | None, start, stop: int, read: Tensor | None, grad: bool, row_ids: list[int]
                ) -> tuple[dict[Site, Tensor], list[Tensor | None]]:
     """Every group on one chunk: the groups that start at the embedding share one forward (an
@@ -236,7 +239,7 @@ def _run_chunk(model, chunk: Batch, gs: Sequence[Group], sites: Sequence[Site], 
     need = [Site("resid_pre", layer) for layer in sorted(late)]
     if plain:
         extra = need if base_in_plain is not None else []
-        got, f = _forward(model, chunk, [gs[i] for i in plain], list(sites) + extra, x0=x0,
+        got, f = _forward(backend, chunk, [gs[i] for i in plain], list(sites) + extra, x0=x0,
                           start_layer=None if start is None else start[0], stop=stop, read=read, grad=grad)
         j = plain.index(base_in_plain) if extra else 0
         for s in extra:
@@ -246,12 +249,12 @@ def _run_chunk(model, chunk: Batch, gs: Sequence[Group], sites: Sequence[Site], 
             fin[i] = None if f is None else f[j * b:(j + 1) * b]
     if late and not starts:
         # resid_pre of a layer fires inside that block: run through the deepest start layer's block
-        got, _ = _forward(model, chunk, [Group()], need, x0=None, start_layer=None,
-                          stop=min(max(late) + 1, model.cfg.n_layers), read=None, grad=grad)
+        got, _ = _forward(backend, chunk, [Group()], need, x0=None, start_layer=None,
+                          stop=min(max(late) + 1, backend.cfg.n_layers), read=None, grad=grad)
         starts = {s.layer: got[s] for s in need}
     for layer in sorted(late):
         members = [i for i, g in enumerate(gs) if g.start_layer == layer]
-        _, f = _forward(model, chunk, [gs[i] for i in members], [], x0=starts[layer], start_layer=layer, stop=stop,
+        _, f = _forward(backend, chunk, [gs[i] for i in members], [], x0=starts[layer], start_layer=layer, stop=stop,
                         read=read, grad=grad)
         for j, i in enumerate(members):
             fin[i] = None if f is None else f[j * b:(j + 1) * b]
@@ -261,7 +264,7 @@ def _run_chunk(model, chunk: Batch, gs: Sequence[Group], sites: Sequence[Site], 
                                                for t in cap.values() if t.is_floating_point())
         if bad_capture or (f is not None and not bool(torch.isfinite(f).all())):
             layer = gs[i].start_layer
-            _raise_non_finite(model, chunk, gs[i], i, starts.get(layer) if layer is not None else x0,
+            _raise_non_finite(backend, chunk, gs[i], i, starts.get(layer) if layer is not None else x0,
                               layer if layer is not None else (start[0] if start else None), row_ids)
     return cap, fin
 
@@ -286,7 +289,8 @@ def run(
     """Run ``batch`` through the model in chunks: the one forward every recipe uses.
 
     Args:
-        model: a HookedTransformer (TransformerLens 3.x) or a TransformerBridge (4.x).
+        model: a HookedTransformer (TransformerLens 3.x), a TransformerBridge (4.x), any model
+            with a backend, or its backend (``backend_of(model)``, which a recipe resolves once).
         batch: the prompts (``as_batch``/``tokenize``).
         capture: sites to record (positioned sites give ``[batch, ...]`` slices).
         interventions: applied to every row (a single copy of the batch).
@@ -312,7 +316,8 @@ def run(
     Returns:
         ``Outputs`` (``captured``, ``final``, ``kept``), rows in the batch's order.
     """
-    cfg = model.cfg
+    backend = backend_of(model)
+    cfg = backend.cfg
     stop = cfg.n_layers if stop_at_layer is None else stop_at_layer
     grouped = groups is not None
     if grouped and interventions:
@@ -324,7 +329,7 @@ def run(
     late = {g.start_layer for g in gs if g.start_layer is not None}
     if late and (sites or start is not None):
         raise LensarithError("internal: groups with a start layer take no captures and no explicit start")
-    if late and not can_resume(model):  # run them from the tokens: the layers before the start are unmodified anyway
+    if late and not can_resume(backend):  # run them from the tokens: the layers before the start are unmodified anyway
         gs = [Group(g.interventions) for g in gs]
         late = set()
     read_pos = None if read is None else (read if isinstance(read, Tensor) else batch.positions(read))
@@ -333,6 +338,8 @@ def run(
     if max_tokens is not None:
         check_int(max_tokens, "max_tokens", minimum=1)
         size = min(size, max(1, max_tokens // (batch.tokens.shape[1] * len(gs))))
+    if grad and not backend.supports(Capability.GRADIENTS):
+        raise LensarithError(backend.why_not(Capability.GRADIENTS))
     order = torch.argsort(batch.lengths, stable=True) if size < len(batch) else None
     index = [order[i:i + size] for i in range(0, len(batch), size)] if order is not None else [None]
     width = batch.tokens.shape[1]
@@ -348,7 +355,7 @@ def run(
         if start is not None:
             x0 = start[1] if idx is None else start[1][idx.to(start[1].device)]
             x0 = x0[:, :w]
-        cap, fin = _run_chunk(model, chunk, gs, sites, late, x0=x0, start=start, stop=stop, read=rd, grad=grad,
+        cap, fin = _run_chunk(backend, chunk, gs, sites, late, x0=x0, start=start, stop=stop, read=rd, grad=grad,
                               row_ids=list(range(b)) if idx is None else idx.tolist())
         k = len(gs)
         chunk_out = Outputs()

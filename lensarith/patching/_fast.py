@@ -26,10 +26,10 @@ from jaxtyping import Float
 from torch import Tensor
 
 from .._errors import LensarithError
-from ..core import Site
-from ..core.backends import backend_of
+from ..core import Batch, Site
+from ..core.backends import Backend, Capability, backend_of
 from ..core.run import has_hooks
-from ._grid import HEAD_SITES, Grid
+from ._grid import HEAD_SITES, Grid, chunk_jobs
 from ._grid import hook as _hook
 from ._runs import Run
 
@@ -54,20 +54,20 @@ def block_extras(model) -> list[str]:
 
 
 def fast_unsupported(model, *, hooks: bool = True) -> str | None:
-    """Why the fast engine cannot run this model, or None (``hooks=False``: leaving out hooks
-    already on the model, for computations that recompute blocks without the model's hooks)."""
+    """Why the fast engine cannot run this model (or its backend), or None (``hooks=False``: leaving
+    out hooks already on the model, for computations that recompute blocks without the model's hooks)."""
     from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
 
-    cfg = model.cfg
     backend = backend_of(model)
+    cfg = backend.cfg
     pe = cfg.positional_embedding_type
     reasons = [
         (pe not in POSITIONAL, f"{pe} positional embeddings"),
         (pe == "rotary" and backend.rotary_tables(0) is None, "rotary tables the backend does not expose"),
         (getattr(cfg, "use_dynamic_ntk_rope", False), "dynamic NTK rotary scaling"),
         (cfg.use_attn_in or cfg.use_split_qkv_input, "split attention inputs"),
-        (bool(block_extras(model)) and not backend.gemma_blocks,
-         f"{', '.join(block_extras(model))} on this backend"),
+        (bool(block_extras(backend)) and not backend.supports(Capability.GEMMA_BLOCKS),
+         f"{', '.join(block_extras(backend))} on this backend"),
         (cfg.use_normalization_before_and_after and cfg.normalization_type not in ("RMS", "RMSPre"),
          "normalisation after blocks without RMS norms"),
         (cfg.original_architecture in POST_NORM_ARCHITECTURES, "post-norm blocks"),
@@ -78,7 +78,7 @@ def fast_unsupported(model, *, hooks: bool = True) -> str | None:
         (getattr(cfg, "load_in_4bit", False), "4-bit weights"),
         (getattr(cfg, "n_devices", 1) > 1, "several devices"),
         *((True, why) for why in backend.fast_unsupported()),
-        (hooks and has_hooks(model), "hooks already on the model"),
+        (hooks and has_hooks(backend), "hooks already on the model"),
     ]
     found = [why for bad, why in reasons if bad]
     return ", ".join(found) if found else None
@@ -134,21 +134,24 @@ def score_cap(scores: Tensor, cap: float | None) -> Tensor:
 class FastEngine:
     """Exact patching that recomputes only the layers and positions a patch reaches."""
 
-    def __init__(self, model, grid: Grid, base: Run, src: Run, read: Tensor, width: int) -> None:
-        self.model, self.grid, self.base, self.src = model, grid, base, src
-        self.read = read.to(model.cfg.device)
-        self.width = width
-        cfg = model.cfg
+    #: what ``activation_patch`` records in ``meta["engine"]``
+    name = "fast"
+
+    def __init__(self, backend: Backend, grid: Grid, base_batch: Batch, base: Run, src: Run, read: Tensor) -> None:
+        self.grid, self.base, self.src = grid, base, src
+        self.cfg = cfg = backend.cfg
+        self.read = read.to(cfg.device)
+        self.width = base_batch.tokens.shape[1]
         self.n, self.H, self.dh = cfg.n_layers, cfg.n_heads, cfg.d_head
         self.parallel = bool(cfg.parallel_attn_mlp)
-        self.backend = backend_of(model)
+        self.backend = backend
         self._w: tuple[int, dict[str, Tensor]] | None = None  # one layer's flattened weights at a time
         self._scale = [self.backend.attn_scale(layer) for layer in range(self.n)]
         self.rotary = cfg.positional_embedding_type == "rotary"
         self.alibi = alibi_slopes(self.H).to(self.read.device) if cfg.positional_embedding_type == "alibi" else None
         self.post = bool(cfg.use_normalization_before_and_after)  # Gemma 2/3: norms after attention and MLP
         self.qk_norm = bool(getattr(cfg, "use_qk_norm", False))
-        self.window = [self.backend.attn_window(layer) if self.backend.gemma_blocks else None
+        self.window = [self.backend.attn_window(layer) if self.backend.supports(Capability.GEMMA_BLOCKS) else None
                        for layer in range(self.n)]
         lo = min(grid.layers)
         self.G = self.backend.kv_weights(lo)[0].shape[0]
@@ -164,13 +167,13 @@ class FastEngine:
             self._k0[layer] = k
 
     @staticmethod
-    def sites(model, grid: Grid) -> tuple[list[Site], list[Site]]:
+    def sites(backend: Backend, grid: Grid) -> tuple[list[Site], list[Site]]:
         """Sites to record in the base run and in the source run."""
-        n, site = model.cfg.n_layers, grid.site
+        n, site = backend.cfg.n_layers, grid.site
         lo = min(grid.layers)
         base = [Site("resid_pre", layer) for layer in range(lo, n)]
         base += [Site(kv, layer) for layer in range(lo, n) for kv in ("k", "v")]
-        if model.cfg.parallel_attn_mlp:  # the other branch's output of a patched layer, unchanged
+        if backend.cfg.parallel_attn_mlp:  # the other branch's output of a patched layer, unchanged
             extra = {"attn_out": ["mlp_out"], "mlp_out": ["attn_out"], "z": ["z", "mlp_out"],
                      "result": ["z", "mlp_out"]}.get(site, [])
         else:
@@ -185,7 +188,7 @@ class FastEngine:
             self._w = None  # release the previous layer's first
             attn = self.backend.block(layer)
             W_K, W_V, b_K, b_V = self.backend.kv_weights(layer)
-            d, hd, kd = self.model.cfg.d_model, self.H * self.dh, W_K.shape[0] * self.dh
+            d, hd, kd = self.cfg.d_model, self.H * self.dh, W_K.shape[0] * self.dh
             flat = lambda w: w.permute(1, 0, 2).reshape(d, -1)  # noqa: E731 - [head, d_model, d_head] -> [d_model, head*d_head]
             W_qkv = torch.cat([flat(attn.W_Q), flat(W_K), flat(W_V)], 1).contiguous()
             b_qkv = torch.cat([attn.b_Q.reshape(hd), b_K.reshape(kd), b_V.reshape(kd)])
@@ -202,7 +205,7 @@ class FastEngine:
         return tables
 
     def _rotate(self, x: Tensor, sin: Tensor, cos: Tensor) -> Tensor:
-        return rotate(self.model.cfg, x, sin, cos)
+        return rotate(self.cfg, x, sin, cos)
 
     # ---- pieces of a block on flat token lists ``[tokens, d_model]``, in cache-sized row blocks
     _ROWS = 1024
@@ -221,7 +224,7 @@ class FastEngine:
         """resid_pre and the attention output -> resid_post, for rows ``[n, d_model]``.
 
         ``mlp``: the MLP's output where it is known (a parallel block's patched attention)."""
-        if self.model.cfg.attn_only:
+        if self.cfg.attn_only:
             return pre + attn
         if self.parallel:
             return pre + attn + (self._mlp(layer, pre) if mlp is None else mlp)
@@ -315,13 +318,29 @@ class FastEngine:
         pos = job[2] if job[2] is not None else 0
         return n_batch * (self.width - pos)
 
+    def chunks(self, n_batch: int, budget: int) -> list[list[int]]:
+        """The grid's jobs in forwards of at most ``budget`` token positions, ordered by the layer and
+        position where they join the stack (jobs joining at different layers share a forward)."""
+        jobs = self.grid.jobs
+        ids = sorted(range(len(jobs)), key=lambda i: (self.start_layer(jobs[i]), jobs[i][2] or 0))
+        return chunk_jobs(ids, lambda i: self.tokens(jobs[i], n_batch), budget, lambda i: 0)
+
     # ---- the stack
     def run(self, ids: Sequence[int]) -> Float[Tensor, "job batch d_model"]:
-        """Final residuals at the read positions for the jobs ``ids``."""
+        """Final residuals at the read positions for the jobs ``ids``; a patch after an example's read
+        position cannot change it (causal attention), so there it is the base run's."""
+        out = self._stack(ids)
+        if self.grid.all_positions:
+            return out
+        late = torch.tensor([self.grid.jobs[i][2] for i in ids], device=self.read.device)[:, None] > self.read[None]
+        return torch.where(late[..., None], self.base.final[None], out)
+
+    def _stack(self, ids: Sequence[int]) -> Float[Tensor, "job batch d_model"]:
+        """Final residuals at the read positions for the jobs ``ids``, recomputed through the stack."""
         n, B = self.n, self.read.shape[0]
         starts = self.starts(ids)
         where = {i: k for k, i in enumerate(ids)}
-        out = self.base.final.new_empty(len(ids), B, self.model.cfg.d_model)
+        out = self.base.final.new_empty(len(ids), B, self.cfg.d_model)
         groups: dict[int, _Group] = {}
         for s in starts:
             if s.layer == n:  # a patch after the last attention: only the read position can change
@@ -358,7 +377,7 @@ class FastEngine:
 
     def _layer(self, layer: int, groups: list[_Group], last: bool) -> list[Tensor] | None:
         """One block on every group; the last block computes only the read positions."""
-        d, hd = self.model.cfg.d_model, self.H * self.dh
+        d, hd = self.cfg.d_model, self.H * self.dh
         sizes = [g.x.shape[0] * g.x.shape[1] * g.x.shape[2] for g in groups]
         flat = torch.cat([g.x.reshape(-1, d) for g in groups]) if len(groups) > 1 else groups[0].x.reshape(-1, d)
         read_idx = None
@@ -420,7 +439,7 @@ class FastEngine:
             before = torch.einsum("jbqgrd,bkgd->jbgrqk", qg, self._k0[layer][:, :pos])
             scores = torch.cat([before, scores], -1)
         scores = score_cap(scores.reshape(J, B, self.H, Q, pos + S) / self._scale[layer],
-                            self.model.cfg.attn_scores_soft_cap)
+                            self.cfg.attn_scores_soft_cap)
         if last:
             allowed = (key_pos[None, :] <= query_pos)[None, :, None, None, :]  # [1, B, 1, 1, K]
         else:

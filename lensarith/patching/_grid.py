@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -10,10 +11,11 @@ import torch
 
 from .._errors import LensarithError, check_int
 from ..core import Site, check_layer
-from ..core.backends import backend_of, is_nnsight
+from ..core.backends import Backend
 from ._pairs import PromptPairs
 
-__all__ = ["PatchConfig", "Grid", "build_grid", "grid_labels", "hook", "POSITION_SITES", "HEAD_SITES", "PATCH_SITES"]
+__all__ = ["PatchConfig", "Grid", "build_grid", "chunk_jobs", "grid_labels", "hook", "POSITION_SITES", "HEAD_SITES",
+           "PATCH_SITES"]
 
 POSITION_SITES = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")
 HEAD_SITES = ("z", "result")
@@ -67,18 +69,17 @@ class Grid:
         return self.positions is None
 
 
-def build_grid(model, pairs: PromptPairs, site: str, by_position: bool | None, layers, positions) -> Grid:
-    """The jobs ``(layer, head, pos)`` of a sweep, validated against the model and the pairs."""
-    cfg = model.cfg
+def build_grid(backend: Backend, pairs: PromptPairs, site: str, by_position: bool | None, layers, positions) -> Grid:
+    """The jobs ``(layer, head, pos)`` of a sweep, validated against the model (its backend) and the pairs."""
+    cfg = backend.cfg
     if site not in PATCH_SITES:
         raise LensarithError(f"site={site!r} is not patchable; valid sites: {', '.join(PATCH_SITES)}")
     Site(site, 0).resolve(cfg)  # raises for 'result' without use_attn_result
     if site == "resid_mid" and cfg.parallel_attn_mlp:
         raise LensarithError("site='resid_mid' does not exist on this model: its attention and MLP run in parallel "
                              "from resid_pre (patch resid_pre, attn_out, mlp_out or resid_post)")
-    backend = backend_of(model)
     if not backend.has_hook(Site(site, 0).hook_name) or (cfg.attn_only and site in ("resid_mid", "mlp_out")):
-        why = backend.why_no_hook(Site(site, 0).hook_name) if is_nnsight(model) else None
+        why = backend.explain_missing(Site(site, 0).hook_name)
         raise LensarithError(why or f"site={site!r} does not exist on this model (attention-only models have no MLP sites)")
     if site in POSITION_SITES and by_position is False:
         raise LensarithError(f"site={site!r} is patched by position; by_position=False applies to head sites (z, result)")
@@ -86,7 +87,7 @@ def build_grid(model, pairs: PromptPairs, site: str, by_position: bool | None, l
     if layers is None:
         layer_list = list(range(cfg.n_layers))
     else:
-        layer_list = [check_layer(model, layer, name="layers") for layer in layers]
+        layer_list = [check_layer(backend, layer, name="layers") for layer in layers]
         if not layer_list:
             raise LensarithError("layers is empty: give at least one layer, or None for all")
     width = pairs.clean.tokens.shape[1]
@@ -118,6 +119,23 @@ def build_grid(model, pairs: PromptPairs, site: str, by_position: bool | None, l
         axes, dims = ("layer", "head"), [layer_list, heads]
         jobs = [(layer, h, None) for layer, h in itertools.product(layer_list, heads)]
     return Grid(site, axes, tuple(len(d) for d in dims), layer_list, heads, pos_list, jobs)
+
+
+def chunk_jobs(ids: list[int], cost: Callable[[int], int], budget: int, same: Callable[[int], object]
+               ) -> list[list[int]]:
+    """Consecutive jobs ``ids`` in chunks whose summed ``cost`` stays within ``budget`` (a chunk has at
+    least one job) and whose jobs agree on ``same``."""
+    chunks: list[list[int]] = []
+    used = 0
+    for i in ids:
+        c = cost(i)
+        if chunks and used + c <= budget and same(chunks[-1][0]) == same(i):
+            chunks[-1].append(i)
+            used += c
+        else:
+            chunks.append([i])
+            used = c
+    return chunks
 
 
 def grid_labels(model, pairs: PromptPairs, grid: Grid) -> dict[str, list]:

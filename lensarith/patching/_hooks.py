@@ -14,8 +14,9 @@ from torch import Tensor
 
 from .._errors import LensarithError
 from ..core import Batch, Hook, Site, run
+from ..core.backends import Backend
 from ..core.run import can_resume
-from ._grid import HEAD_SITES, Grid
+from ._grid import HEAD_SITES, Grid, chunk_jobs
 from ._runs import Run
 
 __all__ = ["HookEngine"]
@@ -24,19 +25,30 @@ __all__ = ["HookEngine"]
 class HookEngine:
     """Patching hooks on a batch of sites per forward, started at the patched layer."""
 
-    def __init__(self, model, grid: Grid, base_batch: Batch, base: Run, src: Run, read: Tensor) -> None:
-        self.model, self.grid, self.base, self.src = model, grid, base, src
-        self.batch, self.read = base_batch, read.to(model.cfg.device)
+    #: what ``activation_patch`` records in ``meta["engine"]``
+    name = "hooks"
+
+    def __init__(self, backend: Backend, grid: Grid, base_batch: Batch, base: Run, src: Run, read: Tensor) -> None:
+        self.backend, self.grid, self.base, self.src = backend, grid, base, src
+        self.batch, self.read = base_batch, read.to(backend.cfg.device)
         # A cached residual can seed the run unless the model's own hooks would apply twice.
-        self.from_resid = can_resume(model)
+        self.from_resid = can_resume(backend)
 
     @staticmethod
-    def sites(model, grid: Grid) -> tuple[list[Site], list[Site]]:
+    def sites(backend: Backend, grid: Grid) -> tuple[list[Site], list[Site]]:
         """Sites to record in the base run and in the source run."""
         return [Site("resid_pre", layer) for layer in grid.layers], [Site(grid.site, layer) for layer in grid.layers]
 
     def tokens_per_job(self, n_batch: int) -> int:
         return n_batch * self.batch.tokens.shape[1]
+
+    def chunks(self, n_batch: int, budget: int) -> list[list[int]]:
+        """The grid's jobs in forwards of at most ``budget`` token positions: a chunk starting mid-stack
+        holds one layer; from the tokens (hooks already on the model, a backend that cannot start
+        mid-stack) any layers share a forward, so a sweep takes fewer forwards."""
+        grid = self.grid
+        same = (lambda i: grid.jobs[i][0]) if self.from_resid else (lambda i: 0)  # noqa: E731
+        return chunk_jobs(list(range(len(grid.jobs))), lambda i: self.tokens_per_job(n_batch), budget, same)
 
     def run(self, ids: Sequence[int]) -> Float[Tensor, "job batch d_model"]:
         """One forward for the jobs ``ids``: one layer when the run starts from the cached residual,
@@ -52,7 +64,7 @@ class HookEngine:
         tiled = self.batch.tile(J)
         layer = layers[0]
         start = (layer, self.base.acts[Site("resid_pre", layer).hook_name].repeat(J, 1, 1)) if self.from_resid else None
-        out = run(self.model, tiled, interventions=hooks, start=start, read=self.read.repeat(J))
+        out = run(self.backend, tiled, interventions=hooks, start=start, read=self.read.repeat(J))
         return out.final.view(J, B, -1)
 
     def _patch(self, ids: Sequence[int], chosen: list[int], layer: int, n_rows: int):

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from .._errors import LensarithError
 from ..core import Result, Site, provenance, readout, register_recipe, run
-from ..core.backends import trace_count, with_traces
+from ..core.backends import Backend, backend_of
 from ..core.progress import progress_bar
 from ._atp import BUDGET, Trace, check_method, estimate, method_unsupported, node_key, qk_block, qk_costs
 from ._fast import FastEngine, fast_unsupported
@@ -89,30 +89,24 @@ def _config(config) -> PatchConfig:
     return config
 
 
-def _setup(model, clean, corrupted, site, metric, direction, by_position, layers, positions):
+def _setup(model, backend: Backend, clean, corrupted, site, metric, direction, by_position, layers, positions):
     pairs = as_pairs(model, clean, corrupted)
     if direction not in ("denoise", "noise"):
         raise LensarithError(f"direction must be 'denoise' (clean into corrupted) or 'noise' (corrupted into clean), "
                              f"got {direction!r}")
-    grid = build_grid(model, pairs, site, by_position, layers, positions)
+    grid = build_grid(backend, pairs, site, by_position, layers, positions)
     metric_ = resolve_metric(metric)
     bound = metric_.bind(model, pairs)
     base_b, src_b = (pairs.corrupted, pairs.clean) if direction == "denoise" else (pairs.clean, pairs.corrupted)
     return pairs, grid, metric_, bound, base_b, src_b
 
 
-def _chunks(ids: list[int], cost: Callable[[int], int], budget: int, same: Callable[[int], object]) -> list[list[int]]:
-    chunks: list[list[int]] = []
-    used = 0
-    for i in ids:
-        c = cost(i)
-        if chunks and used + c <= budget and same(chunks[-1][0]) == same(i):
-            chunks[-1].append(i)
-            used += c
-        else:
-            chunks.append([i])
-            used = c
-    return chunks
+def _engine(cfg: PatchConfig, backend: Backend) -> type[FastEngine] | type[HookEngine]:
+    """The engine a sweep runs on, chosen once: ``fast`` where the model allows it, else ``hooks``."""
+    why = fast_unsupported(backend)
+    if cfg.engine == "fast" and why is not None:
+        raise LensarithError(f"engine='fast' does not support this model ({why}); use engine='hooks' or 'auto'")
+    return HookEngine if cfg.engine == "hooks" or why is not None else FastEngine
 
 
 def _result(cls, model, pairs, grid, metric_: Metric, raw, clean_raw, corrupt_raw, meta: dict) -> PatchResult:
@@ -184,50 +178,34 @@ def activation_patch(
         (('layer', 'pos'), 2, 'fast')
     """
     cfg = _config(config)
+    backend = backend_of(model)  # resolved once: everything below takes the backend
     pairs, grid, metric_, bound, base_b, src_b = _setup(
-        model, clean, corrupted, site, metric, direction, by_position, layers, positions)
-    traces = trace_count(model)
-    why = fast_unsupported(model)
-    if cfg.engine == "fast" and why is not None:
-        raise LensarithError(f"engine='fast' does not support this model ({why}); use engine='hooks' or 'auto'")
-    engine_name = "hooks" if cfg.engine == "hooks" or why is not None else "fast"
-    read = pairs.read.to(model.cfg.device)
-    B, width = len(pairs), base_b.tokens.shape[1]
-    engine_cls = FastEngine if engine_name == "fast" else HookEngine
-    base_sites, src_sites = engine_cls.sites(model, grid)
-    base = unpatched(model, base_b, base_sites, read)
-    src = unpatched(model, src_b, src_sites, read)
+        model, backend, clean, corrupted, site, metric, direction, by_position, layers, positions)
+    meter = backend.meter()
+    engine_cls = _engine(cfg, backend)
+    read = pairs.read.to(backend.cfg.device)
+    B = len(pairs)
+    base_sites, src_sites = engine_cls.sites(backend, grid)
+    base = unpatched(backend, base_b, base_sites, read)
+    src = unpatched(backend, src_b, src_sites, read)
     with torch.no_grad():
-        base_raw = score(model, bound, base.final[None], cfg.max_logits)[0]
-        src_raw = score(model, bound, src.final[None], cfg.max_logits)[0]
+        base_raw = score(backend, bound, base.final[None], cfg.max_logits)[0]
+        src_raw = score(backend, bound, src.final[None], cfg.max_logits)[0]
     clean_raw, corrupt_raw = (src_raw, base_raw) if direction == "denoise" else (base_raw, src_raw)
     metric_.check(clean_raw, corrupt_raw)
 
-    ids = list(range(len(grid.jobs)))
-    if engine_name == "fast":
-        engine = FastEngine(model, grid, base, src, read, width)
-        ids.sort(key=lambda i: (engine.start_layer(grid.jobs[i]), grid.jobs[i][2] or 0))
-        chunks = _chunks(ids, lambda i: engine.tokens(grid.jobs[i], B), cfg.max_tokens, lambda i: 0)
-    else:
-        engine = HookEngine(model, grid, base_b, base, src, read)
-        # a chunk starting mid-stack holds one layer; from the tokens (nnsight, hooks already on the
-        # model) any layers share a forward: fewer traces per sweep
-        same = (lambda i: grid.jobs[i][0]) if engine.from_resid else (lambda i: 0)  # noqa: E731
-        chunks = _chunks(ids, lambda i: engine.tokens_per_job(B), cfg.max_tokens, same)
+    engine = engine_cls(backend, grid, base_b, base, src, read)
+    chunks = engine.chunks(B, cfg.max_tokens)
     raw = torch.empty(len(grid.jobs), B, device=base.final.device)
-    with torch.no_grad(), progress_bar(total=len(ids), desc=f"patching {grid.site}", unit="site", show=progress,
+    with torch.no_grad(), progress_bar(total=len(grid.jobs), desc=f"patching {grid.site}", unit="site", show=progress,
                                        enough=len(chunks) > 3) as bar:
         for chunk in chunks:
             final = engine.run(chunk)
-            if engine_name == "fast" and not grid.all_positions:
-                # A patch after the read position cannot change it (causal attention).
-                late = torch.tensor([grid.jobs[i][2] for i in chunk], device=read.device)[:, None] > read[None]
-                final = torch.where(late[..., None], base.final[None], final)
-            raw[torch.tensor(chunk, device=raw.device)] = score(model, bound, final, cfg.max_logits).to(raw.dtype)
+            raw[torch.tensor(chunk, device=raw.device)] = score(backend, bound, final, cfg.max_logits).to(raw.dtype)
             bar.update(len(chunk))
-    meta = {"recipe": "activation_patch", "direction": direction, "engine": engine_name,
+    meta = {"recipe": "activation_patch", "direction": direction, "engine": engine.name,
             "hooks": [hook(grid.site, layer) for layer in grid.layers]}
-    meta = with_traces(model, traces, meta)  # nnsight: the sweep's traces (one per chunk of sites, plus two)
+    meta = meter.stamp(meta)  # where traces are counted: the sweep's (one per chunk of sites, plus two)
     return _result(PatchResult, model, pairs, grid, metric_, raw, clean_raw, corrupt_raw, meta)
 
 
@@ -316,7 +294,7 @@ def attribution_patch(
     check_method(method)
     _check_method_config(cfg, method)
     pairs, grid, metric_, bound, base_b, src_b = _setup(
-        model, clean, corrupted, site, metric, direction, by_position, layers, positions)
+        model, backend_of(model), clean, corrupted, site, metric, direction, by_position, layers, positions)
     if not metric_.differentiable:
         raise LensarithError(f"metric={metric_.describe()!r} is piecewise constant, so its gradient is zero; use "
                              "'logit_diff', 'recovery' or 'answer_prob' for attribution_patch")

@@ -285,7 +285,9 @@ def head_effects(
 
 
 def _no_nnsight(model, what: str) -> None:
-    if getattr(model, "lensarith_nnsight", False):
+    from ..core.backends import Capability, backend_of
+
+    if not backend_of(model).supports(Capability.TL_MODULES):  # reads model.blocks[l].attn.W_O below
         raise LensarithError(f"{what} reads each head's output weights (W_O) from a TransformerLens model; the nnsight "
                              "backend does not expose them: load the model without backend='nnsight' for function vectors")
 

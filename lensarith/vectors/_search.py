@@ -17,7 +17,7 @@ from torch import Tensor
 
 from .._errors import LensarithError, check_choice, check_int
 from ..attribution import direct_logit_attribution
-from ..core.backends import trace_count, with_traces
+from ..core.backends import backend_of
 from ..core import Batch, Intervention, Result, Site, collect, provenance, readout, run, tokenize
 from ..tasks import Example, build_prompts
 from ._apply import POSITIONS, context_batch, evaluate, transplant_contexts, transplant_interventions
@@ -232,7 +232,7 @@ def find_layers(model, task, *, source: int | str | None = None, contexts=None, 
         A ``LayerSearchResult`` with ``application_layer``, ``start_layer``, ``layers``
         (the range to replace) and ``table()``.
     """
-    traces = trace_count(model)
+    meter = backend_of(model).meter()
     if model.cfg.attn_only:
         raise LensarithError("the model is attention-only: it has no MLPs to search")
     if not isinstance(config, SearchConfig):
@@ -306,6 +306,6 @@ def find_layers(model, task, *, source: int | str | None = None, contexts=None, 
         task_accuracy=float(correct.float().mean()), n_prompts=len(prompts), n_contexts=len(ctx),
         control_mrr=float(rr[0].mean()), report=prompts.report,
     )
-    meta = with_traces(model, traces, meta)
+    meta = meter.stamp(meta)
     axes = {k: ("layer",) for k in tensors}
     return LayerSearchResult(tensors, axes, {"layer": [f"L{layer}" for layer in range(n)]}, meta)

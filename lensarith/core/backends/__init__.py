@@ -6,67 +6,50 @@
 - ``nnsight`` — a Hugging Face model behind nnsight (``lensarith.models.wrap_nnsight``; local or
   NDIF), one trace per forward; imported only for such a model.
 
-Recipes speak TL's legacy hook names (``blocks.{l}.hook_resid_pre`` ...), which both map
-to their modules. ``backend_of`` picks the backend by the model's class and caches it per model.
+Recipes speak TL's legacy hook names (``blocks.{l}.hook_resid_pre`` ...), which every backend maps
+to its modules, and never name a backend: what differs between backends is declared as a
+``Capability`` (start mid-stack cheaply, gradients, recomputing blocks for the fast patching
+engine, Gemma blocks, TransformerLens modules, counted traces) that the core and the recipes
+ask for with ``backend.supports(...)``; ``backend.meter()`` records ``meta["traces"]`` only where
+traces are counted. ``backend_of`` picks the backend from one registry (``_registry``: a list of
+``(predicate, factory)`` entries, first match wins) and caches it per model; a recipe resolves it
+once and passes the backend down (the core's ``run`` and ``readout`` take a model or its backend).
+
+Adding a backend: subclass ``Backend`` in a module of this package and implement its abstract
+methods (``forward``, ``forward_from``, ``hooks``, ``has_hook``, ``has_user_hooks``,
+``final_norm_weights``, ``block``, ``attn_scale``; the readout methods have defaults that read
+TransformerLens's attribute names); declare in ``capabilities`` what else it can do, subclassing
+``RecomputesBlocks`` or ``GemmaBlocks`` for the capabilities that need their methods (checked when
+the class is defined); then call ``register_backend(predicate, factory)`` with a predicate that
+recognises the model without importing its framework and a factory that may import it (the
+nnsight entry in ``_registry`` is the model). A backend that cannot start mid-stack, keep
+gradients or recompute blocks still runs every recipe that does not need that: the core then
+runs from the tokens, gradient recipes refuse with ``why_not``, and patching uses the hooks
+engine. ``tests/test_backends.py`` holds the goldens a new backend must reproduce;
+docs/guides/adding-a-backend.md walks through it.
 
 Example:
-    >>> backend_of(model).name.split("-")[0] in ("hooked", "bridge")
+    >>> backend = backend_of(model)
+    >>> backend.name.split("-")[0] in ("hooked", "bridge"), backend.supports(Capability.GRADIENTS)
+    (True, True)
+    >>> backend_of(backend) is backend  # resolved once, passed down
     True
 """
 
 from __future__ import annotations
 
-import weakref
-
 from ._base import Backend as Backend
 from ._base import BlockWeights as BlockWeights
+from ._base import Capability as Capability
+from ._base import GemmaBlocks as GemmaBlocks
+from ._base import Meter as Meter
+from ._base import RecomputesBlocks as RecomputesBlocks
 from ._bridge import BridgeBackend as BridgeBackend
 from ._hooked import HookedBackend as HookedBackend
+from ._registry import backend_of as backend_of
+from ._registry import is_bridge as is_bridge
+from ._registry import is_nnsight as is_nnsight
+from ._registry import register_backend as register_backend
 
-__all__ = ["Backend", "BlockWeights", "BridgeBackend", "HookedBackend", "backend_of", "is_bridge", "is_nnsight", "trace_count", "with_traces"]
-
-_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def is_bridge(model) -> bool:
-    """Whether ``model`` is a TransformerLens 4.x ``TransformerBridge`` (by class, no import)."""
-    return any(c.__name__ == "TransformerBridge" and c.__module__.startswith("transformer_lens.")
-               for c in type(model).__mro__)
-
-
-def is_nnsight(model) -> bool:
-    """Whether ``model`` is a ``lensarith.models.NNsightModel`` (by a class flag, no import)."""
-    return bool(getattr(type(model), "lensarith_nnsight", False))
-
-
-def _new(model) -> Backend:
-    if is_nnsight(model):
-        from ._nnsight import NNsightBackend  # noqa: PLC0415 - nnsight is an optional extra
-
-        return NNsightBackend(model)
-    return (BridgeBackend if is_bridge(model) else HookedBackend)(model)
-
-
-def trace_count(model) -> int | None:
-    """Traces the nnsight backend has run for ``model`` so far (None on other backends); a recipe
-    records the difference over a sweep in its metadata (``meta["traces"]``)."""
-    return backend_of(model).traces if is_nnsight(model) else None
-
-
-def with_traces(model, before: int | None, meta: dict) -> dict:
-    """``meta`` plus ``"traces"``: the nnsight traces run since ``before`` (unchanged on other backends)."""
-    if before is None:
-        return meta
-    return {**meta, "traces": trace_count(model) - before}
-
-
-def backend_of(model) -> Backend:
-    """The backend for ``model`` (cached per model object)."""
-    try:
-        got = _CACHE.get(model)
-    except TypeError:  # not weak-referenceable: build one each time
-        return _new(model)
-    if got is None:
-        got = _new(model)
-        _CACHE[model] = got
-    return got
+__all__ = ["Backend", "BlockWeights", "BridgeBackend", "Capability", "GemmaBlocks", "HookedBackend", "Meter",
+           "RecomputesBlocks", "backend_of", "is_bridge", "is_nnsight", "register_backend"]

@@ -11,7 +11,7 @@ What differs from ``HookedTransformer`` and how this backend handles it:
   architectures (BLOOM) its re-entry through ``inputs_embeds`` changes the numbers. So a
   forward from a residual runs placeholder tokens and swaps the residual in at the start
   block's ``hook_resid_pre`` (a pre-hook): exact, but no compute is saved
-  (``can_start_at_layer_cheaply`` is False, and the core then runs such groups from tokens).
+  (no ``Capability.START_MID_STACK``: the core then runs such groups from tokens).
 - The bridge wires its own capture hooks on its norm modules during the first forward; they
   are not a user's hooks.
 - ``attn.attn_scale`` does not exist, and missing biases are None: computed / zero-filled.
@@ -31,7 +31,7 @@ from torch import Tensor
 from ..._errors import LensarithError
 from ...models._version import tl_version
 from ._activations import ACTIVATIONS
-from ._base import Backend, BlockWeights, HookFn
+from ._base import Backend, BlockWeights, Capability, HookFn, RecomputesBlocks
 
 __all__ = ["BridgeBackend"]
 
@@ -90,10 +90,10 @@ def _hook_fns(module: torch.nn.Module):
             yield table, key, fn
 
 
-class BridgeBackend(Backend):
+class BridgeBackend(Backend, RecomputesBlocks):
     """``TransformerBridge`` (TransformerLens 4.x) over a Hugging Face or a TL-native model."""
 
-    can_start_at_layer_cheaply = False
+    capabilities = frozenset({Capability.GRADIENTS, Capability.RECOMPUTE_BLOCKS, Capability.TL_MODULES})
 
     def __init__(self, model) -> None:
         super().__init__(model)

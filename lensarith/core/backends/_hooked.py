@@ -9,16 +9,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._base import Backend, BlockWeights, HookFn
+from ._base import Backend, BlockWeights, Capability, GemmaBlocks, HookFn, RecomputesBlocks
 from ...models._version import tl_version
 
 __all__ = ["HookedBackend"]
 
 
-class HookedBackend(Backend):
+class HookedBackend(Backend, RecomputesBlocks, GemmaBlocks):
     """``HookedTransformer``: native ``start_at_layer``/``stop_at_layer``, ``model.hooks``."""
 
-    can_start_at_layer_cheaply = True
+    capabilities = frozenset({Capability.START_MID_STACK, Capability.GRADIENTS, Capability.RECOMPUTE_BLOCKS,
+                              Capability.GEMMA_BLOCKS, Capability.TL_MODULES})
 
     def __init__(self, model) -> None:
         super().__init__(model)
@@ -74,8 +75,6 @@ class HookedBackend(Backend):
 
     def attn_scale(self, layer: int) -> float:
         return self.model.blocks[layer].attn.attn_scale
-
-    gemma_blocks = True
 
     def post_norm(self, layer: int, which: str, x: Tensor) -> Tensor:
         return getattr(self.model.blocks[layer], which)(x[None])[0]

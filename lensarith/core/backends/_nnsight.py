@@ -28,7 +28,7 @@ from torch import Tensor
 import nnsight
 
 from ..._errors import LensarithError
-from ._base import Backend, BlockWeights, HookFn
+from ._base import Backend, BlockWeights, Capability, HookFn
 from ._hf_sites import SiteMap, site_map_for
 
 __all__ = ["NNsightBackend", "GRADIENT_MESSAGE"]
@@ -257,7 +257,7 @@ class NNsightBackend(Backend):
         site_map: where the hook names live in this architecture.
     """
 
-    can_start_at_layer_cheaply = False
+    capabilities = frozenset({Capability.TRACES})
 
     def __init__(self, model) -> None:
         super().__init__(model)
@@ -276,9 +276,14 @@ class NNsightBackend(Backend):
         m = self.model
         return f"{type(m.module).__name__} ({m.cfg.model_name})"
 
-    def why_no_hook(self, name: str) -> str | None:
+    def explain_missing(self, name: str) -> str | None:
         why = self.site_map.supports(name, self.model.cfg.n_layers)
         return None if why is None else f"site {name!r} is not available on the nnsight {self._label()}: {why}"
+
+    def why_not(self, capability: Capability) -> str | None:
+        if capability is Capability.GRADIENTS:
+            return GRADIENT_MESSAGE
+        return super().why_not(capability)
 
     # ---- hooks: kept for the next forward of this ``with`` block
     @contextmanager
@@ -295,7 +300,7 @@ class NNsightBackend(Backend):
             self._active = saved
 
     def has_hook(self, name: str) -> bool:
-        return self.why_no_hook(name) is None
+        return self.explain_missing(name) is None
 
     def has_user_hooks(self) -> bool:
         return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in self.model.module.modules())
