@@ -36,11 +36,11 @@ from torch import Tensor
 from .._errors import LensarithError, check_choice, check_int, check_seed
 from ..core import Result, check_layers, provenance, register_recipe, tokenize
 from ..tasks import TASKS, Example, load_pairs, random_token_contexts
-from ._apply import _single_tokens
+from ._transplant import _single_tokens
 from ._fewshot import few_shot_prompts
-from ._kinds import (RESID_SITES, HeadEffects, function_vector, head_effects, make_task_vector, mlp_out_by_layer,
+from ._function_task import (RESID_SITES, HeadEffects, function_vector, head_effects, make_task_vector, mlp_out_by_layer,
                      resid_by_layer)
-from ._operator import Application, apply_vectors, bootstrap_ci, sweep_layers
+from ._apply_vector import Application, apply_vectors, bootstrap_ci, sweep_layers
 from ._ovector import OVector
 
 __all__ = ["BenchConfig", "BenchResult", "vector_bench", "compare_vectors", "bench_table", "single_token_counts",
@@ -344,7 +344,7 @@ def vector_bench(model, task, config=BenchConfig(), *, progress: bool | None = N
         raise LensarithError("BenchConfig kinds has 'o' but the model is attention-only (no MLP outputs); drop it")
     n_layers = model.cfg.n_layers
     if "fv" in config.kinds:
-        from ._kinds import _no_nnsight
+        from ._function_task import _no_nnsight
 
         _no_nnsight(model, "vector_bench with kinds 'fv'")
         if config.n_heads > n_layers * model.cfg.n_heads:

@@ -25,8 +25,8 @@ from torch import Tensor
 
 from .._errors import LensarithError, check_choice, check_int, check_seed
 from ..core import Add, Intervention, Replace, Result, Site, check_layers, provenance
-from ._apply import context_batch, evaluate
-from ._kinds import FunctionVector, TaskVector
+from ._transplant import context_batch, evaluate
+from ._function_task import FunctionVector, TaskVector
 from ._ovector import OVector, as_o
 
 __all__ = ["Application", "vector_interventions", "same_norm_random", "apply_vectors", "apply_vector", "VectorResult",
