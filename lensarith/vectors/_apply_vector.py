@@ -25,12 +25,12 @@ from torch import Tensor
 
 from .._errors import LensarithError, check_choice, check_int, check_seed
 from ..core import Add, Intervention, Replace, Result, Site, check_layers, provenance
-from ._transplant import context_batch, evaluate
 from ._function_task import FunctionVector, TaskVector
 from ._ovector import OVector, as_o
+from ._scoring import context_batch, evaluate
 
 __all__ = ["Application", "vector_interventions", "same_norm_random", "apply_vectors", "apply_vector", "VectorResult",
-           "sweep_layers", "SweepResult", "bootstrap_ci", "kind_of", "APPLY_SITES", "APPLY_MODES"]
+           "sweep_layers", "SweepResult", "bootstrap_ci", "kind_of", "interventions_of", "APPLY_SITES", "APPLY_MODES"]
 
 #: where a vector can go: the residual stream, a layer's MLP or attention output, or (function
 #: vectors) the outputs ``z`` of their own heads
@@ -139,10 +139,12 @@ def vector_interventions(model, vector, *, site=None, layers=None, mode="add", s
         ['blocks.0.hook_resid_pre', 'blocks.1.hook_resid_pre']
     """
     app = Application(vector, site, layers, mode, scale, positions).resolved(model)
-    return _interventions(app)
+    return interventions_of(app)
 
 
-def _interventions(app: Application) -> list[Intervention]:
+def interventions_of(app: Application) -> list[Intervention]:
+    """The one intervention builder: a resolved ``Application``'s interventions (every kind, every
+    site; ``transplant_interventions`` and ``vector_interventions`` both come here)."""
     pos = "last" if app.positions == "last" else None
     vec = app.vector
     if app.site == "z":
@@ -354,13 +356,13 @@ def apply_vectors(
     groups: list[list[Intervention]] = [[]]
     for name, app in apps.items():
         runs.append(name)
-        groups.append(_interventions(app))
+        groups.append(interventions_of(app))
     if baseline:
         for i, (name, app) in enumerate(apps.items()):
             rand = Application(same_norm_random(app.vector, seed=seed + i), app.site, app.layers, app.mode, app.scale,
                                app.positions)
             runs.append(f"{name}:random")
-            groups.append(_interventions(rand))
+            groups.append(interventions_of(rand))
     got = evaluate(model, batch, groups, batch_size=batch_size, readout_layers=readout_layers, progress=progress,
                    desc="vectors")
     n = model.cfg.n_layers
