@@ -1,9 +1,15 @@
-"""Bootstrap confidence intervals over examples, seeded, for every rate the report prints.
+"""lensarith's one bootstrap: seeded percentile confidence intervals over examples.
 
 The percentile bootstrap: resample the examples with replacement ``n`` times, compute the
 statistic on each resample, and take the ``(1 - level) / 2`` and ``(1 + level) / 2``
 quantiles. The resamples come from ``numpy.random.default_rng(seed)``, so the same values
-and seed always give the same interval.
+and seed always give the same interval. ``generator="torch"`` draws them from a seeded
+``torch.Generator`` instead and averages them in torch (the mean only): the intervals of
+``lensarith.vectors`` (``bootstrap_ci`` there, ``VectorResult.ci``, the vector bench), kept
+as they were published.
+
+A leaf: imports nothing of the package but ``_errors``; ``lensarith.paper.stats`` re-exports it
+and ``lensarith.vectors.bootstrap_ci`` wraps it.
 
 Example:
     >>> lo, hi = bootstrap_ci([0, 1, 1, 1, 0, 1, 1, 1])
@@ -18,14 +24,16 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import LensarithError, check_int
+from ._errors import LensarithError, check_choice, check_int
 
 __all__ = ["bootstrap_ci", "bootstrap_distribution", "bootstrap_columns", "percentile_ci", "uniform_mrr", "mean",
-           "N_RESAMPLES", "LEVEL"]
+           "N_RESAMPLES", "LEVEL", "GENERATORS"]
 
 #: resamples per interval and the interval's coverage, as used throughout the report
 N_RESAMPLES = 1000
 LEVEL = 0.95
+#: where the resamples come from: numpy's ``default_rng(seed)`` or a seeded ``torch.Generator``
+GENERATORS = ("numpy", "torch")
 
 
 def mean(values: np.ndarray) -> float:
@@ -93,8 +101,21 @@ def percentile_ci(samples: np.ndarray, level: float = LEVEL) -> tuple[float, flo
     return float(lo), float(hi)
 
 
+def _torch_ci(arr: np.ndarray, n: int, seed: int, level: float) -> tuple[float, float]:
+    """The mean's interval with resamples from ``torch.Generator().manual_seed(seed)``, averaged in torch."""
+    import torch
+
+    x = torch.from_numpy(arr)
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, x.numel(), (n, x.numel()), generator=gen)
+    stats = x[idx].mean(-1)
+    alpha = (1 - level) / 2
+    lo, hi = torch.quantile(stats, torch.tensor([alpha, 1 - alpha], dtype=torch.float64)).tolist()
+    return float(lo), float(hi)
+
+
 def bootstrap_ci(values: Sequence[float] | np.ndarray | Any, stat: Callable[[np.ndarray], float] = mean, n: int = N_RESAMPLES,
-                 seed: int = 0, *, level: float = LEVEL) -> tuple[float, float]:
+                 seed: int = 0, *, level: float = LEVEL, generator: str = "numpy") -> tuple[float, float]:
     """A percentile bootstrap confidence interval of ``stat(values)`` over examples.
 
     Args:
@@ -103,6 +124,8 @@ def bootstrap_ci(values: Sequence[float] | np.ndarray | Any, stat: Callable[[np.
         n: resamples (default 1000).
         seed: seeds the resampling (same inputs and seed, same interval).
         level: coverage (default 0.95).
+        generator: ``numpy`` (the report's intervals) or ``torch`` (``lensarith.vectors``'s:
+            the mean of one value per example, resampled with a seeded ``torch.Generator``).
 
     Returns:
         ``(lo, hi)``. A single example gives ``(value, value)``.
@@ -115,6 +138,13 @@ def bootstrap_ci(values: Sequence[float] | np.ndarray | Any, stat: Callable[[np.
         (1.0, 1.0)
     """
     _check(n, seed, level)
+    check_choice(generator, GENERATORS, "generator")
+    if generator == "torch":
+        arr = _as_array(values)
+        if stat is not mean or arr.ndim != 1:
+            raise LensarithError("generator='torch' bootstraps the mean of one value per example: give values [N] "
+                                 "and the default stat, or use generator='numpy'")
+        return _torch_ci(arr, n, seed, level)
     return percentile_ci(bootstrap_distribution(values, stat, n=n, seed=seed), level)
 
 

@@ -19,6 +19,7 @@ PACKAGE = ROOT / "lensarith"
 #: top-level package) and any layer below, never one above
 LAYERS: list[tuple[str, ...]] = [
     ("lensarith._errors", "lensarith._paths", "lensarith._io"),
+    ("lensarith._stats",),  # the one bootstrap (numpy; torch on request), used by vectors and paper
     ("lensarith.tasks",),
     ("lensarith.models",),
     ("lensarith.core",),

@@ -9,7 +9,8 @@ them with the paper's reciprocal ranks and top-k accuracy, with bootstrap interv
   (``lensarith.core.run`` groups via ``evaluate``).
 - ``sweep_layers`` -> ``SweepResult``: the same vector (or one per layer) at each layer and
   scale, with the random baseline, in shared forwards; ``best()`` picks the layer.
-- ``bootstrap_ci``: percentile intervals over contexts.
+- ``bootstrap_ci``: the mean and a percentile interval over contexts (lensarith's one bootstrap,
+  ``lensarith.paper.stats.bootstrap_ci``, resampled with torch's generator).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from .._stats import bootstrap_ci as _one_bootstrap_ci
 from .._errors import LensarithError, check_choice, check_int, check_seed
 from ..core import Add, Intervention, Replace, Result, Site, check_layers, provenance
 from ._function_task import FunctionVector, TaskVector
@@ -186,6 +188,11 @@ def same_norm_random(vector, *, seed: int = 0):
 def bootstrap_ci(values: Tensor, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
     """Mean and percentile bootstrap interval over the last axis of ``values`` (contexts).
 
+    A thin wrapper of lensarith's one bootstrap (``lensarith.paper.stats.bootstrap_ci``) that
+    keeps this module's signature: per-context scores as a tensor (flattened), ``n_boot``
+    resamples drawn with a seeded ``torch.Generator`` (``generator="torch"``, as these
+    intervals were always drawn), and the mean returned in front of the interval.
+
     Returns ``(mean, low, high)``; ``low == high == mean`` for a single value.
     """
     if not isinstance(values, Tensor):
@@ -205,12 +212,8 @@ def bootstrap_ci(values: Tensor, *, n_boot: int = 1000, seed: int = 0, level: fl
     mean = float(x.mean())
     if n == 1:
         return mean, mean, mean
-    gen = torch.Generator().manual_seed(seed)
-    idx = torch.randint(0, n, (n_boot, n), generator=gen)
-    stats = x[idx].mean(-1)
-    alpha = (1 - level) / 2
-    lo, hi = torch.quantile(stats, torch.tensor([alpha, 1 - alpha], dtype=torch.float64)).tolist()
-    return mean, float(lo), float(hi)
+    lo, hi = _one_bootstrap_ci(x.numpy(), n=n_boot, seed=seed, level=level, generator="torch")
+    return mean, lo, hi
 
 
 class VectorResult(Result):
