@@ -28,8 +28,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("lensarith.attribution",),
     ("lensarith.ablation",),
     ("lensarith.patching",),
+    ("lensarith.viz",),  # renderers read results through core.Result; vectors re-exports its bench figures
     ("lensarith.vectors",),
-    ("lensarith.viz",),
     ("lensarith.paper", "lensarith.organism"),
     ("lensarith.guard",),
     ("lensarith.cli",),

@@ -29,8 +29,6 @@ from ._transplant import transplant_contexts as transplant_contexts
 from ._transplant import transplant_interventions as transplant_interventions
 from ._experiment import TransplantConfig as TransplantConfig
 from ._fewshot import few_shot_prompts as few_shot_prompts
-from ._figure import bench_figure as bench_figure
-from ._figure import sweep_figure as sweep_figure
 from ._experiment import transplant_experiment as transplant_experiment
 from ._explain import AnalogyResult as AnalogyResult
 from ._explain import ConsistencyResult as ConsistencyResult
@@ -59,6 +57,8 @@ from ._ovector import extract_o_vector as extract_o_vector
 from ._search import LayerSearchResult as LayerSearchResult
 from ._search import SearchConfig as SearchConfig
 from ._search import find_layers as find_layers
+from ..viz.vectors import bench_figure as bench_figure
+from ..viz.vectors import sweep_figure as sweep_figure
 
 __all__ = ["OVector", "extract_o_vector", "transplant_interventions", "transplant", "TransplantResult",
            "transplant_contexts", "SearchConfig", "LayerSearchResult", "find_layers", "DecodeResult", "decode_o_vector",

@@ -48,7 +48,6 @@ __all__ = ["BenchConfig", "BenchResult", "vector_bench", "compare_vectors", "ben
 
 KINDS = ("o", "fv", "tv")
 CONTEXTS = ("random", "zero_shot")
-KIND_NAMES = {"o": "o-vector", "fv": "function vector", "tv": "task vector"}
 
 
 def _scales(value, name: str) -> tuple[float, ...]:
