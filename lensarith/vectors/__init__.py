@@ -10,7 +10,8 @@ function vectors and task vectors, and the one operator that puts any of them in
 - one operator for every kind (``_apply_vector``): ``Application`` says where and how a vector
   goes in, ``vector_interventions`` builds its interventions, ``apply_vector`` /
   ``apply_vectors`` -> ``VectorResult`` run it (control, vectors and same-norm random baselines in
-  shared forwards), ``sweep_layers`` -> ``SweepResult``; ``same_norm_random``, ``bootstrap_ci``;
+  shared forwards); ``same_norm_random``, ``bootstrap_ci``; layer sweeps on it (``sweep_layers`` ->
+  ``SweepResult``; ``_sweep``);
 - transplant (``_transplant``): the paper's recipe as that operator with an o-vector at
   ``mlp_out`` (``transplant`` -> ``TransplantResult``: replace a range of MLP outputs, add, or
   subtract; ``transplant_interventions``; ``transplant_contexts``); every run is scored by the
@@ -24,13 +25,11 @@ function vectors and task vectors, and the one operator that puts any of them in
 """
 
 from ._apply_vector import Application as Application
-from ._apply_vector import SweepResult as SweepResult
 from ._apply_vector import VectorResult as VectorResult
 from ._apply_vector import apply_vector as apply_vector
 from ._apply_vector import apply_vectors as apply_vectors
 from ._apply_vector import bootstrap_ci as bootstrap_ci
 from ._apply_vector import same_norm_random as same_norm_random
-from ._apply_vector import sweep_layers as sweep_layers
 from ._apply_vector import vector_interventions as vector_interventions
 from ._bench import BenchConfig as BenchConfig
 from ._bench import BenchResult as BenchResult
@@ -59,6 +58,8 @@ from ._ovector import extract_o_vector as extract_o_vector
 from ._search import LayerSearchResult as LayerSearchResult
 from ._search import SearchConfig as SearchConfig
 from ._search import find_layers as find_layers
+from ._sweep import SweepResult as SweepResult
+from ._sweep import sweep_layers as sweep_layers
 from ._transplant import TransplantResult as TransplantResult
 from ._transplant import transplant as transplant
 from ._transplant import transplant_contexts as transplant_contexts

@@ -36,12 +36,13 @@ from torch import Tensor
 from .._errors import LensarithError, check_choice, check_int, check_seed
 from ..core import Result, check_layers, provenance, register_recipe, tokenize
 from ..tasks import TASKS, Example, load_pairs, random_token_contexts
-from ._apply_vector import Application, apply_vectors, bootstrap_ci, sweep_layers
+from ._apply_vector import Application, apply_vectors, bootstrap_ci
 from ._fewshot import few_shot_prompts
 from ._function_task import (RESID_SITES, HeadEffects, function_vector, head_effects, make_task_vector,
                              mlp_out_by_layer, resid_by_layer)
 from ._ovector import OVector
 from ._scoring import single_tokens
+from ._sweep import sweep_layers
 
 __all__ = ["BenchConfig", "BenchResult", "vector_bench", "compare_vectors", "bench_table", "single_token_counts",
            "KINDS", "CONTEXTS"]
