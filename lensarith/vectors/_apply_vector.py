@@ -64,6 +64,7 @@ def _native_site(vector: OVector) -> str:
 
 
 def check_scale(scale, name: str = "scale") -> float:
+    """``scale`` as a float; raises unless it is a finite number (not a bool)."""
     if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not math.isfinite(scale):
         raise LensarithError(f"{name} must be a finite number, got {scale!r}")
     return float(scale)

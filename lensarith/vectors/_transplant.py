@@ -10,7 +10,6 @@ rows in one batched forward (``lensarith.core.run`` groups) and keeps only the l
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,7 +19,7 @@ from torch import Tensor
 from .._errors import LensarithError, check_choice, check_int
 from ..core import Intervention, Result, Site, check_layer, check_layers, provenance
 from ..tasks import Example, build_prompts, random_token_contexts
-from ._apply_vector import Application, apply_vectors, interventions_of
+from ._apply_vector import Application, apply_vectors, check_scale, interventions_of
 from ._ovector import OVector, as_o
 from ._scoring import context_batch, single_tokens
 
@@ -44,8 +43,7 @@ def _application(model, o, *, layers, mode: str, positions: str, scale: float) -
     o at ``mlp_out``, ``replace`` with ``scale`` or ``add`` with ``+scale`` (``add``) / ``-scale`` (``subtract``)."""
     check_choice(mode, MODES, "mode")
     check_choice(positions, POSITIONS, "positions")
-    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not math.isfinite(scale):
-        raise LensarithError(f"scale must be a finite number, got {scale!r}")
+    check_scale(scale)
     if model.cfg.attn_only:
         raise LensarithError("the model is attention-only: it has no MLP outputs to transplant into")
     o = as_o(model, o)
