@@ -19,6 +19,7 @@ PACKAGE = ROOT / "lensarith"
 #: top-level package) and any layer below, never one above
 LAYERS: list[tuple[str, ...]] = [
     ("lensarith._errors", "lensarith._paths", "lensarith._io"),
+    ("lensarith._stats",),  # the one bootstrap (numpy; torch on request), used by vectors and paper
     ("lensarith.tasks",),
     ("lensarith.models",),
     ("lensarith.core",),
@@ -27,8 +28,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("lensarith.attribution",),
     ("lensarith.ablation",),
     ("lensarith.patching",),
+    ("lensarith.viz",),  # renderers read results through core.Result; vectors re-exports its bench figures
     ("lensarith.vectors",),
-    ("lensarith.viz",),
     ("lensarith.paper", "lensarith.organism"),
     ("lensarith.guard",),
     ("lensarith.cli",),

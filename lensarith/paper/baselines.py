@@ -12,7 +12,7 @@ per run),
 - ``zeroed``: the same MLPs zero-ablated instead of replaced.
 
 and keeps only the logit-lens ranks of the answer and the argument at every layer's
-``resid_post`` (last real token), as ``lensarith.vectors.transplant`` does.
+``resid_post`` (last real token), with the readout ``lensarith.vectors.transplant`` uses.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ import torch
 from torch import Tensor
 
 from .._errors import LensarithError, check_int
-from ..core import Ablate, Batch, Group, Result, Site, provenance, readout, run, tokenize
+from ..core import Ablate, Batch, Group, Result, Site, provenance, tokenize
 from ..tasks import Example
 from ..vectors import OVector, TransplantResult, transplant_interventions
+from ..vectors._scoring import evaluate
 from .stats import N_RESAMPLES, bootstrap_ci, bootstrap_columns
 
 __all__ = ["BaselineResult", "transplant_baselines", "random_vectors", "summarize", "to_transplant_result", "BASELINES"]
@@ -67,29 +68,6 @@ def _groups(model, o, layers: Sequence[int], n_random: int, seed: int) -> tuple[
     groups.append(Group(tuple(Ablate(Site("mlp_out", layer)) for layer in layers)))
     names.append("zeroed")
     return groups, names
-
-
-def _rank_keeper(model):
-    """A ``keep`` function: ranks of answer and argument at each layer, and the output's top-1."""
-    n = model.cfg.n_layers
-    sites = [Site("resid_post", layer, "last") for layer in range(n)]
-
-    def keep(out, chunk: Batch) -> dict[str, Tensor]:
-        got: dict[str, list[Tensor]] = {"rank_answer": [], "rank_argument": []}
-        top1 = None
-        for layer, site in enumerate(sites):
-            logits = readout.logits(model, out.captured[site]).float()  # [group, batch, d_vocab]
-            for key, ids in (("rank_answer", chunk.answer_ids), ("rank_argument", chunk.argument_ids)):
-                if ids is not None:
-                    got[key].append(readout.rank(logits, ids.expand(logits.shape[0], -1),
-                                                 where=f"the logit lens at layer {layer}"))
-            if layer == n - 1:
-                top1 = logits.argmax(-1)
-        kept = {key: torch.stack(v, -1).cpu() for key, v in got.items() if v}  # [group, batch, layer]
-        kept["top1"] = top1.cpu()
-        return kept
-
-    return sites, keep
 
 
 class BaselineResult(Result):
@@ -159,11 +137,8 @@ def transplant_baselines(model, o, contexts: Sequence[Example] | Batch, *, layer
     if batch.answer_ids is None or bool((batch.answer_ids < 0).any()):
         raise LensarithError("contexts: every context needs an answer to score (Example.answer)")
     groups, names = _groups(model, o, layers, n_random, seed)
-    sites, keep = _rank_keeper(model)
-    got = run(model, batch, capture=sites, groups=groups, keep=keep, batch_size=batch_size, progress=progress,
-              desc="fig 5 baselines").kept
-    tensors = {k: got[k].transpose(1, 2) for k in ("rank_answer", "rank_argument") if k in got}
-    tensors["top1"] = got["top1"]
+    tensors = evaluate(model, batch, groups, batch_size=batch_size, readout_layers="all", progress=progress,
+                       desc="fig 5 baselines")
     axes = {k: ("run", "layer", "batch") for k in tensors if k != "top1"}
     axes["top1"] = ("run", "batch")
     meta: dict[str, Any] = provenance(model, recipe="transplant_baselines", layers=list(layers), n_random=n_random,

@@ -1,9 +1,7 @@
 """Bootstrap confidence intervals over examples, seeded, for every rate the report prints.
 
-The percentile bootstrap: resample the examples with replacement ``n`` times, compute the
-statistic on each resample, and take the ``(1 - level) / 2`` and ``(1 + level) / 2``
-quantiles. The resamples come from ``numpy.random.default_rng(seed)``, so the same values
-and seed always give the same interval.
+lensarith's one bootstrap lives in ``lensarith._stats`` (a leaf that ``lensarith.vectors`` can use
+too); this module re-exports it under the name the report and its docs use.
 
 Example:
     >>> lo, hi = bootstrap_ci([0, 1, 1, 1, 0, 1, 1, 1])
@@ -11,133 +9,14 @@ Example:
     True
 """
 
-from __future__ import annotations
-
-from collections.abc import Callable, Sequence
-from typing import Any
-
-import numpy as np
-
-from .._errors import LensarithError, check_int
+from .._stats import LEVEL as LEVEL
+from .._stats import N_RESAMPLES as N_RESAMPLES
+from .._stats import bootstrap_ci as bootstrap_ci
+from .._stats import bootstrap_columns as bootstrap_columns
+from .._stats import bootstrap_distribution as bootstrap_distribution
+from .._stats import mean as mean
+from .._stats import percentile_ci as percentile_ci
+from .._stats import uniform_mrr as uniform_mrr
 
 __all__ = ["bootstrap_ci", "bootstrap_distribution", "bootstrap_columns", "percentile_ci", "uniform_mrr", "mean",
            "N_RESAMPLES", "LEVEL"]
-
-#: resamples per interval and the interval's coverage, as used throughout the report
-N_RESAMPLES = 1000
-LEVEL = 0.95
-
-
-def mean(values: np.ndarray) -> float:
-    """The mean over the first axis (the default statistic)."""
-    return float(np.mean(values, axis=0))
-
-
-def _as_array(values: Any, name: str = "values") -> np.ndarray:
-    """Values as a float array with examples on the first axis; rejects empty or non-finite input."""
-    if hasattr(values, "detach"):
-        values = values.detach().double().cpu().numpy()
-    try:
-        arr = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise LensarithError(f"{name} must be numbers (a list, an array or a tensor), got {type(values).__name__}") from None
-    if arr.ndim == 0:
-        raise LensarithError(f"{name} must hold one value per example (a list or an array), got the scalar {values!r}")
-    if arr.shape[0] == 0:
-        raise LensarithError(f"{name} is empty: a bootstrap needs at least one example")
-    if not np.isfinite(arr).all():
-        raise LensarithError(f"{name} holds NaN or inf values: drop them before bootstrapping")
-    return arr
-
-
-def _check(n: int, seed: int, level: float) -> None:
-    check_int(n, "n", minimum=1, hint="(resamples, e.g. 1000)")
-    check_int(seed, "seed")
-    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
-        raise LensarithError(f"level must be a number strictly between 0 and 1 (e.g. 0.95), got {level!r}")
-
-
-def _indices(n_examples: int, n: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, n_examples, size=(n, n_examples))
-
-
-def bootstrap_distribution(values: Sequence[float] | np.ndarray | Any, stat: Callable[[np.ndarray], float] = mean, *,
-                           n: int = N_RESAMPLES, seed: int = 0) -> np.ndarray:
-    """The statistic on ``n`` resamples of the examples (the first axis of ``values``).
-
-    Args:
-        values: one value per example (``[N]``), or one row per example (``[N, k]``: e.g.
-            correctness before and after an ablation, resampled together).
-        stat: maps a resample (same shape as ``values``) to a number; default the mean.
-        n: number of resamples.
-        seed: seeds the resampling.
-
-    Returns:
-        ``[n]`` array of the statistic.
-    """
-    arr = _as_array(values)
-    _check(n, seed, 0.5)
-    if not callable(stat):
-        raise LensarithError(f"stat must be a function of the resampled values, got {stat!r}")
-    idx = _indices(arr.shape[0], n, seed)
-    if stat is mean and arr.ndim == 1:
-        return arr[idx].mean(axis=1)
-    return np.array([float(stat(arr[row])) for row in idx])
-
-
-def percentile_ci(samples: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
-    """The central ``level`` interval of bootstrap samples."""
-    _check(1, 0, level)
-    samples = _as_array(samples, "samples")
-    lo, hi = np.quantile(samples, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
-
-
-def bootstrap_ci(values: Sequence[float] | np.ndarray | Any, stat: Callable[[np.ndarray], float] = mean, n: int = N_RESAMPLES,
-                 seed: int = 0, *, level: float = LEVEL) -> tuple[float, float]:
-    """A percentile bootstrap confidence interval of ``stat(values)`` over examples.
-
-    Args:
-        values: one value per example (``[N]``; 0/1 for a rate), or one row per example.
-        stat: the statistic (default the mean; e.g. a rate, an MRR).
-        n: resamples (default 1000).
-        seed: seeds the resampling (same inputs and seed, same interval).
-        level: coverage (default 0.95).
-
-    Returns:
-        ``(lo, hi)``. A single example gives ``(value, value)``.
-
-    Raises:
-        LensarithError: empty values, NaN/inf, a bad ``n``, ``seed`` or ``level``.
-
-    Example:
-        >>> bootstrap_ci([1, 1, 1])
-        (1.0, 1.0)
-    """
-    _check(n, seed, level)
-    return percentile_ci(bootstrap_distribution(values, stat, n=n, seed=seed), level)
-
-
-def bootstrap_columns(values: Any, *, n: int = N_RESAMPLES, seed: int = 0, level: float = LEVEL
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """Intervals of the column means of ``values [N, k]`` (e.g. MRR per layer), one resampling
-    of the examples shared by every column.
-
-    Returns:
-        ``(lo [k], hi [k])``.
-    """
-    arr = _as_array(values)
-    if arr.ndim != 2:
-        raise LensarithError(f"values must be [examples, columns], got shape {arr.shape}")
-    _check(n, seed, level)
-    idx = _indices(arr.shape[0], n, seed)
-    samples = arr[idx].mean(axis=1)  # [n, k]
-    lo, hi = np.quantile(samples, [(1 - level) / 2, (1 + level) / 2], axis=0)
-    return lo, hi
-
-
-def uniform_mrr(vocab_size: int) -> float:
-    """The mean reciprocal rank a uniformly random ranking over ``vocab_size`` tokens gives:
-    ``H(V) / V`` (the harmonic number over V), e.g. 0.0019 for 4,683 tokens."""
-    check_int(vocab_size, "vocab_size", minimum=1)
-    return float(np.sum(1.0 / np.arange(1, vocab_size + 1)) / vocab_size)

@@ -36,19 +36,19 @@ from torch import Tensor
 from .._errors import LensarithError, check_choice, check_int, check_seed
 from ..core import Result, check_layers, provenance, register_recipe, tokenize
 from ..tasks import TASKS, Example, load_pairs, random_token_contexts
-from ._apply import _single_tokens
+from ._apply_vector import Application, apply_vectors, bootstrap_ci
 from ._fewshot import few_shot_prompts
-from ._kinds import (RESID_SITES, HeadEffects, function_vector, head_effects, make_task_vector, mlp_out_by_layer,
-                     resid_by_layer)
-from ._operator import Application, apply_vectors, bootstrap_ci, sweep_layers
+from ._function_task import (RESID_SITES, HeadEffects, function_vector, head_effects, make_task_vector,
+                             mlp_out_by_layer, resid_by_layer)
 from ._ovector import OVector
+from ._scoring import single_tokens
+from ._sweep import sweep_layers
 
 __all__ = ["BenchConfig", "BenchResult", "vector_bench", "compare_vectors", "bench_table", "single_token_counts",
            "KINDS", "CONTEXTS"]
 
 KINDS = ("o", "fv", "tv")
 CONTEXTS = ("random", "zero_shot")
-KIND_NAMES = {"o": "o-vector", "fv": "function vector", "tv": "task vector"}
 
 
 def _scales(value, name: str) -> tuple[float, ...]:
@@ -279,7 +279,7 @@ def single_token_counts(model, tasks: Sequence[str] | None = None) -> dict[str, 
         if task not in TASKS:
             raise LensarithError(f"task={task!r} is unknown; valid tasks: {', '.join(sorted(TASKS))}")
         rows = load_pairs(task)
-        ok = sum(_single_tokens(model, Example("", " " + r["answer"], " " + r["argument"])) for r in rows)
+        ok = sum(single_tokens(model, Example("", " " + r["answer"], " " + r["argument"])) for r in rows)
         out[task] = {"rows": len(rows), "single_token": ok}
     return out
 
@@ -289,7 +289,7 @@ def _rows(model, task: str, config: BenchConfig) -> tuple[list[dict], list[dict]
     seen: dict[str, dict] = {}
     for r in rows:
         seen.setdefault(r["argument"], r)
-    usable = [r for r in seen.values() if _single_tokens(model, Example("", " " + r["answer"], " " + r["argument"]))]
+    usable = [r for r in seen.values() if single_tokens(model, Example("", " " + r["answer"], " " + r["argument"]))]
     need = config.n_sources + config.n_dev + 1
     counts = {"rows": len(rows), "arguments": len(seen), "single_token": len(usable)}
     if len(usable) < need:
@@ -344,7 +344,7 @@ def vector_bench(model, task, config=BenchConfig(), *, progress: bool | None = N
         raise LensarithError("BenchConfig kinds has 'o' but the model is attention-only (no MLP outputs); drop it")
     n_layers = model.cfg.n_layers
     if "fv" in config.kinds:
-        from ._kinds import _no_nnsight
+        from ._function_task import _no_nnsight
 
         _no_nnsight(model, "vector_bench with kinds 'fv'")
         if config.n_heads > n_layers * model.cfg.n_heads:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from .._errors import LensarithError, check_choice, check_int
 from ..core import check_layer, register_recipe
 from ..tasks import build_prompts
-from ._apply import MODES, POSITIONS, TransplantResult, transplant, transplant_contexts
+from ._transplant import MODES, POSITIONS, TransplantResult, transplant, transplant_contexts
 from ._ovector import extract_o_vector
 from ._search import SearchConfig, find_layers, pick_source, task_batch
 

@@ -20,7 +20,8 @@ from ..attribution import direct_logit_attribution
 from ..core.backends import backend_of
 from ..core import Batch, Intervention, Result, Site, collect, provenance, readout, run, tokenize
 from ..tasks import Example, build_prompts
-from ._apply import POSITIONS, context_batch, evaluate, transplant_contexts, transplant_interventions
+from ._scoring import context_batch, evaluate
+from ._transplant import POSITIONS, transplant_contexts, transplant_interventions
 
 __all__ = ["SearchConfig", "LayerSearchResult", "find_layers", "task_batch", "pick_source"]
 

@@ -3,13 +3,16 @@ range), run control rows, vector rows and same-norm random rows in shared forwar
 them with the paper's reciprocal ranks and top-k accuracy, with bootstrap intervals.
 
 - ``Application``: a vector and where/how it goes in (site, layers, mode, scale, positions).
-- ``vector_interventions``: the interventions of an application (compose them freely).
+- ``vector_interventions``: the interventions of an application (compose them freely), built
+  by ``interventions_of``, the one intervention builder.
 - ``apply_vectors`` / ``apply_vector`` -> ``VectorResult``: every application (and its random
   baseline) on every context, one copy of each chunk per application in one forward
   (``lensarith.core.run`` groups via ``evaluate``).
-- ``sweep_layers`` -> ``SweepResult``: the same vector (or one per layer) at each layer and
-  scale, with the random baseline, in shared forwards; ``best()`` picks the layer.
-- ``bootstrap_ci``: percentile intervals over contexts.
+- ``bootstrap_ci``: the mean and a percentile interval over contexts (lensarith's one bootstrap,
+  ``lensarith.paper.stats.bootstrap_ci``, resampled with torch's generator).
+
+Built on this operator: ``transplant`` (``_transplant``: an o-vector at ``mlp_out``) and
+``sweep_layers`` (``_sweep``: one application per layer and scale).
 """
 
 from __future__ import annotations
@@ -24,13 +27,14 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from .._errors import LensarithError, check_choice, check_int, check_seed
+from .._stats import bootstrap_ci as _one_bootstrap_ci
 from ..core import Add, Intervention, Replace, Result, Site, check_layers, provenance
-from ._apply import context_batch, evaluate
-from ._kinds import FunctionVector, TaskVector
+from ._function_task import FunctionVector, TaskVector
 from ._ovector import OVector, as_o
+from ._scoring import context_batch, evaluate
 
 __all__ = ["Application", "vector_interventions", "same_norm_random", "apply_vectors", "apply_vector", "VectorResult",
-           "sweep_layers", "SweepResult", "bootstrap_ci", "kind_of", "APPLY_SITES", "APPLY_MODES"]
+           "bootstrap_ci", "kind_of", "interventions_of", "check_scale", "APPLY_SITES", "APPLY_MODES"]
 
 #: where a vector can go: the residual stream, a layer's MLP or attention output, or (function
 #: vectors) the outputs ``z`` of their own heads
@@ -59,7 +63,8 @@ def _native_site(vector: OVector) -> str:
     return "mlp_out"
 
 
-def _check_scale(scale, name: str = "scale") -> float:
+def check_scale(scale, name: str = "scale") -> float:
+    """``scale`` as a float; raises unless it is a finite number (not a bool)."""
     if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not math.isfinite(scale):
         raise LensarithError(f"{name} must be a finite number, got {scale!r}")
     return float(scale)
@@ -95,7 +100,7 @@ class Application:
             check_choice(self.site, APPLY_SITES, "site")
         check_choice(self.mode, APPLY_MODES, "mode")
         check_choice(self.positions, _POSITIONS, "positions")
-        object.__setattr__(self, "scale", _check_scale(self.scale))
+        object.__setattr__(self, "scale", check_scale(self.scale))
 
     def resolved(self, model) -> Application:
         """The application with the vector checked against ``model`` and defaults filled in."""
@@ -139,10 +144,12 @@ def vector_interventions(model, vector, *, site=None, layers=None, mode="add", s
         ['blocks.0.hook_resid_pre', 'blocks.1.hook_resid_pre']
     """
     app = Application(vector, site, layers, mode, scale, positions).resolved(model)
-    return _interventions(app)
+    return interventions_of(app)
 
 
-def _interventions(app: Application) -> list[Intervention]:
+def interventions_of(app: Application) -> list[Intervention]:
+    """The one intervention builder: a resolved ``Application``'s interventions (every kind, every
+    site; ``transplant_interventions`` and ``vector_interventions`` both come here)."""
     pos = "last" if app.positions == "last" else None
     vec = app.vector
     if app.site == "z":
@@ -184,6 +191,11 @@ def same_norm_random(vector, *, seed: int = 0):
 def bootstrap_ci(values: Tensor, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
     """Mean and percentile bootstrap interval over the last axis of ``values`` (contexts).
 
+    A thin wrapper of lensarith's one bootstrap (``lensarith.paper.stats.bootstrap_ci``) that
+    keeps this module's signature: per-context scores as a tensor (flattened), ``n_boot``
+    resamples drawn with a seeded ``torch.Generator`` (``generator="torch"``, as these
+    intervals were always drawn), and the mean returned in front of the interval.
+
     Returns ``(mean, low, high)``; ``low == high == mean`` for a single value.
     """
     if not isinstance(values, Tensor):
@@ -203,12 +215,8 @@ def bootstrap_ci(values: Tensor, *, n_boot: int = 1000, seed: int = 0, level: fl
     mean = float(x.mean())
     if n == 1:
         return mean, mean, mean
-    gen = torch.Generator().manual_seed(seed)
-    idx = torch.randint(0, n, (n_boot, n), generator=gen)
-    stats = x[idx].mean(-1)
-    alpha = (1 - level) / 2
-    lo, hi = torch.quantile(stats, torch.tensor([alpha, 1 - alpha], dtype=torch.float64)).tolist()
-    return mean, float(lo), float(hi)
+    lo, hi = _one_bootstrap_ci(x.numpy(), n=n_boot, seed=seed, level=level, generator="torch")
+    return mean, lo, hi
 
 
 class VectorResult(Result):
@@ -354,13 +362,13 @@ def apply_vectors(
     groups: list[list[Intervention]] = [[]]
     for name, app in apps.items():
         runs.append(name)
-        groups.append(_interventions(app))
+        groups.append(interventions_of(app))
     if baseline:
         for i, (name, app) in enumerate(apps.items()):
             rand = Application(same_norm_random(app.vector, seed=seed + i), app.site, app.layers, app.mode, app.scale,
                                app.positions)
             runs.append(f"{name}:random")
-            groups.append(_interventions(rand))
+            groups.append(interventions_of(rand))
     got = evaluate(model, batch, groups, batch_size=batch_size, readout_layers=readout_layers, progress=progress,
                    desc="vectors")
     n = model.cfg.n_layers
@@ -396,158 +404,3 @@ def apply_vector(model, vector, contexts, *, site=None, layers=None, mode="add",
         raise LensarithError(f"{unknown[0]!r} is not an option of apply_vector; valid: site, layers, mode, scale, positions, "
                              f"{', '.join(valid)}")
     return apply_vectors(model, {"vector": Application(vector, site, layers, mode, scale, positions)}, contexts, **options)
-
-
-class SweepResult(Result):
-    """A vector kind at every layer and scale, with its same-norm random baseline.
-
-    Tensors: ``rank`` ``[variant, scale, layer, batch]`` (variant ``vector`` / ``random``;
-    final-layer rank of the answer), ``control_rank`` ``[batch]``; ``mrr`` and ``top1``
-    ``[variant, scale, layer]``, ``control_mrr`` / ``control_top1`` ``[1]``.
-    """
-
-    kind = "vector_sweep"
-
-    @property
-    def layers(self) -> list[int]:
-        return list(self.meta["layers"])
-
-    @property
-    def scales(self) -> list[float]:
-        return list(self.meta["scales"])
-
-    def best(self, metric: str = "mrr") -> tuple[int, float]:
-        """The (layer, scale) where the vector's ``mrr`` (or ``top1``) is highest (ties: the
-        smaller gain over the random baseline loses, then the earlier layer and scale)."""
-        check_choice(metric, ("mrr", "top1"), "metric")
-        vals = self.tensors[metric][0]  # [scale, layer]
-        gain = vals - self.tensors[metric][1]
-        best = None
-        for si, scale in enumerate(self.scales):
-            for li, layer in enumerate(self.layers):
-                key = (float(vals[si, li]), float(gain[si, li]))
-                if best is None or key > best[0]:
-                    best = (key, layer, scale)
-        return best[1], best[2]
-
-    def curve(self, variant: str = "vector", scale: float | None = None, metric: str = "mrr") -> list[float]:
-        """``metric`` per layer at one scale (default: the best one)."""
-        check_choice(variant, ("vector", "random"), "variant")
-        check_choice(metric, ("mrr", "top1"), "metric")
-        scale = self.best(metric)[1] if scale is None else scale
-        if scale not in self.scales:
-            raise LensarithError(f"scale={scale!r} was not swept; swept: {self.scales}")
-        return self.tensors[metric][("vector", "random").index(variant), self.scales.index(scale)].tolist()
-
-    def table(self) -> list[dict[str, Any]]:
-        """One row per (scale, layer): MRR and top-1, vector vs random; control in every row."""
-        rows = []
-        for si, scale in enumerate(self.scales):
-            for li, layer in enumerate(self.layers):
-                rows.append({"scale": scale, "layer": layer,
-                             "mrr": float(self.tensors["mrr"][0, si, li]), "random_mrr": float(self.tensors["mrr"][1, si, li]),
-                             "top1": float(self.tensors["top1"][0, si, li]),
-                             "random_top1": float(self.tensors["top1"][1, si, li]),
-                             "control_mrr": float(self.tensors["control_mrr"][0])})
-        return rows
-
-
-def sweep_layers(
-    model,
-    vectors,
-    contexts,
-    *,
-    layers=None,
-    scales=(1.0,),
-    site=None,
-    mode="add",
-    positions="last",
-    baseline: bool = True,
-    seed: int = 0,
-    batch_size: int = 16,
-    drop_multi_token: bool = False,
-    progress: bool | None = None,
-) -> SweepResult:
-    """Apply a vector at each layer (and scale), with a same-norm random baseline, in shared forwards.
-
-    Args:
-        model: a HookedTransformer.
-        vectors: one vector applied at every layer (a function vector), or ``{layer: vector}``
-            (an o-vector or task vector taken from each layer, applied at its own layer).
-        contexts: ``Example`` objects with answers, or a ``Batch``.
-        layers: the layers to sweep (default: the mapping's keys, else every layer).
-        scales: scales to try at each layer.
-        site, mode, positions: as in ``Application`` (one layer per run; not ``z``).
-        baseline: add the random runs (needed by ``best``'s tie-break; cheap).
-        seed: seeds the random baselines (one per layer).
-        batch_size: contexts per forward (each forward has ``1 + 2 x layers x scales`` copies).
-        drop_multi_token, progress: as in ``apply_vectors``.
-
-    Returns:
-        A ``SweepResult`` (``best()``, ``curve()``, ``table()``).
-
-    Example:
-        >>> from lensarith.vectors import extract_o_vector, transplant_contexts
-        >>> o = extract_o_vector(model, build_prompts("capitals", n=1), layer=1)
-        >>> sw = sweep_layers(model, o, transplant_contexts("capitals", n=4, model=model), scales=(1.0, 2.0))
-        >>> sw.tensors["mrr"].shape, sw.best()[0] in (0, 1)
-        (torch.Size([2, 2, 2]), True)
-    """
-    if isinstance(vectors, Mapping):
-        if not vectors:
-            raise LensarithError("vectors is empty: give a vector or {layer: vector}")
-        if not all(isinstance(k, int) and not isinstance(k, bool) for k in vectors):
-            raise LensarithError(f"vectors must map int layers to vectors, got keys {list(vectors)[:4]}")
-        n = model.cfg.n_layers
-        per_layer = {}
-        for k, v in vectors.items():
-            if not -n <= k < n:
-                raise LensarithError(f"vectors has layer {k}, out of range for a model with {n} layers: valid keys are "
-                                     f"{-n}..{n - 1} (negative ones count from the end)")
-            if k % n in per_layer:
-                raise LensarithError(f"vectors names layer {k % n} twice (as {k % n - n} and {k % n}); give each layer once")
-            per_layer[k % n] = v
-        layers = sorted(per_layer) if layers is None else check_layers(model, layers)
-        missing = [layer for layer in layers if layer not in per_layer]
-        if missing:
-            raise LensarithError(f"layers={layers}: vectors has no vector for layers {missing}")
-    else:
-        layers = list(range(model.cfg.n_layers)) if layers is None else check_layers(model, layers)
-        per_layer = {layer: vectors for layer in layers}
-    if site == "z":
-        raise LensarithError("site='z' has no layer to sweep (each head goes in at its own layer); use apply_vector")
-    if isinstance(scales, (int, float)) or not isinstance(scales, Sequence) or not scales:
-        raise LensarithError(f"scales must be a non-empty list of numbers, got {scales!r}")
-    scales = [_check_scale(s, "scales") for s in scales]
-    apps: dict[str, Application] = {}
-    for si, scale in enumerate(scales):
-        for layer in layers:
-            apps[f"s{si}_L{layer}"] = Application(per_layer[layer], site, [layer], mode, scale, positions)
-    res = apply_vectors(model, apps, contexts, baseline=baseline, seed=seed, batch_size=batch_size,
-                        drop_multi_token=drop_multi_token, progress=progress)
-    ranks = res.tensors["rank_answer"][:, -1]  # [run, batch]
-    shape = (len(scales), len(layers), ranks.shape[-1])
-    vec = torch.stack([res.rank(f"s{si}_L{layer}") for si in range(len(scales)) for layer in layers]).reshape(shape)
-    if baseline:
-        rnd = torch.stack([res.rank(f"s{si}_L{layer}:random") for si in range(len(scales)) for layer in layers]).reshape(shape)
-    else:
-        rnd = torch.full_like(vec, -1)
-    rank = torch.stack([vec, rnd])
-    control = res.rank("control")
-    rr = 1.0 / (rank.float() + 1.0)
-    top1 = (rank == 0).float()
-    if not baseline:
-        rr[1], top1[1] = float("nan"), float("nan")
-    first = next(iter(apps.values()))
-    meta = provenance(model, recipe="sweep_layers", kind=kind_of(first.vector), site=first.resolved(model).site,
-                      mode=mode, positions=positions, layers=layers, scales=scales, seed=seed,
-                      baseline="same-norm Gaussian direction" if baseline else None, report=res.meta.get("report"),
-                      vector={m: v for m, v in first.vector.meta.items() if m not in ("sources", "shuffled_sources")})
-    return SweepResult({"rank": rank, "control_rank": control, "mrr": rr.mean(-1), "top1": top1.mean(-1),
-                        "control_mrr": (1.0 / (control.float() + 1.0)).mean()[None],
-                        "control_top1": (control == 0).float().mean()[None]},
-                       {"rank": ("variant", "scale", "layer", "batch"), "control_rank": ("batch",),
-                        "mrr": ("variant", "scale", "layer"), "top1": ("variant", "scale", "layer"),
-                        "control_mrr": ("one",), "control_top1": ("one",)},
-                       {"variant": ["vector", "random"], "scale": [str(s) for s in scales],
-                        "layer": [f"L{layer}" for layer in layers], "batch": res.labels["batch"]}, meta)

@@ -1,28 +1,30 @@
-"""Transplanting o-vectors into MLP outputs, and scoring control vs transplanted runs in one forward.
+"""Transplanting o-vectors into MLP outputs: the paper's recipe, as the one vector operator.
 
 ``transplant`` replaces a range of MLP outputs with o, adds it, or subtracts it, in
-random-token (or any) contexts; every chunk runs the control rows and the transplanted rows
-in one batched forward (``lensarith.core.run`` groups) and keeps only the logit-lens ranks.
+random-token (or any) contexts. It is ``apply_vectors`` with one o-vector ``Application`` at
+``mlp_out`` (no random baseline, the logit lens at every layer), its control and vector runs
+returned as a ``TransplantResult``; ``transplant_interventions`` is that application's
+interventions (``interventions_of``). Every chunk runs the control rows and the transplanted
+rows in one batched forward (``lensarith.core.run`` groups) and keeps only the logit-lens ranks.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
 from .._errors import LensarithError, check_choice, check_int
-from ..core import (Add, Batch, Intervention, Replace, Result, Site, check_layer, check_layers, provenance, readout,
-                    run, tokenize)
+from ..core import Intervention, Result, Site, check_layer, check_layers, provenance
 from ..tasks import Example, build_prompts, random_token_contexts
+from ._apply_vector import Application, apply_vectors, check_scale, interventions_of
 from ._ovector import OVector, as_o
+from ._scoring import context_batch, single_tokens
 
-__all__ = ["transplant_interventions", "transplant", "TransplantResult", "transplant_contexts", "evaluate", "context_batch",
-           "MODES", "POSITIONS", "RUNS"]
+__all__ = ["transplant_interventions", "transplant", "TransplantResult", "transplant_contexts", "MODES", "POSITIONS",
+           "RUNS"]
 
 MODES = ("replace", "add", "subtract")
 POSITIONS = ("all", "last")
@@ -36,9 +38,29 @@ def _default_layers(model, o: OVector, mode: str) -> list[int]:
     return list(range(layer, model.cfg.n_layers)) if mode == "replace" else [layer]
 
 
+def _application(model, o, *, layers, mode: str, positions: str, scale: float) -> Application:
+    """The ``Application`` a transplant is, checked against ``model`` with the transplant's own messages:
+    o at ``mlp_out``, ``replace`` with ``scale`` or ``add`` with ``+scale`` (``add``) / ``-scale`` (``subtract``)."""
+    check_choice(mode, MODES, "mode")
+    check_choice(positions, POSITIONS, "positions")
+    check_scale(scale)
+    if model.cfg.attn_only:
+        raise LensarithError("the model is attention-only: it has no MLP outputs to transplant into")
+    o = as_o(model, o)
+    o.single()  # one vector: several sources raise here, naming o.select / o.mean
+    layers = _default_layers(model, o, mode) if layers is None else check_layers(model, layers)
+    if mode == "replace":
+        return Application(o, "mlp_out", layers, "replace", scale, positions).resolved(model)
+    sign = 1.0 if mode == "add" else -1.0
+    return Application(o, "mlp_out", layers, "add", sign * scale, positions).resolved(model)
+
+
 def transplant_interventions(model, o, *, layers=None, mode: str = "replace", positions: str = "all",
                              scale: float = 1.0) -> list[Intervention]:
     """The interventions that put an o-vector into MLP outputs (compose them freely).
+
+    The interventions of the ``Application`` that ``transplant`` runs (``vector_interventions``
+    at ``site="mlp_out"``, with the transplant's defaults and its ``subtract`` mode).
 
     Args:
         model: the target model (checked against the vector's width and depth).
@@ -54,104 +76,7 @@ def transplant_interventions(model, o, *, layers=None, mode: str = "replace", po
     Returns:
         ``Replace``/``Add`` interventions at ``Site("mlp_out", layer, position)``.
     """
-    check_choice(mode, MODES, "mode")
-    check_choice(positions, POSITIONS, "positions")
-    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not math.isfinite(scale):
-        raise LensarithError(f"scale must be a finite number, got {scale!r}")
-    if model.cfg.attn_only:
-        raise LensarithError("the model is attention-only: it has no MLP outputs to transplant into")
-    o = as_o(model, o)
-    vec = o.single()
-    layers = _default_layers(model, o, mode) if layers is None else check_layers(model, layers)
-    pos = None if positions == "all" else "last"
-    if mode == "replace":
-        return [Replace(Site("mlp_out", layer, pos), scale * vec) for layer in layers]
-    sign = 1.0 if mode == "add" else -1.0
-    return [Add(Site("mlp_out", layer, pos), vec, sign * scale) for layer in layers]
-
-
-def evaluate(model, batch: Batch, groups: Sequence[Sequence[Intervention]], *, batch_size: int,
-             readout_layers: str = "all", progress: bool | None = None, desc: str = "transplant") -> dict[str, Tensor]:
-    """Run every group of interventions on every context in shared forwards.
-
-    Each forward carries ``len(groups)`` copies of up to ``batch_size`` contexts; group
-    ``g``'s hooks touch only its copy. Returns ``rank_answer``/``rank_argument``
-    ``[group, layer, batch]`` (logit lens at each layer's ``resid_post``, last real token;
-    one layer, the last, for ``readout_layers="final"``) and ``top1`` ``[group, batch]``
-    (the model's prediction).
-    """
-    n = model.cfg.n_layers
-    read = list(range(n)) if readout_layers == "all" else [n - 1]
-    sites = [Site("resid_post", layer, "last") for layer in read]
-
-    def ranks(out, chunk: Batch) -> dict[str, Tensor]:
-        got: dict[str, list[Tensor]] = {"rank_answer": [], "rank_argument": []}
-        top1 = None
-        for i, site in enumerate(sites):
-            logits = readout.logits(model, out.captured[site]).float()  # [group, batch, d_vocab]
-            for key, ids in (("rank_answer", chunk.answer_ids), ("rank_argument", chunk.argument_ids)):
-                if ids is not None:
-                    got[key].append(readout.rank(logits, ids.expand(logits.shape[0], -1),
-                                                 where=f"the logit lens at layer {read[i]}"))
-            if i == len(sites) - 1:
-                top1 = logits.argmax(-1)
-        kept = {key: torch.stack(v, -1).cpu() for key, v in got.items() if v}  # [group, batch, layer]
-        kept["top1"] = top1.cpu()
-        return kept
-
-    out = run(model, batch, capture=sites, groups=[list(g) for g in groups], keep=ranks, batch_size=batch_size,
-              progress=progress, desc=desc).kept
-    return {**{key: out[key].transpose(1, 2) for key in ("rank_answer", "rank_argument") if key in out},
-            "top1": out["top1"]}
-
-
-def _multi_token_error(model, batch: Batch, name: str) -> None:
-    report = batch.report
-    # multi-token items the first-token rule keeps are scored on their first tokens; the others are not sound
-    failing = {i for reason, rows in report.get("fails_rule", {}).items() if reason != "unknown" for i in rows}
-    bad = sorted((set(report.get("multi_token_answer", [])) | set(report.get("multi_token_argument", []))) & failing)
-    if not bad or batch.examples is None:
-        return
-    items = []
-    for i in bad:
-        ex = batch.examples[i]
-        for field_name in ("argument", "answer"):
-            text = getattr(ex, field_name)
-            n_tok = len(model.to_tokens(text, prepend_bos=False)[0]) if text else 0
-            if n_tok > 1:
-                items.append(f"{text!r} ({field_name}, {n_tok} tokens)")
-    shown = ", ".join(items[:6]) + (f" and {len(items) - 6} more" if len(items) > 6 else "")
-    raise LensarithError(
-        f"{name}: {len(bad)} of {len(batch)} examples have a multi-token argument or answer whose first token does not "
-        f"identify the answer ({', '.join(sorted({r for r, v in report['fails_rule'].items() if set(v) & set(bad)}))}): "
-        f"{shown}; "
-        "pass drop_multi_token=True to score them by their first token where that identifies the answer "
-        "(the first-token rule) and drop the rest"
-    )
-
-
-def context_batch(model, contexts, *, drop_multi_token: bool, name: str = "contexts") -> Batch:
-    if isinstance(contexts, Batch):
-        batch = contexts
-    else:
-        if isinstance(contexts, (str, Example)):
-            contexts = [contexts]
-        if not isinstance(contexts, Sequence) or len(contexts) == 0:
-            raise LensarithError(
-                f"{name} is empty: give at least one Example (e.g. transplant_contexts('capitals')), got {contexts!r}"
-            )
-        plain = [c for c in contexts if isinstance(c, str)]
-        if plain:
-            raise LensarithError(
-                f"{name} must be lensarith.Example objects carrying the answer (and argument) to score, "
-                f"got {len(plain)} plain strings, e.g. {plain[0]!r}; wrap them: Example(prompt, ' Beijing', ' China')"
-            )
-        batch = tokenize(model, list(contexts), drop_multi_token=drop_multi_token)
-        if not drop_multi_token:
-            _multi_token_error(model, batch, name)
-    if batch.answer_ids is None or bool((batch.answer_ids < 0).any()):
-        raise LensarithError(f"{name}: every context needs an answer to score (Example.answer), some have none")
-    return batch
+    return interventions_of(_application(model, o, layers=layers, mode=mode, positions=positions, scale=scale))
 
 
 class TransplantResult(Result):
@@ -247,6 +172,11 @@ def transplant(
 ) -> TransplantResult:
     """Put an o-vector into the MLP outputs of ``contexts`` and score control vs transplant.
 
+    The paper's recipe as the one vector operator: ``apply_vectors`` with one o-vector
+    ``Application`` at ``mlp_out`` (``subtract`` = ``add`` with ``-scale``), no random baseline,
+    the logit lens at every layer; its ``control`` and vector runs come back as a
+    ``TransplantResult``.
+
     Each forward carries a chunk of ``batch_size`` contexts twice (control rows and
     transplanted rows), so N contexts take about N / batch_size forwards. The model is left
     unchanged (hooks are removed, also on errors).
@@ -286,22 +216,21 @@ def transplant(
     check_int(batch_size, "batch_size", minimum=1)
     if not isinstance(drop_multi_token, bool):
         raise LensarithError(f"drop_multi_token must be True or False, got {drop_multi_token!r}")
-    ivs = transplant_interventions(model, o, layers=layers, mode=mode, positions=positions, scale=scale)
-    o = as_o(model, o)
+    app = _application(model, o, layers=layers, mode=mode, positions=positions, scale=scale)
+    o = app.vector
     batch = context_batch(model, contexts, drop_multi_token=drop_multi_token)
-    got = evaluate(model, batch, [[], ivs], batch_size=batch_size, progress=progress)
+    res = apply_vectors(model, {"transplant": app}, batch, baseline=False, readout_layers="all", batch_size=batch_size,
+                        progress=progress)
     n = model.cfg.n_layers
-    tensors: dict[str, Tensor] = {k: v for k, v in got.items()}
-    axes = {"rank_answer": ("run", "layer", "batch"), "rank_argument": ("run", "layer", "batch"),
-            "top1": ("run", "batch")}
-    axes = {k: axes[k] for k in tensors}
+    tensors: dict[str, Tensor] = {k: res.tensors[k] for k in ("rank_answer", "rank_argument", "top1") if k in res.tensors}
+    axes = {k: res.axes[k] for k in tensors}
     for key, ids in (("answer_ids", batch.answer_ids), ("argument_ids", batch.argument_ids)):
         if ids is not None:
             tensors[key], axes[key] = ids.cpu(), ("batch",)
-    top1_tokens = {run: [model.to_single_str_token(int(t)) for t in got["top1"][i]] for i, run in enumerate(RUNS)}
+    top1_tokens = {run: [model.to_single_str_token(int(t)) for t in tensors["top1"][i]] for i, run in enumerate(RUNS)}
     meta = provenance(
         model, recipe="transplant", mode=mode, positions=positions, scale=scale,
-        layers=[iv.site.layer % n for iv in ivs], hooks=sorted({iv.site.hook_name for iv in ivs}),
+        layers=[layer % n for layer in app.layers], hooks=sorted({Site("mlp_out", layer).hook_name for layer in app.layers}),
         o={k: v for k, v in o.meta.items() if k != "sources"}, o_sources=o.meta.get("sources", []),
         report=batch.report, top1_tokens=top1_tokens,
         no_effect="final-layer answer rank with the transplant >= rank in the control run",
@@ -309,15 +238,6 @@ def transplant(
     prompts = [e.prompt for e in batch.examples] if batch.examples else []
     labels = {"run": list(RUNS), "layer": [f"L{layer}" for layer in range(n)], "batch": prompts}
     return TransplantResult(tensors, axes, labels, meta)
-
-
-def _single_tokens(model, e: Example) -> bool:
-    unk = model.tokenizer.unk_token_id if model.tokenizer is not None else None
-    for text in (e.argument, e.answer):
-        ids = model.to_tokens(text, prepend_bos=False)[0].tolist() if text else []
-        if len(ids) != 1 or ids[0] == unk:
-            return False
-    return True
 
 
 def transplant_contexts(task, *, kind: str = "random", n: int | None = None, seed: int = 0,
@@ -355,7 +275,7 @@ def transplant_contexts(task, *, kind: str = "random", n: int | None = None, see
     skip = {a.strip() for a in exclude}
     examples = [e for e in examples if e.argument.strip() not in skip]
     if model is not None:
-        examples = [e for e in examples if _single_tokens(model, e)]
+        examples = [e for e in examples if single_tokens(model, e)]
     if n is not None:
         examples = examples[:n]
     if not examples:

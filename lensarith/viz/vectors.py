@@ -1,26 +1,40 @@
-"""The comparison figure: each vector kind at its best layer vs its same-norm random baseline.
+"""The vector bench's figures: each vector kind at its best layer vs its same-norm random baseline,
+and the layer sweeps behind that choice (``lensarith.vectors.vector_bench`` results).
 
-matplotlib is imported inside the functions (``import lensarith`` stays light); figures are
-``matplotlib.figure.Figure`` objects built without pyplot (save them with
-``lensarith.viz.plots.save_png``; a notebook shows them inline).
+``lensarith.vectors`` re-exports ``bench_figure`` and ``sweep_figure``. This module reads a
+``BenchResult`` through its public API only and imports nothing of ``lensarith.vectors`` (which sits
+above ``viz`` and imports these two functions). matplotlib is imported inside the functions
+(``import lensarith`` stays light); figures are ``matplotlib.figure.Figure`` objects built without
+pyplot (save them with ``lensarith.viz.plots.save_png``; a notebook shows them inline).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from .._errors import LensarithError, check_choice
-from ._bench import KIND_NAMES, BenchResult
+from ..core import Result
 
-__all__ = ["bench_figure", "sweep_figure"]
+if TYPE_CHECKING:
+    from ..vectors import BenchResult
 
+__all__ = ["bench_figure", "sweep_figure", "KIND_NAMES"]
+
+#: how the figures name each kind
+KIND_NAMES = {"o": "o-vector", "fv": "function vector", "tv": "task vector"}
 _COLOURS = {"o": "#1f77b4", "fv": "#ff7f0e", "tv": "#2ca02c"}
 
 
+def _is_bench(result) -> bool:
+    """A ``lensarith.vectors.BenchResult`` (the result kind it registers), without importing vectors."""
+    return isinstance(result, Result) and result.kind == "vector_bench"
+
+
 def _results(results) -> dict[str, BenchResult]:
-    if isinstance(results, BenchResult):
+    if _is_bench(results):
         return {results.task: results}
-    if not isinstance(results, Mapping) or not results or not all(isinstance(r, BenchResult) for r in results.values()):
+    if not isinstance(results, Mapping) or not results or not all(_is_bench(r) for r in results.values()):
         raise LensarithError("results must be a BenchResult or a non-empty {task: BenchResult} mapping (compare_vectors)")
     return dict(results)
 
@@ -84,7 +98,7 @@ def sweep_figure(result: BenchResult, *, context: str | None = None):
     """Dev MRR per layer for each kind (at its best scale), vector vs random, with the control."""
     from matplotlib.figure import Figure
 
-    if not isinstance(result, BenchResult):
+    if not _is_bench(result):
         raise LensarithError(f"result must be a BenchResult, got {type(result).__name__}")
     contexts = result.contexts if context is None else [context]
     for c in contexts:

@@ -170,9 +170,9 @@ def _scored_batch(model, prompts, name: str) -> Batch:
 def _task_prompts(model, task: str, *, n: int, n_shots: int, seed: int, shuffle_labels: bool):
     """``n`` few-shot prompts of a task, queries and demonstrations from its single-token rows."""
     from ..tasks import Example, load_pairs
-    from ._apply import _single_tokens
+    from ._scoring import single_tokens
 
-    rows = [r for r in load_pairs(task) if _single_tokens(model, Example("", " " + r["answer"], " " + r["argument"]))]
+    rows = [r for r in load_pairs(task) if single_tokens(model, Example("", " " + r["answer"], " " + r["argument"]))]
     if len(rows) <= n_shots:
         raise LensarithError(f"task={task!r}: {len(rows)} rows have a single-token argument and answer for this model, "
                              f"too few for n_shots={n_shots} demonstrations plus a query")

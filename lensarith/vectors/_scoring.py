@@ -1,0 +1,131 @@
+"""Scoring a vector run: the contexts it is scored on, and the logit-lens ranks it keeps.
+
+Every way of putting a vector into a model (``apply_vectors``, ``transplant``, ``find_layers``'s
+sweep, the paper's Fig 5 baselines) scores its runs here:
+
+- ``context_batch``: ``Example`` contexts (or a ``Batch``) as a batch whose every row has an
+  answer to score; multi-token answers or arguments are refused, naming them, or dropped;
+- ``rank_readout``: the one rank-keeping readout: the ranks of the answer and the argument under
+  the logit lens at the chosen layers' ``resid_post`` (last real token), and the output's top-1;
+- ``evaluate``: every group of interventions on every context in shared forwards
+  (``lensarith.core.run`` groups), keeping only ``rank_readout``'s ranks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from .._errors import LensarithError
+from ..core import Batch, Group, Intervention, Site, readout, run, tokenize
+from ..tasks import Example
+
+__all__ = ["context_batch", "rank_readout", "evaluate", "single_tokens"]
+
+
+def rank_readout(model, layers: Sequence[int]) -> tuple[list[Site], Callable[..., dict[str, Tensor]]]:
+    """The sites to capture and a ``keep`` function for ``lensarith.core.run``: ranks of the answer
+    and the argument under the logit lens at each of ``layers`` (``resid_post``, last real token),
+    and the top-1 token at the last of them.
+
+    ``keep`` returns ``rank_answer`` / ``rank_argument`` ``[group, batch, layer]`` (only for the
+    ids the chunk carries) and ``top1`` ``[group, batch]``, on the CPU.
+    """
+    read = list(layers)
+    sites = [Site("resid_post", layer, "last") for layer in read]
+
+    def keep(out, chunk: Batch) -> dict[str, Tensor]:
+        got: dict[str, list[Tensor]] = {"rank_answer": [], "rank_argument": []}
+        top1 = None
+        for i, site in enumerate(sites):
+            logits = readout.logits(model, out.captured[site]).float()  # [group, batch, d_vocab]
+            for key, ids in (("rank_answer", chunk.answer_ids), ("rank_argument", chunk.argument_ids)):
+                if ids is not None:
+                    got[key].append(readout.rank(logits, ids.expand(logits.shape[0], -1),
+                                                 where=f"the logit lens at layer {read[i]}"))
+            if i == len(sites) - 1:
+                top1 = logits.argmax(-1)
+        kept = {key: torch.stack(v, -1).cpu() for key, v in got.items() if v}  # [group, batch, layer]
+        kept["top1"] = top1.cpu()
+        return kept
+
+    return sites, keep
+
+
+def evaluate(model, batch: Batch, groups: Sequence[Group | Sequence[Intervention]], *, batch_size: int,
+             readout_layers: str = "all", progress: bool | None = None, desc: str = "transplant") -> dict[str, Tensor]:
+    """Run every group of interventions on every context in shared forwards.
+
+    Each forward carries ``len(groups)`` copies of up to ``batch_size`` contexts; group
+    ``g``'s hooks touch only its copy. Returns ``rank_answer``/``rank_argument``
+    ``[group, layer, batch]`` (logit lens at each layer's ``resid_post``, last real token;
+    one layer, the last, for ``readout_layers="final"``) and ``top1`` ``[group, batch]``
+    (the model's prediction).
+    """
+    n = model.cfg.n_layers
+    sites, keep = rank_readout(model, range(n) if readout_layers == "all" else [n - 1])
+    out = run(model, batch, capture=sites, groups=[g if isinstance(g, Group) else list(g) for g in groups], keep=keep,
+              batch_size=batch_size, progress=progress, desc=desc).kept
+    return {**{key: out[key].transpose(1, 2) for key in ("rank_answer", "rank_argument") if key in out},
+            "top1": out["top1"]}
+
+
+def _multi_token_error(model, batch: Batch, name: str) -> None:
+    report = batch.report
+    # multi-token items the first-token rule keeps are scored on their first tokens; the others are not sound
+    failing = {i for reason, rows in report.get("fails_rule", {}).items() if reason != "unknown" for i in rows}
+    bad = sorted((set(report.get("multi_token_answer", [])) | set(report.get("multi_token_argument", []))) & failing)
+    if not bad or batch.examples is None:
+        return
+    items = []
+    for i in bad:
+        ex = batch.examples[i]
+        for field_name in ("argument", "answer"):
+            text = getattr(ex, field_name)
+            n_tok = len(model.to_tokens(text, prepend_bos=False)[0]) if text else 0
+            if n_tok > 1:
+                items.append(f"{text!r} ({field_name}, {n_tok} tokens)")
+    shown = ", ".join(items[:6]) + (f" and {len(items) - 6} more" if len(items) > 6 else "")
+    raise LensarithError(
+        f"{name}: {len(bad)} of {len(batch)} examples have a multi-token argument or answer whose first token does not "
+        f"identify the answer ({', '.join(sorted({r for r, v in report['fails_rule'].items() if set(v) & set(bad)}))}): "
+        f"{shown}; "
+        "pass drop_multi_token=True to score them by their first token where that identifies the answer "
+        "(the first-token rule) and drop the rest"
+    )
+
+
+def context_batch(model, contexts, *, drop_multi_token: bool, name: str = "contexts") -> Batch:
+    if isinstance(contexts, Batch):
+        batch = contexts
+    else:
+        if isinstance(contexts, (str, Example)):
+            contexts = [contexts]
+        if not isinstance(contexts, Sequence) or len(contexts) == 0:
+            raise LensarithError(
+                f"{name} is empty: give at least one Example (e.g. transplant_contexts('capitals')), got {contexts!r}"
+            )
+        plain = [c for c in contexts if isinstance(c, str)]
+        if plain:
+            raise LensarithError(
+                f"{name} must be lensarith.Example objects carrying the answer (and argument) to score, "
+                f"got {len(plain)} plain strings, e.g. {plain[0]!r}; wrap them: Example(prompt, ' Beijing', ' China')"
+            )
+        batch = tokenize(model, list(contexts), drop_multi_token=drop_multi_token)
+        if not drop_multi_token:
+            _multi_token_error(model, batch, name)
+    if batch.answer_ids is None or bool((batch.answer_ids < 0).any()):
+        raise LensarithError(f"{name}: every context needs an answer to score (Example.answer), some have none")
+    return batch
+
+
+def single_tokens(model, e: Example) -> bool:
+    """Whether the example's argument and answer are each one known token of ``model``'s vocabulary."""
+    unk = model.tokenizer.unk_token_id if model.tokenizer is not None else None
+    for text in (e.argument, e.answer):
+        ids = model.to_tokens(text, prepend_bos=False)[0].tolist() if text else []
+        if len(ids) != 1 or ids[0] == unk:
+            return False
+    return True
