@@ -164,6 +164,42 @@ def test_batched_equals_one_by_one_and_control_equals_logit_lens(model, capitals
     torch.testing.assert_close(batched.mrr("answer", "control"), lens.reciprocal_rank("answer").mean(-1))
 
 
+def test_shared_readout_of_unchanged_layers_equals_reading_every_group(model, capitals):
+    """Groups whose interventions start at a later layer share the unmodified rows' readout
+    below it; the ranks equal reading every group at every layer."""
+    from lensarith.vectors._scoring import first_changed_layer, rank_readout
+
+    o = extract_o_vector(model, capitals[:1], layer=1).mean()
+    batch = la.tokenize(model, capitals[1:9], drop_multi_token=True)
+    groups = [la.core.Group(()),
+              la.core.Group(tuple(transplant_interventions(model, o, layers=[1, 2], mode="replace"))),
+              la.core.Group(tuple(transplant_interventions(model, o, layers=[2], mode="add", scale=3.0))),
+              la.core.Group((la.Ablate(la.Site("mlp_out", 2)),))]
+    firsts = [first_changed_layer(model, g) for g in groups]
+    assert firsts == [3, 1, 2, 2]
+    layers = range(model.cfg.n_layers)
+    sites, shared = rank_readout(model, layers, firsts)
+    _, every = rank_readout(model, layers)
+    counted = []
+    real_logits = tp.logits
+    def counting(m, x):
+        counted.append(x.shape[0])
+        return real_logits(m, x)
+    out = la.core.run(model, batch, capture=sites, groups=groups)
+    tp.logits = counting
+    try:
+        a = shared(out, batch)
+    finally:
+        tp.logits = real_logits
+    b = every(out, batch)
+    assert counted == [1, 2, 4]  # groups read per layer: one shared row below each group's first change
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    # an intervention with no block (the embedding) changes every layer: nothing is shared
+    assert first_changed_layer(model, [la.Add(la.Site("embed"), torch.ones(model.cfg.d_model))]) == 0
+
+
 def test_result_summary_per_example_and_roundtrip(model, capitals, tmp_path):
     o = extract_o_vector(model, capitals[:1], layer=1)
     out = transplant(model, o, capitals[1:6])

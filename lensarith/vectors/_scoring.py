@@ -22,13 +22,36 @@ from .._errors import LensarithError
 from ..core import Batch, Group, Intervention, Site, readout, run, tokenize
 from ..tasks import Example
 
-__all__ = ["context_batch", "rank_readout", "evaluate", "single_tokens"]
+__all__ = ["context_batch", "rank_readout", "first_changed_layer", "evaluate", "single_tokens"]
 
 
-def rank_readout(model, layers: Sequence[int]) -> tuple[list[Site], Callable[..., dict[str, Tensor]]]:
+def first_changed_layer(model, group: Group | Sequence[Intervention]) -> int:
+    """The first layer whose ``resid_post`` a group's interventions can change (``n_layers`` for none).
+
+    An intervention at any site of block ``l`` (its ``resid_pre``, attention, MLP or ``resid_post``)
+    leaves every ``resid_post`` before ``l`` as the unmodified model computes it; one without a
+    block (``embed``, ``pos_embed``) or of an unknown kind changes everything.
+    """
+    n = model.cfg.n_layers
+    first = n
+    for iv in (group.interventions if isinstance(group, Group) else group):
+        site = getattr(iv, "site", None)
+        if not isinstance(site, Site) or site.layer is None:
+            return 0
+        first = min(first, site.layer % n)
+    return first
+
+
+def rank_readout(model, layers: Sequence[int], firsts: Sequence[int] | None = None
+                 ) -> tuple[list[Site], Callable[..., dict[str, Tensor]]]:
     """The sites to capture and a ``keep`` function for ``lensarith.core.run``: ranks of the answer
     and the argument under the logit lens at each of ``layers`` (``resid_post``, last real token),
     and the top-1 token at the last of them.
+
+    ``firsts`` (one per group, ``first_changed_layer``): at a layer before a group's first changed
+    layer its rows are the unmodified model's, the same for every such group, so the vocabulary
+    is read once for all of them (one representative group) and its ranks shared. With a large
+    vocabulary this readout is most of a vector run's time.
 
     ``keep`` returns ``rank_answer`` / ``rank_argument`` ``[group, batch, layer]`` (only for the
     ids the chunk carries) and ``top1`` ``[group, batch]``, on the CPU.
@@ -36,17 +59,32 @@ def rank_readout(model, layers: Sequence[int]) -> tuple[list[Site], Callable[...
     read = list(layers)
     sites = [Site("resid_post", layer, "last") for layer in read]
 
+    def rows_at(layer: int, k: int) -> tuple[list[int], list[int]]:
+        """Groups read at ``layer`` and, per group, the row of the readout that holds its ranks."""
+        if firsts is None:
+            return list(range(k)), list(range(k))
+        own = [g for g in range(k) if firsts[g] <= layer]
+        same = [g for g in range(k) if firsts[g] > layer]
+        read_groups = own + same[:1]
+        where = {g: i for i, g in enumerate(read_groups)}
+        return read_groups, [where.get(g, len(own)) for g in range(k)]
+
     def keep(out, chunk: Batch) -> dict[str, Tensor]:
         got: dict[str, list[Tensor]] = {"rank_answer": [], "rank_argument": []}
         top1 = None
         for i, site in enumerate(sites):
-            logits = readout.logits(model, out.captured[site]).float()  # [group, batch, d_vocab]
+            x = out.captured[site]  # [group, batch, d_model]
+            read_groups, row = rows_at(read[i], x.shape[0])
+            if len(read_groups) < x.shape[0]:
+                x = x[read_groups]
+            logits = readout.logits(model, x).float()  # [groups read, batch, d_vocab]
             for key, ids in (("rank_answer", chunk.answer_ids), ("rank_argument", chunk.argument_ids)):
                 if ids is not None:
-                    got[key].append(readout.rank(logits, ids.expand(logits.shape[0], -1),
-                                                 where=f"the logit lens at layer {read[i]}"))
+                    r = readout.rank(logits, ids.expand(logits.shape[0], -1), where=f"the logit lens at layer {read[i]}")
+                    got[key].append(r if len(read_groups) == len(row) else r[row])
             if i == len(sites) - 1:
                 top1 = logits.argmax(-1)
+                top1 = top1 if len(read_groups) == len(row) else top1[row]
         kept = {key: torch.stack(v, -1).cpu() for key, v in got.items() if v}  # [group, batch, layer]
         kept["top1"] = top1.cpu()
         return kept
@@ -65,8 +103,10 @@ def evaluate(model, batch: Batch, groups: Sequence[Group | Sequence[Intervention
     (the model's prediction).
     """
     n = model.cfg.n_layers
-    sites, keep = rank_readout(model, range(n) if readout_layers == "all" else [n - 1])
-    out = run(model, batch, capture=sites, groups=[g if isinstance(g, Group) else list(g) for g in groups], keep=keep,
+    groups = [g if isinstance(g, Group) else list(g) for g in groups]
+    firsts = [first_changed_layer(model, g) for g in groups]
+    sites, keep = rank_readout(model, range(n) if readout_layers == "all" else [n - 1], firsts)
+    out = run(model, batch, capture=sites, groups=groups, keep=keep,
               batch_size=batch_size, progress=progress, desc=desc).kept
     return {**{key: out[key].transpose(1, 2) for key in ("rank_answer", "rank_argument") if key in out},
             "top1": out["top1"]}
