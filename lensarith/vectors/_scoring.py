@@ -59,37 +59,40 @@ def rank_readout(model, layers: Sequence[int], firsts: Sequence[int] | None = No
     read = list(layers)
     sites = [Site("resid_post", layer, "last") for layer in read]
 
-    def rows_at(layer: int, k: int) -> tuple[list[int], list[int]]:
-        """Groups read at ``layer`` and, per group, the row of the readout that holds its ranks."""
-        if firsts is None:
-            return list(range(k)), list(range(k))
-        own = [g for g in range(k) if firsts[g] <= layer]
-        same = [g for g in range(k) if firsts[g] > layer]
-        read_groups = own + same[:1]
-        where = {g: i for i, g in enumerate(read_groups)}
-        return read_groups, [where.get(g, len(own)) for g in range(k)]
-
     def keep(out, chunk: Batch) -> dict[str, Tensor]:
-        got: dict[str, list[Tensor]] = {"rank_answer": [], "rank_argument": []}
-        top1 = None
-        for i, site in enumerate(sites):
-            x = out.captured[site]  # [group, batch, d_model]
-            read_groups, row = rows_at(read[i], x.shape[0])
-            if len(read_groups) < x.shape[0]:
-                x = x[read_groups]
-            logits = readout.logits(model, x).float()  # [groups read, batch, d_vocab]
-            for key, ids in (("rank_answer", chunk.answer_ids), ("rank_argument", chunk.argument_ids)):
-                if ids is not None:
-                    r = readout.rank(logits, ids.expand(logits.shape[0], -1), where=f"the logit lens at layer {read[i]}")
-                    got[key].append(r if len(read_groups) == len(row) else r[row])
-            if i == len(sites) - 1:
-                top1 = logits.argmax(-1)
-                top1 = top1 if len(read_groups) == len(row) else top1[row]
-        kept = {key: torch.stack(v, -1).cpu() for key, v in got.items() if v}  # [group, batch, layer]
-        kept["top1"] = top1.cpu()
-        return kept
+        return _ranks(model, [out.captured[site] for site in sites], read, chunk, firsts)
 
     return sites, keep
+
+
+def _ranks(model, xs: Sequence[Tensor], layers: Sequence[int], chunk: Batch, firsts: Sequence[int] | None
+           ) -> dict[str, Tensor]:
+    """``rank_readout``'s ranks from the residuals ``xs`` (``[group, batch, d_model]``, one per layer)."""
+    got: dict[str, list[Tensor]] = {"rank_answer": [], "rank_argument": []}
+    top1 = None
+    for i, (layer, x) in enumerate(zip(layers, xs)):
+        k = x.shape[0]
+        if firsts is None:
+            read_groups, row = list(range(k)), None
+        else:  # one representative of the groups still unchanged at this layer
+            own = [g for g in range(k) if firsts[g] <= layer]
+            same = [g for g in range(k) if firsts[g] > layer]
+            read_groups = own + same[:1]
+            row = None if len(read_groups) == k else torch.tensor([own.index(g) if g in own else len(own)
+                                                                   for g in range(k)])
+            if row is not None:
+                x = x[read_groups]
+        logits = readout.logits(model, x).float()  # [groups read, batch, d_vocab]
+        for key, ids in (("rank_answer", chunk.answer_ids), ("rank_argument", chunk.argument_ids)):
+            if ids is not None:
+                r = readout.rank(logits, ids.expand(logits.shape[0], -1), where=f"the logit lens at layer {layer}")
+                got[key].append(r if row is None else r[row.to(r.device)])
+        if i == len(xs) - 1:
+            top1 = logits.argmax(-1)
+            top1 = top1 if row is None else top1[row.to(top1.device)]
+    kept = {key: torch.stack(v, -1).cpu() for key, v in got.items() if v}  # [group, batch, layer]
+    kept["top1"] = top1.cpu()
+    return kept
 
 
 def evaluate(model, batch: Batch, groups: Sequence[Group | Sequence[Intervention]], *, batch_size: int,
@@ -103,11 +106,23 @@ def evaluate(model, batch: Batch, groups: Sequence[Group | Sequence[Intervention
     (the model's prediction).
     """
     n = model.cfg.n_layers
-    groups = [g if isinstance(g, Group) else list(g) for g in groups]
+    groups = [g if isinstance(g, Group) else Group(tuple(g)) for g in groups]
     firsts = [first_changed_layer(model, g) for g in groups]
-    sites, keep = rank_readout(model, range(n) if readout_layers == "all" else [n - 1], firsts)
-    out = run(model, batch, capture=sites, groups=groups, keep=keep,
-              batch_size=batch_size, progress=progress, desc=desc).kept
+    if readout_layers == "final":
+        # only the output is read: each group starts at its first changed block from the unmodified
+        # residual there, computed once per chunk (where the backend can start mid-stack)
+        late = [g if g.start_layer is not None or not 0 < f < n else Group(g.interventions, start_layer=f)
+                for g, f in zip(groups, firsts)]
+
+        def keep_final(out, chunk: Batch) -> dict[str, Tensor]:
+            return _ranks(model, [out.final], [n - 1], chunk, None)
+
+        out = run(model, batch, groups=late, read="last", keep=keep_final, batch_size=batch_size, progress=progress,
+                  desc=desc).kept
+    else:
+        sites, keep = rank_readout(model, range(n), firsts)
+        out = run(model, batch, capture=sites, groups=groups, keep=keep, batch_size=batch_size, progress=progress,
+                  desc=desc).kept
     return {**{key: out[key].transpose(1, 2) for key in ("rank_answer", "rank_argument") if key in out},
             "top1": out["top1"]}
 
