@@ -39,7 +39,7 @@ PACKAGES = [
 CARDS = {"data/organism/card.md": "models/organism.md", "data/organism-planted/card.md": "models/organism-planted.md",
          "data/real/gemma-3-270m/card.md": "models/gemma-3-270m.md",
          "data/real/smollm2-135m/card.md": "models/smollm2-135m.md",
-         "data/tasks/README.md": "tasks/datasets.md"}
+         "data/tasks/README.md": "tasks/datasets.md", "CONTRIBUTING.md": "contributing.md"}
 
 _LINK = re.compile(r"(?<!!)\[([^\]\n]+)\]\(([^)\s]+)\)")
 

@@ -27,12 +27,12 @@ class Shape:
     long_functions: list[tuple[str, int]]
 
 
-def _modules() -> list[Path]:
-    return sorted(PACKAGE.rglob("*.py"))
+def _modules(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.py"))
 
 
-def _rel(path: Path) -> str:
-    return path.relative_to(PACKAGE.parent).as_posix()
+def _rel(path: Path, root: Path) -> str:
+    return path.relative_to(root.parent).as_posix()
 
 
 def _code_lines(path: Path) -> list[tuple[int, str]]:
@@ -52,10 +52,11 @@ def _code_lines(path: Path) -> list[tuple[int, str]]:
     return out
 
 
-def measure() -> Shape:
+def measure(root: Path = PACKAGE) -> Shape:
+    """The shape of the package at ``root`` (default: lensarith)."""
     sizes, unannotated, mentions, long = [], [], [], []
-    for path in _modules():
-        rel = _rel(path)
+    for path in _modules(root):
+        rel = _rel(path, root)
         source = path.read_text()
         sizes.append((rel, len(source.splitlines())))
         tree = ast.parse(source)
@@ -70,7 +71,7 @@ def measure() -> Shape:
             args = node.args.posonlyargs + node.args.args + node.args.kwonlyargs
             if any(a.arg == "model" and a.annotation is None for a in args):
                 unannotated.append(f"{rel}:{node.name}")
-        inner = rel.removeprefix("lensarith/")
+        inner = rel.split("/", 1)[1] if "/" in rel else rel
         if not inner.startswith(BACKEND_HOMES):
             for number, code in _code_lines(path):
                 if BACKEND_WORDS.search(code):
