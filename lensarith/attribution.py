@@ -14,6 +14,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from ._types import Model
 from .core import Result, Site, as_batch, provenance, readout, register_recipe, resolve_ids
 from .decompose import components
 
@@ -50,7 +51,7 @@ class DLAResult(Result):
 
 @register_recipe("direct_logit_attribution")
 def direct_logit_attribution(
-    model,
+    model: Model,
     prompts,
     answers=None,
     baselines=None,

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from .._errors import LensarithError
+from .._types import Model
 from ..attribution import direct_logit_attribution
 from ..core import Batch, Site, as_batch, collect, readout, token_ids, tokenize
 from ..core.backends import backend_of
@@ -89,7 +90,7 @@ def _decode(model, ids: Sequence[int]) -> list[str]:
     return [model.tokenizer.decode([int(i)]) for i in ids]
 
 
-def lens_tokens(model, examples: Sequence[Example], *, k: int = 5, batch_size: int = 32,
+def lens_tokens(model: Model, examples: Sequence[Example], *, k: int = 5, batch_size: int = 32,
                 progress: bool | None = None) -> tuple[LensResult, list[dict]]:
     """Logit lens at the last position of a few prompts: the top-k tokens per layer.
 
@@ -201,7 +202,7 @@ def curve_stats(answer_rr: Tensor, argument_rr: Tensor, *, floor: float = NOISE_
          "x": x}
 
 
-def task_curves(model, task: str, *, n: int | None, batch_size: int = 32, seed: int = 0,
+def task_curves(model: Model, task: str, *, n: int | None, batch_size: int = 32, seed: int = 0,
                 progress: bool | None = None) -> tuple[dict[str, Any], LensResult, Batch, Tensor]:
     """Fig 3 for one task: mean RR of argument and answer per layer over the correct examples.
 
@@ -245,7 +246,7 @@ def task_curves(model, task: str, *, n: int | None, batch_size: int = 32, seed: 
     return summary, lens, batch, correct
 
 
-def dla_by_position(model, example: Example | str, *, answer: str | None = None, baseline: str | None = None
+def dla_by_position(model: Model, example: Example | str, *, answer: str | None = None, baseline: str | None = None
                     ) -> tuple[list[str], list[float]]:
     """Per source position: the direct effect, through every attention head, of what the last
     position reads from it on ``logit(answer) - logit(baseline)`` (frozen final-LN scale).
@@ -287,7 +288,7 @@ def dla_by_position(model, example: Example | str, *, answer: str | None = None,
     return display_tokens(model, ids), values
 
 
-def top_heads(model, batch: Batch, *, k: int = 2, batch_size: int = 32) -> list[tuple[int, int, float]]:
+def top_heads(model: Model, batch: Batch, *, k: int = 2, batch_size: int = 32) -> list[tuple[int, int, float]]:
     """The ``k`` heads with the largest mean direct logit attribution to answer - argument."""
     dla = direct_logit_attribution(model, batch, "answer", "argument", granularity="head", batch_size=batch_size,
                                    progress=False)

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from .._errors import LensarithError
+from .._types import Model
 from ..core import readout
 from ..core.backends import backend_of
 from ..core.backends._activations import ACTIVATIONS
@@ -51,7 +52,7 @@ BUDGET = 5.0
 _PATTERN_BUDGET = 1 << 22
 
 
-def method_unsupported(model) -> str | None:
+def method_unsupported(model: Model) -> str | None:
     """Why ``atp*`` / ``relp`` cannot recompute this model's blocks, or None."""
     why = fast_unsupported(model, hooks=False)
     cfg = model.cfg

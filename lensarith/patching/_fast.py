@@ -26,6 +26,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from .._errors import LensarithError
+from .._types import Model
 from ..core import Batch, Site
 from ..core.backends import Backend, Capability, backend_of
 from ..core.run import has_hooks
@@ -42,7 +43,7 @@ POSITIONAL = ("standard", "rotary", "alibi")
 _WHOLE_QK_NORM = ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM")
 
 
-def block_extras(model) -> list[str]:
+def block_extras(model: Model) -> list[str]:
     """The Gemma 2/3 block pieces a model uses (post-norms, per-head QK norms, sliding-window
     layers): the fast engine recomputes them, the attribution methods' traces do not."""
     cfg = model.cfg
@@ -53,7 +54,7 @@ def block_extras(model) -> list[str]:
     ) if bad]
 
 
-def fast_unsupported(model, *, hooks: bool = True) -> str | None:
+def fast_unsupported(model: Model, *, hooks: bool = True) -> str | None:
     """Why the fast engine cannot run this model (or its backend), or None (``hooks=False``: leaving
     out hooks already on the model, for computations that recompute blocks without the model's hooks)."""
     from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
