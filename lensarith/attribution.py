@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ._types import Model
 from .core import Result, Site, as_batch, provenance, readout, register_recipe, resolve_ids
-from .decompose import components
+from .decompose import Granularity, components
 
 __all__ = ["direct_logit_attribution", "DLAResult"]
 
@@ -56,7 +56,7 @@ def direct_logit_attribution(
     answers=None,
     baselines=None,
     *,
-    granularity: str = "layer",
+    granularity: Granularity = "layer",
     position: int | str = "last",
     batch_size: int = 32,
     progress: bool | None = None,

@@ -60,7 +60,7 @@ def _n_blocks(stream: str, layer: int) -> tuple[int, int]:
 def components(
     model: Model, batch: Batch, *, n_attn: int, n_mlp: int, granularity: str, position, batch_size: int,
     read: Site, progress: bool | None = None,
-) -> tuple[Tensor, list[str], Tensor]:
+) -> tuple[Float[Tensor, "component batch d_model"], list[str], Float[Tensor, "batch d_model"]]:
     """The writers to the residual at ``read``: (stack [C, B, d_model], labels, resid [B, d_model])."""
     cfg = model.cfg
     if granularity not in ("layer", "head", "neuron"):

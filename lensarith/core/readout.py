@@ -82,7 +82,7 @@ def frozen_final_norm(model: Model, stack: Float[Tensor, "component batch d_mode
     return normed, bias
 
 
-def soft_cap(model: Model, logits: Tensor) -> Tensor:
+def soft_cap(model: Model, logits: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]:
     """``cap * tanh(logits / cap)`` where the model has an output soft cap (Gemma-style)."""
     cap = getattr(model.cfg, "output_logits_soft_cap", None)
     if cap is None or cap <= 0:
@@ -91,8 +91,9 @@ def soft_cap(model: Model, logits: Tensor) -> Tensor:
 
 
 def unembed(model: Model, x: Float[Tensor, "*rows d_model"], columns: Int[Tensor, "batch k"] | None = None, *,
-            capped: bool = True) -> Tensor:
-    """Logits of normed residuals: ``[*rows, d_vocab]``, or ``[..., batch, k]`` for per-row ``columns``.
+            capped: bool = True) -> Float[Tensor, "*rows vocab"]:
+    """Logits of normed residuals: ``[*rows, d_vocab]``, or ``[..., batch, k]`` for per-row ``columns``
+    (``vocab`` is ``d_vocab``, or ``k`` with ``columns``).
 
     With ``columns`` (ids ``[batch, k]``), ``x`` is ``[batch, d_model]`` or
     ``[variant, batch, d_model]`` and only those logits are computed. ``capped=False``
@@ -119,7 +120,8 @@ def unembed(model: Model, x: Float[Tensor, "*rows d_model"], columns: Int[Tensor
     return cap(out)
 
 
-def logits(model: Model, resid: Float[Tensor, "*rows d_model"], columns: Int[Tensor, "batch k"] | None = None) -> Tensor:
+def logits(model: Model, resid: Float[Tensor, "*rows d_model"], columns: Int[Tensor, "batch k"] | None = None
+           ) -> Float[Tensor, "*rows vocab"]:
     """``unembed(final_norm(resid))``: what the model outputs for residuals after its last block."""
     backend = backend_of(model)
     return unembed(backend, final_norm(backend, resid), columns)

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from .._errors import LensarithError, check_int
@@ -416,7 +416,7 @@ def collect(
 
 
 def run_with_interventions(model: Model, batch: Batch, interventions: Sequence[Intervention] = (), *,
-                           positions: Tensor | None = None, batch_size: int | None = None,
+                           positions: Int[Tensor, " batch"] | None = None, batch_size: int | None = None,
                            max_tokens: int | None = MAX_TOKENS) -> Float[Tensor, "batch d_vocab"]:
     """Run the model with interventions and return the logits at per-row ``positions``
     (default: each row's last real token), through the final norm and the unembedding.

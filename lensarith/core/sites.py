@@ -43,7 +43,7 @@ _NO_LAYER = ("embed", "pos_embed", "ln_final_scale")
 HEAD_KINDS = ("z", "result", "q", "k", "v", "pattern")
 
 
-def hook_name(kind: str, layer: int | None = None) -> str:
+def hook_name(kind: SiteKind, layer: int | None = None) -> str:
     """The TransformerLens hook name of a site kind at a layer."""
     if kind not in _TEMPLATES:
         raise LensarithError(f"site kind {kind!r} is unknown; valid kinds: {', '.join(SITE_KINDS)}")

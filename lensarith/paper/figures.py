@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
 
 from .._errors import LensarithError
@@ -19,7 +20,7 @@ from ..attribution import direct_logit_attribution
 from ..core import Batch, Site, as_batch, collect, readout, token_ids, tokenize
 from ..core.backends import backend_of
 from ..lens import LensResult, logit_lens
-from ..tasks import Example, build_prompts
+from ..tasks import Example, Format, build_prompts
 from ..viz.circuits import display_tokens
 from .stats import bootstrap_ci, bootstrap_columns, uniform_mrr
 from .verdicts import NOISE_FLOOR
@@ -69,7 +70,7 @@ PAPER: dict[str, Any] = {
 
 
 def find_example(task: str, *, argument: str | None = None, answer: str | None = None, contains: str | None = None,
-                 format: str = "one_shot") -> Example:
+                 format: Format = "one_shot") -> Example:
     """The first example of a task matching the filters (falls back to filtering less, then the first)."""
     examples = build_prompts(task, format=format)
     tests = [
@@ -165,7 +166,7 @@ def _diff(a: Tensor, b: Tensor, seed: int) -> dict[str, Any]:
     return {"value": round(float(d.mean()), 4), "ci": [round(lo, 4), round(hi, 4)]}
 
 
-def curve_stats(answer_rr: Tensor, argument_rr: Tensor, *, floor: float = NOISE_FLOOR, seed: int = 0) -> dict[str, Any]:
+def curve_stats(answer_rr: Float[Tensor, "layer example"], argument_rr: Float[Tensor, "layer example"], *, floor: float = NOISE_FLOOR, seed: int = 0) -> dict[str, Any]:
     """Intervals, the crossing and the "X" numbers from per-example reciprocal ranks.
 
     Args:

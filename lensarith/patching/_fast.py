@@ -105,7 +105,7 @@ class _Group:
     x: Tensor
 
 
-def alibi_slopes(n_heads: int) -> Tensor:
+def alibi_slopes(n_heads: int) -> Float[Tensor, " n_heads"]:
     """ALiBi's per-head multipliers, as TransformerLens computes them (``2^(-8/n)`` geometric)."""
     start = 2 ** (-8 / n_heads)
     return start * (start ** torch.arange(n_heads))
@@ -125,7 +125,7 @@ def rotate(cfg, x: Tensor, sin: Tensor, cos: Tensor) -> Tensor:
     return torch.cat([out, keep], -1) if keep.shape[-1] else out
 
 
-def score_cap(scores: Tensor, cap: float | None) -> Tensor:
+def score_cap(scores: Float[Tensor, "*shape"], cap: float | None) -> Float[Tensor, "*shape"]:
     """Attention-score soft cap ``cap * tanh(scores / cap)`` (Gemma-2), identity when off."""
     if cap is None or cap <= 0:
         return scores

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from .._types import Model
@@ -24,7 +24,7 @@ class Run:
     final: Tensor
 
 
-def unpatched(model: Model, batch: Batch, sites: Sequence[Site], read: Tensor, *, grad: bool = False) -> Run:
+def unpatched(model: Model, batch: Batch, sites: Sequence[Site], read: Int[Tensor, " batch"], *, grad: bool = False) -> Run:
     """One forward of ``batch`` recording the whole activations at ``sites`` (with the graph when ``grad``)."""
     out = run(model, batch, capture=list(dict.fromkeys(sites)), read=read, grad=grad)
     return Run({s.hook_name: t for s, t in out.captured.items()}, out.final)

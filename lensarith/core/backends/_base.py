@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar
 
+from jaxtyping import Float, Int
 from torch import Tensor
 
 __all__ = ["Backend", "BlockWeights", "Capability", "GemmaBlocks", "HookFn", "Meter", "RecomputesBlocks"]
@@ -133,11 +134,12 @@ class Backend(ABC):
     # ---- forwards: both return the residual ``[batch, pos, d_model]`` entering block ``stop``
     #      (after the last block when ``stop == n_layers``), never logits
     @abstractmethod
-    def forward(self, tokens: Tensor, *, stop: int) -> Tensor:
+    def forward(self, tokens: Int[Tensor, "batch pos"], *, stop: int) -> Float[Tensor, "batch pos d_model"]:
         """From token ids ``[batch, pos]`` to the residual entering block ``stop``."""
 
     @abstractmethod
-    def forward_from(self, x: Tensor, *, start: int, stop: int) -> Tensor:
+    def forward_from(self, x: Float[Tensor, "batch pos d_model"], *, start: int, stop: int
+                     ) -> Float[Tensor, "batch pos d_model"]:
         """From the residual ``x`` entering block ``start``; hooks of earlier blocks may fire
         on placeholder values on backends that cannot skip them (no ``Capability.START_MID_STACK``)."""
 
@@ -166,7 +168,7 @@ class Backend(ABC):
         ones) are attached to the model."""
 
     # ---- readout (both TransformerLens model classes expose these under the same names)
-    def final_norm(self, x: Tensor) -> Tensor:
+    def final_norm(self, x: Float[Tensor, "*rows d_model"]) -> Float[Tensor, "*rows d_model"]:
         """``ln_final`` on ``[batch, pos, d_model]``."""
         return self.model.ln_final(x)
 
@@ -174,20 +176,20 @@ class Backend(ABC):
     def final_norm_weights(self) -> tuple[Tensor | None, Tensor | None]:
         """``(weight, bias)`` of the final norm (None where it has none)."""
 
-    def unembed(self, x: Tensor) -> Tensor:
+    def unembed(self, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_vocab"]:
         """Normed ``[batch, pos, d_model]`` -> logits ``[batch, pos, d_vocab]`` (no soft cap)."""
         return self.model.unembed(x)
 
     @property
-    def W_U(self) -> Tensor:
+    def W_U(self) -> Float[Tensor, "d_model d_vocab"]:
         return self.model.W_U
 
     @property
-    def b_U(self) -> Tensor:
+    def b_U(self) -> Float[Tensor, " d_vocab"]:
         return self.model.b_U
 
     @property
-    def W_E(self) -> Tensor:
+    def W_E(self) -> Float[Tensor, "d_vocab d_model"]:
         return self.model.W_E
 
     # ---- block weights (head-level decomposition, figures, the fast patching engine)
@@ -223,11 +225,11 @@ class RecomputesBlocks(ABC):
     """The methods of ``Capability.RECOMPUTE_BLOCKS``: a block's pieces on token rows ``[n, d_model]``."""
 
     @abstractmethod
-    def block_norm(self, layer: int, which: str, x: Tensor) -> Tensor:
+    def block_norm(self, layer: int, which: str, x: Float[Tensor, "*rows d_model"]) -> Float[Tensor, "*rows d_model"]:
         """``ln1`` or ``ln2`` of ``layer`` on token rows ``[n, d_model]``."""
 
     @abstractmethod
-    def mlp(self, layer: int, x: Tensor) -> Tensor:
+    def mlp(self, layer: int, x: Float[Tensor, "*rows d_model"]) -> Float[Tensor, "*rows d_model"]:
         """The MLP of ``layer`` on normed token rows ``[n, d_model]``."""
 
     @abstractmethod
@@ -240,12 +242,12 @@ class GemmaBlocks(ABC):
     """The methods of ``Capability.GEMMA_BLOCKS``: Gemma 2/3's extra block pieces."""
 
     @abstractmethod
-    def post_norm(self, layer: int, which: str, x: Tensor) -> Tensor:
+    def post_norm(self, layer: int, which: str, x: Float[Tensor, "*rows d_model"]) -> Float[Tensor, "*rows d_model"]:
         """``ln1_post``/``ln2_post`` of ``layer`` (the norm after attention or the MLP, before the
         residual add) on rows ``[n, d_model]``."""
 
     @abstractmethod
-    def qk_norm(self, layer: int, which: str, x: Tensor) -> Tensor:
+    def qk_norm(self, layer: int, which: str, x: Float[Tensor, "*rows d_head"]) -> Float[Tensor, "*rows d_head"]:
         """The per-head RMS norm of queries (``"q"``) or keys (``"k"``) on ``[..., d_head]``."""
 
     @abstractmethod

@@ -7,6 +7,7 @@ from contextlib import AbstractContextManager
 
 import torch
 import torch.nn.functional as F
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from ._base import Backend, BlockWeights, Capability, GemmaBlocks, HookFn, RecomputesBlocks
@@ -25,10 +26,11 @@ class HookedBackend(Backend, RecomputesBlocks, GemmaBlocks):
         super().__init__(model)
         self.name = f"hooked-{tl_version()}"
 
-    def forward(self, tokens: Tensor, *, stop: int) -> Tensor:
+    def forward(self, tokens: Int[Tensor, "batch pos"], *, stop: int) -> Float[Tensor, "batch pos d_model"]:
         return self.model(tokens, stop_at_layer=stop)
 
-    def forward_from(self, x: Tensor, *, start: int, stop: int) -> Tensor:
+    def forward_from(self, x: Float[Tensor, "batch pos d_model"], *, start: int, stop: int
+                     ) -> Float[Tensor, "batch pos d_model"]:
         return self.model(x, start_at_layer=start, stop_at_layer=stop)
 
     def hooks(self, fwd_hooks: Sequence[tuple[str, HookFn]]) -> AbstractContextManager:
@@ -40,7 +42,7 @@ class HookedBackend(Backend, RecomputesBlocks, GemmaBlocks):
     def has_user_hooks(self) -> bool:
         return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in self.model.modules())
 
-    def unembed(self, x: Tensor) -> Tensor:
+    def unembed(self, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_vocab"]:
         # ``Unembed.forward`` on 3.9 copies ``W_U.T.contiguous()`` (d_model x d_vocab floats) on
         # every call, which made the logit lens's per-layer readout cost as much as the forward;
         # the same product without the copy (bit-equal on float32, tested against the module).
@@ -76,10 +78,10 @@ class HookedBackend(Backend, RecomputesBlocks, GemmaBlocks):
     def attn_scale(self, layer: int) -> float:
         return self.model.blocks[layer].attn.attn_scale
 
-    def post_norm(self, layer: int, which: str, x: Tensor) -> Tensor:
+    def post_norm(self, layer: int, which: str, x: Float[Tensor, "*rows d_model"]) -> Float[Tensor, "*rows d_model"]:
         return getattr(self.model.blocks[layer], which)(x[None])[0]
 
-    def qk_norm(self, layer: int, which: str, x: Tensor) -> Tensor:
+    def qk_norm(self, layer: int, which: str, x: Float[Tensor, "*rows d_head"]) -> Float[Tensor, "*rows d_head"]:
         module = getattr(self.model.blocks[layer].attn, f"{which}_norm")
         return module(x.reshape(-1, x.shape[-1])).reshape(x.shape)  # as ``_apply_qk_norm`` does
 
@@ -87,7 +89,7 @@ class HookedBackend(Backend, RecomputesBlocks, GemmaBlocks):
         attn = self.model.blocks[layer].attn
         return self.model.cfg.window_size if getattr(attn, "attn_type", "global") == "local" else None
 
-    def block_norm(self, layer: int, which: str, x: Tensor) -> Tensor:
+    def block_norm(self, layer: int, which: str, x: Float[Tensor, "*rows d_model"]) -> Float[Tensor, "*rows d_model"]:
         module = getattr(self.model.blocks[layer], which)
         name = type(module).__name__
         if name == "LayerNorm":
@@ -100,7 +102,7 @@ class HookedBackend(Backend, RecomputesBlocks, GemmaBlocks):
         module = getattr(self.model.blocks[layer], which)
         return getattr(module, "w", None), float(getattr(module, "eps", self.model.cfg.eps))
 
-    def mlp(self, layer: int, x: Tensor) -> Tensor:
+    def mlp(self, layer: int, x: Float[Tensor, "*rows d_model"]) -> Float[Tensor, "*rows d_model"]:
         import torch
 
         from ._activations import ACTIVATIONS
