@@ -62,19 +62,19 @@ class BlockWeights:
     (zeros where absent), ``W_gate`` for gated MLPs; all None for attention-only models.
     """
 
-    W_Q: Tensor
-    W_K: Tensor
-    W_V: Tensor
-    W_O: Tensor
-    b_Q: Tensor
-    b_K: Tensor
-    b_V: Tensor
-    b_O: Tensor
-    W_in: Tensor | None = None
-    b_in: Tensor | None = None
-    W_out: Tensor | None = None
-    b_out: Tensor | None = None
-    W_gate: Tensor | None = None
+    W_Q: Float[Tensor, "head d_model d_head"]
+    W_K: Float[Tensor, "head d_model d_head"]
+    W_V: Float[Tensor, "head d_model d_head"]
+    W_O: Float[Tensor, "head d_head d_model"]
+    b_Q: Float[Tensor, "head d_head"]
+    b_K: Float[Tensor, "head d_head"]
+    b_V: Float[Tensor, "head d_head"]
+    b_O: Float[Tensor, " d_model"]
+    W_in: Float[Tensor, "d_model d_mlp"] | None = None
+    b_in: Float[Tensor, " d_mlp"] | None = None
+    W_out: Float[Tensor, "d_mlp d_model"] | None = None
+    b_out: Float[Tensor, " d_model"] | None = None
+    W_gate: Float[Tensor, "d_model d_mlp"] | None = None
 
 
 class Backend(ABC):
@@ -173,7 +173,7 @@ class Backend(ABC):
         return self.model.ln_final(x)
 
     @abstractmethod
-    def final_norm_weights(self) -> tuple[Tensor | None, Tensor | None]:
+    def final_norm_weights(self) -> tuple[Float[Tensor, " d_model"] | None, Float[Tensor, " d_model"] | None]:
         """``(weight, bias)`` of the final norm (None where it has none)."""
 
     def unembed(self, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_vocab"]:
@@ -201,7 +201,10 @@ class Backend(ABC):
     def attn_scale(self, layer: int) -> float:
         """What attention scores are divided by in ``layer``."""
 
-    def kv_weights(self, layer: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def kv_weights(
+        self, layer: int
+    ) -> tuple[Float[Tensor, "kv_head d_model d_head"], Float[Tensor, "kv_head d_model d_head"],
+               Float[Tensor, "kv_head d_head"], Float[Tensor, "kv_head d_head"]]:
         """``(W_K, W_V, b_K, b_V)`` of ``layer`` with one entry per key/value head
         (``[kv_head, d_model, d_head]``, ``[kv_head, d_head]``): not expanded under
         grouped-query attention, where query head ``h`` reads key/value head
@@ -209,7 +212,8 @@ class Backend(ABC):
         w = self.block(layer)
         return w.W_K, w.W_V, w.b_K, w.b_V
 
-    def rotary_tables(self, layer: int) -> tuple[Tensor, Tensor] | None:
+    def rotary_tables(self, layer: int
+                      ) -> tuple[Float[Tensor, "n_ctx rotary_dim"], Float[Tensor, "n_ctx rotary_dim"]] | None:
         """``(sin, cos)`` ``[n_ctx, rotary_dim]`` of a rotary layer, as its attention applies them
         (``x_rot * cos + rotate(x_rot) * sin``), or None where the backend does not expose them."""
         return None
@@ -233,7 +237,7 @@ class RecomputesBlocks(ABC):
         """The MLP of ``layer`` on normed token rows ``[n, d_model]``."""
 
     @abstractmethod
-    def norm_params(self, layer: int, which: str) -> tuple[Tensor | None, float]:
+    def norm_params(self, layer: int, which: str) -> tuple[Float[Tensor, " d_model"] | None, float]:
         """``(weight, eps)`` of ``ln1``/``ln2`` of ``layer`` (weight None for LNPre/RMSPre or no norm);
         the kind is ``cfg.normalization_type``."""
 

@@ -178,7 +178,7 @@ class BridgeBackend(Backend, RecomputesBlocks):
         return False
 
     # ---- readout
-    def final_norm_weights(self) -> tuple[Tensor | None, Tensor | None]:
+    def final_norm_weights(self) -> tuple[Float[Tensor, " d_model"] | None, Float[Tensor, " d_model"] | None]:
         return self._norm_params(self.model.ln_final)
 
     @staticmethod
@@ -250,7 +250,7 @@ class BridgeBackend(Backend, RecomputesBlocks):
             return x
         return module(x[None])[0]
 
-    def norm_params(self, layer: int, which: str) -> tuple[Tensor | None, float]:
+    def norm_params(self, layer: int, which: str) -> tuple[Float[Tensor, " d_model"] | None, float]:
         module = getattr(self.model.blocks[layer], which)
         w, _ = self._norm_params(module)
         inner = getattr(module, "original_component", None) or module

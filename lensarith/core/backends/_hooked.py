@@ -51,7 +51,7 @@ class HookedBackend(Backend, RecomputesBlocks, GemmaBlocks):
             return unembed(x)
         return torch.matmul(x, unembed.W_U) + unembed.b_U
 
-    def final_norm_weights(self) -> tuple[Tensor | None, Tensor | None]:
+    def final_norm_weights(self) -> tuple[Float[Tensor, " d_model"] | None, Float[Tensor, " d_model"] | None]:
         ln = self.model.ln_final
         return getattr(ln, "w", None), getattr(ln, "b", None)
 
@@ -64,13 +64,17 @@ class HookedBackend(Backend, RecomputesBlocks, GemmaBlocks):
             W_in=getattr(mlp, "W_in", None), b_in=getattr(mlp, "b_in", None), W_out=getattr(mlp, "W_out", None),
             b_out=getattr(mlp, "b_out", None), W_gate=getattr(mlp, "W_gate", None))
 
-    def kv_weights(self, layer: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def kv_weights(
+        self, layer: int
+    ) -> tuple[Float[Tensor, "kv_head d_model d_head"], Float[Tensor, "kv_head d_model d_head"],
+               Float[Tensor, "kv_head d_head"], Float[Tensor, "kv_head d_head"]]:
         attn = self.model.blocks[layer].attn
         if hasattr(attn, "_W_K") and not getattr(self.model.cfg, "ungroup_grouped_query_attention", False):
             return attn._W_K, attn._W_V, attn._b_K, attn._b_V  # grouped-query attention: one per key/value head
         return attn.W_K, attn.W_V, attn.b_K, attn.b_V
 
-    def rotary_tables(self, layer: int) -> tuple[Tensor, Tensor] | None:
+    def rotary_tables(self, layer: int
+                      ) -> tuple[Float[Tensor, "n_ctx rotary_dim"], Float[Tensor, "n_ctx rotary_dim"]] | None:
         attn = self.model.blocks[layer].attn
         sin, cos = getattr(attn, "rotary_sin", None), getattr(attn, "rotary_cos", None)
         return None if sin is None or cos is None else (sin, cos)
@@ -98,7 +102,7 @@ class HookedBackend(Backend, RecomputesBlocks, GemmaBlocks):
             return F.layer_norm(x, (x.shape[-1],), None, None, module.eps)
         return module(x[None])[0]
 
-    def norm_params(self, layer: int, which: str) -> tuple[Tensor | None, float]:
+    def norm_params(self, layer: int, which: str) -> tuple[Float[Tensor, " d_model"] | None, float]:
         module = getattr(self.model.blocks[layer], which)
         return getattr(module, "w", None), float(getattr(module, "eps", self.model.cfg.eps))
 

@@ -375,7 +375,7 @@ class NNsightBackend(Backend):
             out = torch.nn.functional.layer_norm(x, (x.shape[-1],), w, b, eps)
         return out.to(where)
 
-    def final_norm_weights(self) -> tuple[Tensor | None, Tensor | None]:
+    def final_norm_weights(self) -> tuple[Float[Tensor, " d_model"] | None, Float[Tensor, " d_model"] | None]:
         ln = self.site_map.ln_f
         w, b = self._param(ln + ".weight"), self._param(ln + ".bias")
         if self.site_map.post_norms:  # Gemma's RMSNorm scales by 1 + weight (in float32)
