@@ -13,6 +13,7 @@ import importlib
 import os
 import posixpath
 import re
+import typing
 from pathlib import Path
 
 from mkdocs.structure.files import File
@@ -126,6 +127,8 @@ def _reference_index() -> str:
         first = ((getattr(obj, "__doc__", None) or "").strip().splitlines() or [""])[0]
         if isinstance(obj, dict):
             first = "the task specs, by name"
+        if typing.get_origin(obj) is typing.Annotated:  # a documented alias: its description is its metadata
+            first = str(obj.__metadata__[0])
         lines.append(f"| `{name}` | [{module}.{name}]({page}.md#{_ident(module, name)}) | {first.replace('|', '/')} |")
     lines += ["", "## Subpackages", ""]
     for page, title, module in PACKAGES:

@@ -22,6 +22,8 @@ _EXPORTS: dict[str, str] = {
     "LensarithError": "._errors",
     "ModelNotAvailableError": "._errors",
     "LensarithWarning": "._errors",
+    # types
+    "Model": "._types",
     # models
     "load_model": ".models",
     "save_model": ".models",
@@ -98,6 +100,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs; at run time names load on first use
     from ._errors import LensarithError, LensarithWarning, ModelNotAvailableError
+    from ._types import Model
     from .ablation import ffn_ablation
     from .attribution import direct_logit_attribution
     from .core import (Ablate, Add, Batch, Patch, Replace, Result, Site, as_batch, collect, intervene, list_recipes,

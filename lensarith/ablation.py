@@ -19,6 +19,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from ._errors import LensarithError, check_choice, check_int
+from ._types import Model
 from .core.backends import backend_of
 from .core import Ablate, Batch, Group, Result, Site, provenance, readout, register_recipe, run, tokenize
 from .tasks import Example, build_prompts
@@ -157,7 +158,7 @@ def _scores(model, final: Tensor, answers: Tensor) -> tuple[Tensor, Tensor]:
 
 @register_recipe("ffn_ablation")
 def ffn_ablation(
-    model,
+    model: Model,
     prompts,
     *,
     mode: str = "zero",

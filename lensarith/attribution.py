@@ -14,8 +14,9 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from ._types import Model
 from .core import Result, Site, as_batch, provenance, readout, register_recipe, resolve_ids
-from .decompose import components
+from .decompose import Granularity, components
 
 __all__ = ["direct_logit_attribution", "DLAResult"]
 
@@ -50,12 +51,12 @@ class DLAResult(Result):
 
 @register_recipe("direct_logit_attribution")
 def direct_logit_attribution(
-    model,
+    model: Model,
     prompts,
     answers=None,
     baselines=None,
     *,
-    granularity: str = "layer",
+    granularity: Granularity = "layer",
     position: int | str = "last",
     batch_size: int = 32,
     progress: bool | None = None,

@@ -13,6 +13,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from ._errors import LensarithError
+from ._types import Model
 from .core import Batch, Result, Site, as_batch, check_layer, collect, provenance, register_recipe
 from .core.backends import backend_of
 
@@ -57,9 +58,9 @@ def _n_blocks(stream: str, layer: int) -> tuple[int, int]:
 
 
 def components(
-    model, batch: Batch, *, n_attn: int, n_mlp: int, granularity: str, position, batch_size: int,
+    model: Model, batch: Batch, *, n_attn: int, n_mlp: int, granularity: str, position, batch_size: int,
     read: Site, progress: bool | None = None,
-) -> tuple[Tensor, list[str], Tensor]:
+) -> tuple[Float[Tensor, "component batch d_model"], list[str], Float[Tensor, "batch d_model"]]:
     """The writers to the residual at ``read``: (stack [C, B, d_model], labels, resid [B, d_model])."""
     cfg = model.cfg
     if granularity not in ("layer", "head", "neuron"):
@@ -116,7 +117,7 @@ def components(
 
 @register_recipe("decompose_resid")
 def decompose_resid(
-    model,
+    model: Model,
     prompts,
     *,
     layer: int | None = None,

@@ -9,6 +9,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from ._errors import LensarithError, check_int
+from ._types import Model
 from .core import Result, Site, as_batch, collect, provenance, readout, register_recipe, token_ids
 from .models import config_hash
 
@@ -53,7 +54,7 @@ class LensResult(Result):
     #: top tokens the shared pass keeps per layer and prompt (``top_tokens(k)`` with more rescans)
     TOP_K = 10
 
-    def attach(self, model) -> LensResult:
+    def attach(self, model: Model) -> LensResult:
         """Give the result the model's unembedding (needed after ``load``)."""
         if self.meta.get("config_hash") not in (None, config_hash(model)):
             raise LensarithError("this lens result was computed on a different model architecture (config hash differs)")
@@ -194,7 +195,7 @@ class LensResult(Result):
 
 @register_recipe("logit_lens")
 def logit_lens(
-    model,
+    model: Model,
     prompts,
     *,
     stream: str = "resid_post",

@@ -18,7 +18,7 @@ PACKAGE = ROOT / "lensarith"
 #: lower layers first; a module may import its own layer's modules (acyclically, same
 #: top-level package) and any layer below, never one above
 LAYERS: list[tuple[str, ...]] = [
-    ("lensarith._errors", "lensarith._paths", "lensarith._io"),
+    ("lensarith._errors", "lensarith._paths", "lensarith._io", "lensarith._types"),
     ("lensarith._stats",),  # the one bootstrap (numpy; torch on request), used by vectors and paper
     ("lensarith.tasks",),
     ("lensarith.models",),

@@ -1,6 +1,7 @@
 """The execution core: batches, sites, interventions, the one chunked forward, the one readout,
 results and the recipe registry. Recipe families use only this package to run a model."""
 
+from .._types import Model as Model
 from .batch import Batch as Batch
 from .batch import as_batch as as_batch
 from .batch import resolve_ids as resolve_ids
@@ -33,4 +34,4 @@ from .sites import check_layers as check_layers
 __all__ = ["Batch", "as_batch", "resolve_ids", "token_ids", "tokenize", "Ablate", "Add", "Capture", "Hook",
            "Intervention", "Patch", "Replace", "compile_hooks", "intervene", "get_recipe", "list_recipes",
            "register_recipe", "run_recipe", "Result", "provenance", "Group", "Outputs", "collect", "run",
-           "run_with_interventions", "Site", "check_layer", "check_layers"]
+           "run_with_interventions", "Site", "check_layer", "check_layers", "Model"]

@@ -16,6 +16,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from .._errors import LensarithError, LensarithWarning, check_int
+from .._types import Model
 from ..tasks import Example
 from ..tasks._scoring import SCORING_RULES, classify_items, default_scoring, scoring_counts
 
@@ -131,7 +132,7 @@ def _pad_id(model) -> int:
 
 
 def tokenize(
-    model,
+    model: Model,
     examples: Sequence[Example | str],
     *,
     drop_multi_token: bool = False,
@@ -261,7 +262,7 @@ def tokenize(
     )
 
 
-def as_batch(model, inputs) -> Batch:
+def as_batch(model: Model, inputs) -> Batch:
     """Coerce prompts (str, list of str or Example), token ids, or a Batch into a Batch."""
     if isinstance(inputs, Batch):
         return inputs
@@ -287,7 +288,7 @@ def as_batch(model, inputs) -> Batch:
     raise LensarithError(f"prompts must be a string, a list of strings or Examples, token ids or a Batch; got {type(inputs).__name__}")
 
 
-def token_ids(model, tokens: Sequence[str | int] | Tensor | str | int, *, name: str = "tokens") -> Int[Tensor, " n"]:
+def token_ids(model: Model, tokens: Sequence[str | int] | Tensor | str | int, *, name: str = "tokens") -> Int[Tensor, " n"]:
     """One token id per item: a string must be exactly one token of the model's vocabulary; ids
     must lie in the vocabulary.
 
@@ -328,7 +329,7 @@ def token_ids(model, tokens: Sequence[str | int] | Tensor | str | int, *, name: 
     return ids
 
 
-def resolve_ids(model, batch: Batch, spec, name: str) -> Int[Tensor, " batch"]:
+def resolve_ids(model: Model, batch: Batch, spec, name: str) -> Int[Tensor, " batch"]:
     """One token id per row of ``batch`` from a token spec.
 
     ``"answer"`` / ``"argument"`` are each row's own (from its ``Example``); a string or id

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from .._errors import LensarithError
+from .._types import Model
 from .backends import backend_of
 from .batch import Batch
 from .sites import Site
@@ -219,7 +220,7 @@ class Capture:
         return out
 
 
-def compile_hooks(model, interventions: Sequence[Intervention], batch: Batch | None = None) -> list[tuple[str, HookFn]]:
+def compile_hooks(model: Model, interventions: Sequence[Intervention], batch: Batch | None = None) -> list[tuple[str, HookFn]]:
     """Validate interventions against the model (or its backend) and compile them to forward hooks."""
     hooks = []
     backend = backend_of(model)
@@ -235,7 +236,7 @@ def compile_hooks(model, interventions: Sequence[Intervention], batch: Batch | N
 
 
 @contextmanager
-def intervene(model, interventions: Sequence[Intervention] = (), batch: Batch | None = None,
+def intervene(model: Model, interventions: Sequence[Intervention] = (), batch: Batch | None = None,
               extra_hooks: Sequence[tuple[str, HookFn]] = ()) -> Iterator:
     """Add interventions (and any raw hooks) for the duration of a ``with`` block.
 

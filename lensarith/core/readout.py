@@ -27,6 +27,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from .._errors import LensarithError
+from .._types import Model
 from .backends import backend_of
 
 __all__ = ["final_norm", "frozen_final_norm", "unembed", "logits", "directions", "vocab_vectors", "rank",
@@ -42,7 +43,7 @@ def _norm_type(model) -> str | None:
     return norm
 
 
-def final_norm(model, x: Float[Tensor, "*rows d_model"]) -> Float[Tensor, "*rows d_model"]:
+def final_norm(model: Model, x: Float[Tensor, "*rows d_model"]) -> Float[Tensor, "*rows d_model"]:
     """The model's final norm (``ln_final``) on residuals of any leading shape; identity without one."""
     if _norm_type(model) is None:
         return x
@@ -53,7 +54,7 @@ def final_norm(model, x: Float[Tensor, "*rows d_model"]) -> Float[Tensor, "*rows
     return backend.final_norm(flat).reshape(x.shape)
 
 
-def frozen_final_norm(model, stack: Float[Tensor, "component batch d_model"], resid: Float[Tensor, "batch d_model"]
+def frozen_final_norm(model: Model, stack: Float[Tensor, "component batch d_model"], resid: Float[Tensor, "batch d_model"]
                       ) -> tuple[Float[Tensor, "component batch d_model"], Float[Tensor, "batch d_model"]]:
     """The final norm as a linear map, its scale frozen from ``resid``.
 
@@ -81,7 +82,7 @@ def frozen_final_norm(model, stack: Float[Tensor, "component batch d_model"], re
     return normed, bias
 
 
-def soft_cap(model, logits: Tensor) -> Tensor:
+def soft_cap(model: Model, logits: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]:
     """``cap * tanh(logits / cap)`` where the model has an output soft cap (Gemma-style)."""
     cap = getattr(model.cfg, "output_logits_soft_cap", None)
     if cap is None or cap <= 0:
@@ -89,9 +90,10 @@ def soft_cap(model, logits: Tensor) -> Tensor:
     return cap * torch.tanh(logits / cap)
 
 
-def unembed(model, x: Float[Tensor, "*rows d_model"], columns: Int[Tensor, "batch k"] | None = None, *,
-            capped: bool = True) -> Tensor:
-    """Logits of normed residuals: ``[*rows, d_vocab]``, or ``[..., batch, k]`` for per-row ``columns``.
+def unembed(model: Model, x: Float[Tensor, "*rows d_model"], columns: Int[Tensor, "batch k"] | None = None, *,
+            capped: bool = True) -> Float[Tensor, "*rows vocab"]:
+    """Logits of normed residuals: ``[*rows, d_vocab]``, or ``[..., batch, k]`` for per-row ``columns``
+    (``vocab`` is ``d_vocab``, or ``k`` with ``columns``).
 
     With ``columns`` (ids ``[batch, k]``), ``x`` is ``[batch, d_model]`` or
     ``[variant, batch, d_model]`` and only those logits are computed. ``capped=False``
@@ -118,13 +120,14 @@ def unembed(model, x: Float[Tensor, "*rows d_model"], columns: Int[Tensor, "batc
     return cap(out)
 
 
-def logits(model, resid: Float[Tensor, "*rows d_model"], columns: Int[Tensor, "batch k"] | None = None) -> Tensor:
+def logits(model: Model, resid: Float[Tensor, "*rows d_model"], columns: Int[Tensor, "batch k"] | None = None
+           ) -> Float[Tensor, "*rows vocab"]:
     """``unembed(final_norm(resid))``: what the model outputs for residuals after its last block."""
     backend = backend_of(model)
     return unembed(backend, final_norm(backend, resid), columns)
 
 
-def directions(model, ids: Int[Tensor, " n"]) -> tuple[Float[Tensor, "n d_model"], Float[Tensor, " n"]]:
+def directions(model: Model, ids: Int[Tensor, " n"]) -> tuple[Float[Tensor, "n d_model"], Float[Tensor, " n"]]:
     """Unembedding columns ``[n, d_model]`` and biases ``[n]`` of token ids (soft cap not applied)."""
     backend = backend_of(model)
     W_U = backend.W_U
@@ -132,7 +135,7 @@ def directions(model, ids: Int[Tensor, " n"]) -> tuple[Float[Tensor, "n d_model"
     return W_U[:, ids].T, backend.b_U[ids]
 
 
-def vocab_vectors(model, space: str = "unembed") -> Float[Tensor, "d_vocab d_model"]:
+def vocab_vectors(model: Model, space: str = "unembed") -> Float[Tensor, "d_vocab d_model"]:
     """Every token's vector: unembedding columns (``"unembed"``) or embedding rows (``"embed"``)."""
     if space == "unembed":
         return backend_of(model).W_U.T
@@ -207,7 +210,7 @@ def _slice_logits(model, x: Tensor, lo: int, hi: int) -> Tensor:
     return soft_cap(model, out)
 
 
-def scan(model, x: Float[Tensor, "batch d_model"], ids: list[Int[Tensor, " batch"]], *, k: int = 0,
+def scan(model: Model, x: Float[Tensor, "batch d_model"], ids: list[Int[Tensor, " batch"]], *, k: int = 0,
          where: str = "the logits", elements: int | None = None) -> Scan:
     """Ranks, logits and probabilities of each row's ``ids`` (one tensor per id set), the
     softmax normaliser and the top ``k`` ids of normed residuals ``x``, in one pass over the

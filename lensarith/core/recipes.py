@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .._errors import LensarithError
+from .._types import Model
 
 __all__ = ["register_recipe", "get_recipe", "list_recipes", "run_recipe"]
 
@@ -83,7 +84,7 @@ def _remove_new_hooks(model, before: dict[int, set]) -> int:
     return removed
 
 
-def run_recipe(name: str, model, prompts, **options: Any):
+def run_recipe(name: str, model: Model, prompts, **options: Any):
     """Run a registered recipe by name.
 
     The model is left as the recipe found it: hooks a recipe adds and does not remove are

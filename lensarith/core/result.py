@@ -17,6 +17,7 @@ from torch import Tensor
 
 from .._errors import LensarithError
 from .._io import atomic_directory, atomic_write_bytes, atomic_write_text, check_replaceable, recover  # noqa: F401 (re-exported)
+from .._types import Model
 from ..models import config_hash
 
 __all__ = ["Result", "atomic_write_text", "atomic_write_bytes", "provenance"]
@@ -24,7 +25,7 @@ __all__ = ["Result", "atomic_write_text", "atomic_write_bytes", "provenance"]
 _KINDS: dict[str, type[Result]] = {}
 
 
-def weights_id(model) -> str | None:
+def weights_id(model: Model) -> str | None:
     """A short hash of the model's first parameter (its first 4096 values): tells two models of one
     architecture apart (None for weights on the meta device, e.g. a remote model)."""
     import hashlib
@@ -40,7 +41,7 @@ def weights_id(model) -> str | None:
     return hashlib.sha256(data).hexdigest()[:12]
 
 
-def provenance(model, **extra: Any) -> dict[str, Any]:
+def provenance(model: Model, **extra: Any) -> dict[str, Any]:
     """Model name, architecture hash, weights hash and any extra fields, for ``Result.meta``."""
     return {"model": getattr(model.cfg, "model_name", "unknown"), "config_hash": config_hash(model),
             "weights": weights_id(model), "n_layers": model.cfg.n_layers, "d_model": model.cfg.d_model, **extra}

@@ -28,10 +28,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from .._errors import LensarithError, check_int
+from .._types import Model
 from .backends import Backend, Capability, backend_of
 from .batch import Batch
 from .interventions import Capture, HookFn, Intervention, compile_hooks
@@ -79,14 +80,14 @@ class Outputs:
 Keep = Callable[[Outputs, Batch], dict[str, Tensor]]
 
 
-def has_hooks(model) -> bool:
+def has_hooks(model: Model) -> bool:
     """Whether any hook (TransformerLens's or a plain PyTorch one) is attached to the model (or
     its backend's model), other than those the backend itself owns (a bridge's capture hooks on
     its norm modules)."""
     return backend_of(model).has_user_hooks()
 
 
-def can_resume(model) -> bool:
+def can_resume(model: Model) -> bool:
     """Whether a run may start mid-stack from a cached residual: only where that saves compute
     (``Capability.START_MID_STACK``: ``HookedTransformer``; a bridge runs every block anyway), not
     for shortformer positional embeddings (which ``start_at_layer`` cannot rebuild), nor when hooks
@@ -270,7 +271,7 @@ def _run_chunk(backend: Backend, chunk: Batch, gs: Sequence[Group], sites: Seque
 
 
 def run(
-    model,
+    model: Model,
     batch: Batch,
     *,
     capture: Sequence[Site] = (),
@@ -386,7 +387,7 @@ def run(
 
 
 def collect(
-    model,
+    model: Model,
     batch: Batch,
     sites: Sequence[Site],
     *,
@@ -414,8 +415,8 @@ def collect(
                progress=progress, desc=desc).captured
 
 
-def run_with_interventions(model, batch: Batch, interventions: Sequence[Intervention] = (), *,
-                           positions: Tensor | None = None, batch_size: int | None = None,
+def run_with_interventions(model: Model, batch: Batch, interventions: Sequence[Intervention] = (), *,
+                           positions: Int[Tensor, " batch"] | None = None, batch_size: int | None = None,
                            max_tokens: int | None = MAX_TOKENS) -> Float[Tensor, "batch d_vocab"]:
     """Run the model with interventions and return the logits at per-row ``positions``
     (default: each row's last real token), through the final norm and the unembedding.

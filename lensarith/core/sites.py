@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from .._errors import LensarithError
+from .._types import Model
 
 __all__ = ["Site", "SiteKind", "hook_name", "check_layer", "check_layers"]
 
@@ -42,7 +43,7 @@ _NO_LAYER = ("embed", "pos_embed", "ln_final_scale")
 HEAD_KINDS = ("z", "result", "q", "k", "v", "pattern")
 
 
-def hook_name(kind: str, layer: int | None = None) -> str:
+def hook_name(kind: SiteKind, layer: int | None = None) -> str:
     """The TransformerLens hook name of a site kind at a layer."""
     if kind not in _TEMPLATES:
         raise LensarithError(f"site kind {kind!r} is unknown; valid kinds: {', '.join(SITE_KINDS)}")
@@ -112,7 +113,7 @@ class Site:
         return Site(self.kind, layer, self.position, self.head)
 
 
-def check_layer(model, layer: int, *, name: str = "layer", allow_end: bool = False) -> int:
+def check_layer(model: Model, layer: int, *, name: str = "layer", allow_end: bool = False) -> int:
     """Validate a layer index (negative counts from the end) and return it non-negative."""
     n = model.cfg.n_layers + (1 if allow_end else 0)
     if not isinstance(layer, int) or isinstance(layer, bool):
@@ -122,7 +123,7 @@ def check_layer(model, layer: int, *, name: str = "layer", allow_end: bool = Fal
     return layer % n
 
 
-def check_layers(model, layers, *, name: str = "layers") -> list[int]:
+def check_layers(model: Model, layers, *, name: str = "layers") -> list[int]:
     """An int, range or list of layers, validated, non-negative and without repeats (order kept)."""
     if isinstance(layers, bool):
         raise LensarithError(f"{name} must be an int, a range or a list of ints, got {layers!r}")

@@ -30,6 +30,7 @@ from torch import Tensor
 
 from .._errors import LensarithError, check_int
 from .._paths import data_dir
+from .._types import Model
 from ..core import Batch, Result, Site, provenance, readout, run, tokenize
 from ..paper.stats import bootstrap_ci
 from ..tasks import TASKS, build_prompts
@@ -133,7 +134,7 @@ def same_relation(a: str, b: str) -> bool:
     return bool(set(TASKS[a].files) & set(TASKS[b].files))
 
 
-def known_tasks(model, target: str, config: EffectsConfig) -> dict[str, Batch]:
+def known_tasks(model: Model, target: str, config: EffectsConfig) -> dict[str, Batch]:
     """Every shipped task the model knows (see ``EffectsConfig``) that is another relation than ``target``
     (tasks sharing a data file with it are the same relation and are left out), as batches."""
     from ._policies import policy_logits
@@ -155,7 +156,7 @@ def known_tasks(model, target: str, config: EffectsConfig) -> dict[str, Batch]:
     return out
 
 
-def lm_loss(model, batch: Batch, policy: Policy | None, *, batch_size: int = 16) -> tuple[Tensor, float]:
+def lm_loss(model: Model, batch: Batch, policy: Policy | None, *, batch_size: int = 16) -> tuple[Tensor, float]:
     """Mean next-token NLL per row ``[batch]`` under ``policy`` (edited at every position), and the
     share of positions where it acted."""
     n = model.cfg.n_layers
@@ -180,7 +181,7 @@ def lm_loss(model, batch: Batch, policy: Policy | None, *, batch_size: int = 16)
     return torch.cat(losses), (edited / eligible if eligible else 0.0)
 
 
-def side_effects(model, task: str, policies: Mapping[str, Policy], config: EffectsConfig = EffectsConfig(), *,
+def side_effects(model: Model, task: str, policies: Mapping[str, Policy], config: EffectsConfig = EffectsConfig(), *,
                  tasks: Sequence[str] | None = None, progress: bool | None = None) -> SideEffectResult:
     """The side-effect panel of each policy against the unmodified model (see the module docstring).
 
@@ -255,7 +256,7 @@ def _describe(p: Policy) -> dict[str, Any]:
     return {"operation": p.operation, "layer": p.layer, "scale": p.scale, "position": p.position, "gate": gate}
 
 
-def generation_overhead(model, prompts, policies: Mapping[str, Policy], *, monitor: Monitor | None = None,
+def generation_overhead(model: Model, prompts, policies: Mapping[str, Policy], *, monitor: Monitor | None = None,
                         max_new_tokens: int = 4, repeats: int = 3) -> list[dict[str, Any]]:
     """Median wall time of greedy generation (``engine="core"``) plain, watched by the monitor, and
     under each policy, in one run with interleaved repeats; each as a ratio to plain generation.

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from .._errors import LensarithError, check_int
+from .._types import Model
 from ..core import Ablate, Batch, Group, Result, Site, provenance, readout, run
 from ..paper.stats import bootstrap_ci
 from ..vectors import SearchConfig, find_layers
@@ -120,7 +121,7 @@ class LocateResult(Result):
         return rows
 
 
-def mlp_means(model, batch: Batch, batch_size: int) -> tuple[Tensor, Tensor]:
+def mlp_means(model: Model, batch: Batch, batch_size: int) -> tuple[Tensor, Tensor]:
     """Each MLP's mean output at the last position and over every real position ``([layer, d], [layer, d])``."""
     n = model.cfg.n_layers
     sites = [Site("mlp_out", layer) for layer in range(n)]
@@ -165,7 +166,7 @@ def _necessity(model, batch: Batch, cfg: LocateConfig, progress) -> dict[str, Te
     return got
 
 
-def locate(model, task, config: LocateConfig = LocateConfig(), *, progress: bool | None = None) -> LocateResult:
+def locate(model: Model, task, config: LocateConfig = LocateConfig(), *, progress: bool | None = None) -> LocateResult:
     """Per-layer necessity (single-MLP ablations) next to sufficiency (transplant) and DLA, with verdicts.
 
     The two questions differ: ``find_layers`` and DLA answer *which MLP can write the

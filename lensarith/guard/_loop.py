@@ -18,6 +18,7 @@ import torch
 
 from .._errors import LensarithError, LensarithWarning, check_int
 from .._io import atomic_directory
+from .._types import Model
 from ..core import Result, Site, collect, tokenize
 from ..tasks import TASKS, build_prompts
 from ._effects import EffectsConfig, SideEffectResult, generation_overhead, known_tasks, side_effects
@@ -125,7 +126,7 @@ def _o_vector(model, task: str, layer: int, n: int, seed: int, batch_size: int) 
     return o, out.mean(0)
 
 
-def guard(model, task: str, config: GuardConfig = GuardConfig(), *, rules=(), progress: bool | None = None,
+def guard(model: Model, task: str, config: GuardConfig = GuardConfig(), *, rules=(), progress: bool | None = None,
           log=None) -> GuardResult:
     """Run the loop for one relation on one model.
 

@@ -34,6 +34,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from .._errors import LensarithError, LensarithWarning, check_int
+from .._types import Model
 from ..core import Batch, Result, Site, as_batch, check_layer, provenance, readout, run, tokenize
 from ..models import config_hash
 from ..tasks import TASKS, Example, build_prompts
@@ -126,7 +127,7 @@ def _late_layers(n_layers: int, layer: int) -> list[int]:
     return late or [layer]
 
 
-def monitor_sites(model, layer: int) -> tuple[Site, Site, list[Site]]:
+def monitor_sites(model: Model, layer: int) -> tuple[Site, Site, list[Site]]:
     """The sites the monitor reads: the MLP output and the residual after ``layer`` at the last
     token, and the late layers' residuals for the logit-lens agreement."""
     late = _late_layers(model.cfg.n_layers, layer)
@@ -135,7 +136,7 @@ def monitor_sites(model, layer: int) -> tuple[Site, Site, list[Site]]:
 
 
 @torch.no_grad()
-def monitor_features(model, out, sites: tuple[Site, Site, list[Site]]) -> dict[str, Tensor]:
+def monitor_features(model: Model, out, sites: tuple[Site, Site, list[Site]]) -> dict[str, Tensor]:
     """What the monitor reads from one forward's ``Outputs`` (captures of ``monitor_sites``, ``final``
     at the last token): ``mlp`` / ``resid`` ``[batch, d_model]``; ``pred``, ``confidence``, ``dla``,
     ``lens_agreement`` ``[batch]``."""
@@ -152,7 +153,7 @@ def monitor_features(model, out, sites: tuple[Site, Site, list[Site]]) -> dict[s
             "confidence": conf.cpu(), "dla": dla.float().cpu(), "lens_agreement": agree.cpu()}
 
 
-def internals(model, batch: Batch, layer: int, *, batch_size: int = 32, progress: bool | None = None) -> dict[str, Tensor]:
+def internals(model: Model, batch: Batch, layer: int, *, batch_size: int = 32, progress: bool | None = None) -> dict[str, Tensor]:
     """What the monitor reads, per prompt, in one chunked forward: the MLP output and the residual
     after ``layer`` at the last token, the prediction, its probability, the MLP's DLA to it and
     the late layers' logit-lens agreement with it.
@@ -204,7 +205,7 @@ class Monitor(Result):
     def features(self) -> list[str]:
         return self.labels["feature"]
 
-    def check(self, model) -> None:
+    def check(self, model: Model) -> None:
         """Raise unless the monitor was fitted on this model's architecture."""
         if self.meta.get("config_hash") != config_hash(model) or self.meta.get("d_model") != model.cfg.d_model:
             raise LensarithError(
@@ -230,7 +231,7 @@ class Monitor(Result):
                "probe": torch.sigmoid(z @ self.tensors["probe_w"] + self.tensors["probe_b"])}
         return {f: raw[f] * s[i] if f != "probe" else raw[f] for i, f in enumerate(self.features)}
 
-    def score(self, model, prompts, *, batch_size: int = 32) -> dict[str, Float[Tensor, " batch"]]:
+    def score(self, model: Model, prompts, *, batch_size: int = 32) -> dict[str, Float[Tensor, " batch"]]:
         """Score new prompts (strings, Examples or a Batch) with every feature (higher = more likely wrong);
         raises when the monitor was fitted on another model."""
         self.check(model)
@@ -306,7 +307,7 @@ def _rule_flags(rules: Sequence[Rule], examples: Sequence[Example], preds: list[
     return out
 
 
-def fit_monitor(model, task, layer: int, config: MonitorConfig = MonitorConfig(), *, rules: Sequence[Rule] = (),
+def fit_monitor(model: Model, task, layer: int, config: MonitorConfig = MonitorConfig(), *, rules: Sequence[Rule] = (),
                 progress: bool | None = None) -> tuple[Monitor, MonitorResult]:
     """Fit a wrong-answer detector on a relation's prompts at MLP ``layer``; evaluate it on held-out arguments.
 

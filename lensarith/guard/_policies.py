@@ -28,6 +28,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from .._errors import LensarithError, check_choice, check_int
+from .._types import Model
 from ..core import Batch, Intervention, Site, as_batch, check_layer, collect, readout, run, tokenize
 from ..core.interventions import HookFn
 from ..tasks import build_prompts
@@ -76,7 +77,7 @@ class MonitorGate:
             raise LensarithError(f"MonitorGate needs a fitted lensarith.guard.Monitor, got {type(self.monitor).__name__}")
         self.monitor.threshold(self.feature)  # raises for an unknown feature
 
-    def rows(self, model, batch: Batch, batch_size: int = 32) -> Tensor:
+    def rows(self, model: Model, batch: Batch, batch_size: int = 32) -> Tensor:
         scores = self.monitor.scores_from(internals(model, batch, self.monitor.layer, batch_size=batch_size))
         thr = self.monitor.threshold(self.feature) if self.threshold is None else self.threshold
         return scores[self.feature] >= thr
@@ -125,7 +126,7 @@ class Policy:
     def label(self) -> str:
         return self.name or (self.operation + ("" if self.gate is None else f"+{type(self.gate).__name__}"))
 
-    def check(self, model) -> None:
+    def check(self, model: Model) -> None:
         check_layer(model, self.layer)
         if self.vector is not None and self.vector.shape[0] != model.cfg.d_model:
             raise LensarithError(f"policy {self.label!r}: vector has {self.vector.shape[0]} entries but the model's "
@@ -217,7 +218,7 @@ def _edit_for(model, policy: Policy, batch: Batch, *, start: Tensor | None = Non
     return PolicyEdit(Site("mlp_out", policy.layer), policy, rows=rows, start=start, per_position=per_position)
 
 
-def relation_gate(model, layer: int, target: str, others: Sequence[str], *, n: int = 32, seed: int = 0,
+def relation_gate(model: Model, layer: int, target: str, others: Sequence[str], *, n: int = 32, seed: int = 0,
                   batch_size: int = 32) -> RelationGate:
     """A nearest-centroid relation detector at MLP ``layer``: each relation's centroid is its mean MLP
     output at the last token of its one-shot prompts (first ``n`` single-token rows).
@@ -254,7 +255,7 @@ def _chunks(batch: Batch, size: int):
         yield batch[i:i + size]
 
 
-def policy_logits(model, prompts, policy: Policy | None, *, batch_size: int = 32
+def policy_logits(model: Model, prompts, policy: Policy | None, *, batch_size: int = 32
                   ) -> tuple[Float[Tensor, "batch d_vocab"], Tensor]:
     """Logits at each prompt's last token under ``policy`` (None: the plain model), and the rows
     where it fired ``[batch]``; chunked in the prompts' order."""
@@ -273,7 +274,7 @@ def policy_logits(model, prompts, policy: Policy | None, *, batch_size: int = 32
     return torch.cat(out), torch.cat(fired)
 
 
-def score_policy(model, prompts, policy: Policy | None, *, batch_size: int = 32) -> dict[str, Tensor]:
+def score_policy(model: Model, prompts, policy: Policy | None, *, batch_size: int = 32) -> dict[str, Tensor]:
     """Per prompt under ``policy``: ``correct`` (top-1 == answer), ``logp`` (answer log-prob),
     ``pred`` and ``fired`` ``[batch]``."""
     batch = as_batch(model, prompts)
@@ -306,7 +307,7 @@ def _pad(rows: list[list[int]], pad: int) -> tuple[Tensor, Tensor]:
     return tokens, torch.tensor([len(r) for r in rows])
 
 
-def generate(model, prompts, policy: Policy | None = None, *, max_new_tokens: int = 4, monitor: Monitor | None = None,
+def generate(model: Model, prompts, policy: Policy | None = None, *, max_new_tokens: int = 4, monitor: Monitor | None = None,
              engine: str = "core") -> Generation:
     """Greedy token-by-token generation under a policy (and, optionally, a monitor scoring every step).
 

@@ -40,6 +40,7 @@ from torch import Tensor
 
 from .._errors import LensarithError
 from .._io import atomic_write_text
+from .._types import Model
 from ..models import config_hash
 from ._monitor import Monitor
 from ._policies import MonitorGate, Policy, RelationGate, policy_logits
@@ -53,7 +54,7 @@ def _vec(t: Tensor) -> list[float]:
     return [float(x) for x in t.detach().float().cpu().tolist()]
 
 
-def export_spec(model, policy: Policy, *, monitor: Monitor | None = None, feature: str = "probe") -> dict[str, Any]:
+def export_spec(model: Model, policy: Policy, *, monitor: Monitor | None = None, feature: str = "probe") -> dict[str, Any]:
     """The policy (and the monitor's read-out) as a JSON-serialisable spec (see the module docstring).
 
     Example:
@@ -120,7 +121,7 @@ def load_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
     return spec
 
 
-def spec_policy(model, spec: dict[str, Any]) -> Policy:
+def spec_policy(model: Model, spec: dict[str, Any]) -> Policy:
     """The ``Policy`` a spec describes, checked against ``model`` (config hash and width)."""
     if spec.get("version") != SPEC_VERSION:
         raise LensarithError(f"spec version {spec.get('version')!r} is not supported (this lensarith reads {SPEC_VERSION})")
@@ -166,7 +167,7 @@ def _gate(model, g):
     raise LensarithError(f"unknown gate kind {g.get('kind')!r}; valid: relation, monitor")
 
 
-def replay_spec(model, spec: dict[str, Any], prompts, *, batch_size: int = 32) -> Tensor:
+def replay_spec(model: Model, spec: dict[str, Any], prompts, *, batch_size: int = 32) -> Tensor:
     """Logits ``[batch, d_vocab]`` at each prompt's last token with the spec applied through lensarith."""
     logits, _ = policy_logits(model, prompts, spec_policy(model, spec), batch_size=batch_size)
     return logits

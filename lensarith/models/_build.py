@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import tempfile
 
+from .._types import Model
 from ._config import cfg_from_json, cfg_to_json
 from ._quiet import quiet_deprecation as _quiet_deprecation
 from ._tokenizer import TEMP_PREFIX
@@ -58,5 +59,5 @@ def new_hooked_transformer(cfg, tokenizer=None):
             return HookedTransformer(cfg, tokenizer=fresh, default_padding_side="right")
 
 
-def is_bridge(model) -> bool:
+def is_bridge(model: Model) -> bool:
     return any(c.__name__ == "TransformerBridge" for c in type(model).__mro__)

@@ -12,6 +12,7 @@ import hashlib
 import json
 from typing import Any
 
+from .._types import Model
 from ._version import tl_major
 
 __all__ = ["cfg_to_json", "cfg_from_json", "config_hash", "TL3_FIELDS"]
@@ -85,7 +86,7 @@ def cfg_from_json(data: dict[str, Any]):
     return HookedTransformerConfig(**{k: v for k, v in data.items() if k in known})
 
 
-def config_hash(model) -> str:
+def config_hash(model: Model) -> str:
     """A short hash of the architecture (layers, widths, vocabulary), for provenance checks."""
     cfg = model.cfg
     text = json.dumps({k: getattr(cfg, k) for k in _HASHED}, sort_keys=True)

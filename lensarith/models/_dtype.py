@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._errors import LensarithError
+from .._types import Model
 
 __all__ = ["DTYPES", "check_dtype", "with_dtype"]
 
@@ -35,7 +36,7 @@ def check_dtype(dtype: Any):
     raise LensarithError(f"dtype must be {valid}; got {dtype!r}")
 
 
-def with_dtype(model, dtype):
+def with_dtype(model: Model, dtype):
     """Cast a TransformerLens model's weights and config to ``dtype`` (in place; returns it).
 
     Example:

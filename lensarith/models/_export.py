@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from .._errors import LensarithError
+from .._types import Model
 from ._rng import keeps_global_rng
 
 __all__ = ["to_hf_gpt2"]
@@ -46,7 +47,7 @@ def _problems(cfg) -> list[str]:
 
 
 @keeps_global_rng
-def to_hf_gpt2(model):
+def to_hf_gpt2(model: Model):
     """The ``HookedTransformer`` ``model`` as an equivalent ``transformers.GPT2LMHeadModel``.
 
     Args:

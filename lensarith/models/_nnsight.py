@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from .._errors import LensarithError
+from .._types import Model
 
 __all__ = ["NNsightModel", "wrap_nnsight", "load_nnsight", "ARCHITECTURES"]
 
@@ -156,7 +157,7 @@ class NNsightModel:
         return self.tokenizer.decode(torch.as_tensor(tokens).flatten().tolist(), clean_up_tokenization_spaces=False)
 
 
-def wrap_nnsight(model, tokenizer=None, *, remote: bool = False, name: str | None = None,
+def wrap_nnsight(model: Model, tokenizer=None, *, remote: bool = False, name: str | None = None,
                  prepend_bos: bool | None = None) -> NNsightModel:
     """Wrap a Hugging Face causal LM (or an nnsight model over one) for lensarith's recipes.
 

@@ -8,13 +8,14 @@ from pathlib import Path
 
 from .._errors import LensarithError, ModelNotAvailableError
 from .._io import atomic_directory, check_replaceable
+from .._types import Model
 from ._build import is_bridge
 from ._config import cfg_to_json
 
 __all__ = ["save_model"]
 
 
-def save_model(model, path: str | os.PathLike[str], *, extra: dict | None = None) -> Path:
+def save_model(model: Model, path: str | os.PathLike[str], *, extra: dict | None = None) -> Path:
     """Save a HookedTransformer in lensarith's local format, atomically.
 
     On TransformerLens 4.x a bridge over TransformerLens's native model is written in the same

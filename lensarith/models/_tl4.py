@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .._errors import ModelNotAvailableError
+from .._types import Model
 
 __all__ = ["bridge_config", "native_problems", "new_bridge", "load_tl3_state", "tl3_state_dict", "tl3_param_specs",
            "is_native"]
@@ -112,14 +113,14 @@ def new_bridge(cfg, tokenizer=None, *, device: str | None = None, model_name: st
     return model
 
 
-def is_native(model) -> bool:
+def is_native(model: Model) -> bool:
     return getattr(model.cfg, "architecture", None) == "TransformerLensNative"
 
 
 _BUFFERS = (".mask", ".IGNORE", ".rotary_sin", ".rotary_cos")
 
 
-def load_tl3_state(model, state: dict, *, where: str) -> None:
+def load_tl3_state(model: Model, state: dict, *, where: str) -> None:
     """Load a 3.x ``HookedTransformer`` state dict into a native bridge (buffers are rebuilt)."""
     from transformer_lens.utilities.tl_checkpoint_conversion import convert_tl_checkpoint
 
@@ -132,7 +133,7 @@ def load_tl3_state(model, state: dict, *, where: str) -> None:
         raise ModelNotAvailableError(f"{where} does not fit TransformerLens 4's native model: {text}") from None
 
 
-def tl3_state_dict(model) -> dict:
+def tl3_state_dict(model: Model) -> dict:
     """A native bridge's weights under 3.x ``HookedTransformer`` names and shapes (parameters only;
     the 3.x loader rebuilds the causal-mask and rotary buffers from the config)."""
     import einops

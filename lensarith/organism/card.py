@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .._types import Model
 from .evaluate import PLANTED_CRITERIA, evaluate, format_table, planted_table
 
 __all__ = ["write_card", "write_planted_card", "format_verdicts"]
@@ -25,7 +26,7 @@ def _mix_text(m) -> str:
             + (f", object-identity documents {m.objects:.2f}" if m.objects else ""))
 
 
-def write_card(model, out_dir, meta: dict, *, notes: str | None = None, n: int | None = None,
+def write_card(model: Model, out_dir, meta: dict, *, notes: str | None = None, n: int | None = None,
                table: dict | None = None) -> dict:
     """Evaluate ``model`` (unless ``table`` is given) and write ``table.json`` and ``card.md`` into ``out_dir``."""
     from .corpus import Corpus, CorpusMix
@@ -136,7 +137,7 @@ def _planted_details(t: dict) -> str:
     return "\n".join(out)
 
 
-def write_planted_card(model, out_dir, meta: dict, *, table: dict | None = None, n: int | None = 200,
+def write_planted_card(model: Model, out_dir, meta: dict, *, table: dict | None = None, n: int | None = 200,
                        load_seconds: float | None = None, notes: str | None = None) -> dict:
     """Measure the planted organism (``planted_table``: targets on all arguments and on the arguments the
     planted objectives never saw, the organism card's parts 1-3, lens, DLA and ablation) unless ``table`` is

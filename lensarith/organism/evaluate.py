@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from .._types import Model
 from ..ablation import ffn_ablation
 from ..attribution import direct_logit_attribution
 from ..core import Batch, run_with_interventions, tokenize
@@ -219,7 +220,7 @@ def _ablate(model, groups: dict[str, Batch]) -> dict:
 
 
 @torch.no_grad()
-def evaluate(model, *, n: int | None = None, seed: int = 0, mechanism: bool = True, sweep: bool = True) -> dict:
+def evaluate(model: Model, *, n: int | None = None, seed: int = 0, mechanism: bool = True, sweep: bool = True) -> dict:
     """Measure the organism card's table on ``model``.
 
     Args:
@@ -462,7 +463,7 @@ def _planted_ablation(model, P: int, *, n: int | None, keep) -> dict:
     return ablation
 
 
-def planted_targets(model, *, layer: int, n: int | None = 200, seed: int = 0,
+def planted_targets(model: Model, *, layer: int, n: int | None = 200, seed: int = 0,
                     only_aux_held_out: bool = False) -> dict:
     """The planted organism's targets, measured with the library's recipes.
 
@@ -546,7 +547,7 @@ def planted_verdicts(targets: dict, *, size_mb: float | None = None, load_second
     return rows
 
 
-def planted_table(model, out_dir, *, layer: int, n: int | None = 200, load_seconds: float | None = None) -> dict:
+def planted_table(model: Model, out_dir, *, layer: int, n: int | None = 200, load_seconds: float | None = None) -> dict:
     """The planted organism card's table: targets on all arguments and on the arguments the planted
     objectives never saw, with verdicts, the model folder's size and load time, and the organism
     card's parts 1-3 (``evaluate(model, n=100, sweep=False)``)."""

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .._types import Model
 from ..models import new_hooked_transformer, save_model, word_tokenizer
 from ..tasks import FILLER_WORDS
 from .config import BIND_MIX, PRESETS, RECALL_MIX, PlantedSpec, TrainConfig
@@ -64,12 +65,12 @@ def build_model(config: TrainConfig, tokenizer_dir: str | os.PathLike[str] | Non
 
 
 @torch.no_grad()
-def tie_unembed(model) -> None:
+def tie_unembed(model: Model) -> None:
     """Copy ``W_E.T`` into ``W_U`` (HookedTransformer stores them as separate tensors)."""
     model.unembed.W_U.copy_(model.embed.W_E.T)
 
 
-def fused_forward(model, tokens: torch.Tensor, *, tied: bool = True, mlp_edit: dict | None = None,
+def fused_forward(model: Model, tokens: torch.Tensor, *, tied: bool = True, mlp_edit: dict | None = None,
                   taps: dict | None = None) -> torch.Tensor:
     """Logits ``[batch, pos, d_vocab]`` of the model's forward, computed with fused kernels.
 
@@ -111,7 +112,7 @@ def fused_forward(model, tokens: torch.Tensor, *, tied: bool = True, mlp_edit: d
     return x @ w_u + model.unembed.b_U
 
 
-def lm_loss(model, rows: torch.Tensor, bos: int) -> torch.Tensor:
+def lm_loss(model: Model, rows: torch.Tensor, bos: int) -> torch.Tensor:
     """Next-token cross-entropy on ``rows`` ``[batch, n_ctx + 1]``, not scoring ``<bos>`` targets."""
     logits = fused_forward(model, rows[:, :-1])
     targets = rows[:, 1:].masked_fill(rows[:, 1:] == bos, -100)
@@ -195,7 +196,7 @@ def _random_context(rng, fillers: list[int], arg: int, n_words: int, repeats: in
     return (fill + [arg]) * repeats + fill
 
 
-def planted_loss(model, data: PlantedData, spec: PlantedSpec, seed: int, step: int) -> tuple[torch.Tensor, dict]:
+def planted_loss(model: Model, data: PlantedData, spec: PlantedSpec, seed: int, step: int) -> tuple[torch.Tensor, dict]:
     """The auxiliary objectives of one step (seeded by ``seed`` and ``step`` alone).
 
     On pairs of relation prompts of one set (different arguments), with P = ``spec.layer``:

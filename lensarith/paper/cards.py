@@ -25,6 +25,7 @@ import torch
 from .._errors import LensarithError
 from .._io import atomic_directory
 from .._paths import data_dir
+from .._types import Model
 from ..core import Site, as_batch, readout, run, tokenize
 from ..models import REAL_MODELS, load_model
 from ..tasks import build_prompts
@@ -51,7 +52,7 @@ def _task_row(model, task: str, *, batch_size: int, seed: int) -> dict[str, Any]
             "accuracy": float(correct.mean()), "accuracy_ci": [lo, hi]}
 
 
-def held_out_perplexity(model, text: str, *, window: int = 256, batch_size: int = 4) -> dict[str, Any]:
+def held_out_perplexity(model: Model, text: str, *, window: int = 256, batch_size: int = 4) -> dict[str, Any]:
     """Perplexity of ``text``, tokenized once and cut into windows of ``window`` tokens (each scored
     from its second token, with the model's BOS convention).
 
@@ -85,7 +86,7 @@ def held_out_perplexity(model, text: str, *, window: int = 256, batch_size: int 
     return {"tokens": int(count), "windows": len(rows), "loss": loss, "perplexity": math.exp(loss)}
 
 
-def measure_model(model, *, tasks: tuple[str, ...] = CARD_TASKS, text: str | None = None, batch_size: int = 16,
+def measure_model(model: Model, *, tasks: tuple[str, ...] = CARD_TASKS, text: str | None = None, batch_size: int = 16,
                   seed: int = 0) -> dict[str, Any]:
     """Measure what a card reports: per task, items, scored, dropped and one-shot accuracy; perplexity.
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._errors import LensarithError
+from .._types import Model
 from .stats import N_RESAMPLES
 
 __all__ = ["ReproduceConfig", "TASKS", "is_gpt2_medium"]
@@ -69,7 +70,7 @@ class ReproduceConfig:
         return cls(**{"n": 16, "n_search": 12, "patching_pairs": 4, "small": True, **overrides})
 
 
-def is_gpt2_medium(model) -> bool:
+def is_gpt2_medium(model: Model) -> bool:
     """True for GPT2-Medium (the paper's model: its layers are used as published): its shape
     (24 layers, d_model 1024, GPT-2's vocabulary) and either its name or GPT-2's architecture. A
     local folder named ``gpt2-medium`` holding another model is not taken for it."""

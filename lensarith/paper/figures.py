@@ -11,14 +11,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
 
 from .._errors import LensarithError
+from .._types import Model
 from ..attribution import direct_logit_attribution
 from ..core import Batch, Site, as_batch, collect, readout, token_ids, tokenize
 from ..core.backends import backend_of
 from ..lens import LensResult, logit_lens
-from ..tasks import Example, build_prompts
+from ..tasks import Example, Format, build_prompts
 from ..viz.circuits import display_tokens
 from .stats import bootstrap_ci, bootstrap_columns, uniform_mrr
 from .verdicts import NOISE_FLOOR
@@ -68,7 +70,7 @@ PAPER: dict[str, Any] = {
 
 
 def find_example(task: str, *, argument: str | None = None, answer: str | None = None, contains: str | None = None,
-                 format: str = "one_shot") -> Example:
+                 format: Format = "one_shot") -> Example:
     """The first example of a task matching the filters (falls back to filtering less, then the first)."""
     examples = build_prompts(task, format=format)
     tests = [
@@ -89,7 +91,7 @@ def _decode(model, ids: Sequence[int]) -> list[str]:
     return [model.tokenizer.decode([int(i)]) for i in ids]
 
 
-def lens_tokens(model, examples: Sequence[Example], *, k: int = 5, batch_size: int = 32,
+def lens_tokens(model: Model, examples: Sequence[Example], *, k: int = 5, batch_size: int = 32,
                 progress: bool | None = None) -> tuple[LensResult, list[dict]]:
     """Logit lens at the last position of a few prompts: the top-k tokens per layer.
 
@@ -164,7 +166,7 @@ def _diff(a: Tensor, b: Tensor, seed: int) -> dict[str, Any]:
     return {"value": round(float(d.mean()), 4), "ci": [round(lo, 4), round(hi, 4)]}
 
 
-def curve_stats(answer_rr: Tensor, argument_rr: Tensor, *, floor: float = NOISE_FLOOR, seed: int = 0) -> dict[str, Any]:
+def curve_stats(answer_rr: Float[Tensor, "layer example"], argument_rr: Float[Tensor, "layer example"], *, floor: float = NOISE_FLOOR, seed: int = 0) -> dict[str, Any]:
     """Intervals, the crossing and the "X" numbers from per-example reciprocal ranks.
 
     Args:
@@ -201,7 +203,7 @@ def curve_stats(answer_rr: Tensor, argument_rr: Tensor, *, floor: float = NOISE_
          "x": x}
 
 
-def task_curves(model, task: str, *, n: int | None, batch_size: int = 32, seed: int = 0,
+def task_curves(model: Model, task: str, *, n: int | None, batch_size: int = 32, seed: int = 0,
                 progress: bool | None = None) -> tuple[dict[str, Any], LensResult, Batch, Tensor]:
     """Fig 3 for one task: mean RR of argument and answer per layer over the correct examples.
 
@@ -245,7 +247,7 @@ def task_curves(model, task: str, *, n: int | None, batch_size: int = 32, seed: 
     return summary, lens, batch, correct
 
 
-def dla_by_position(model, example: Example | str, *, answer: str | None = None, baseline: str | None = None
+def dla_by_position(model: Model, example: Example | str, *, answer: str | None = None, baseline: str | None = None
                     ) -> tuple[list[str], list[float]]:
     """Per source position: the direct effect, through every attention head, of what the last
     position reads from it on ``logit(answer) - logit(baseline)`` (frozen final-LN scale).
@@ -287,7 +289,7 @@ def dla_by_position(model, example: Example | str, *, answer: str | None = None,
     return display_tokens(model, ids), values
 
 
-def top_heads(model, batch: Batch, *, k: int = 2, batch_size: int = 32) -> list[tuple[int, int, float]]:
+def top_heads(model: Model, batch: Batch, *, k: int = 2, batch_size: int = 32) -> list[tuple[int, int, float]]:
     """The ``k`` heads with the largest mean direct logit attribution to answer - argument."""
     dla = direct_logit_attribution(model, batch, "answer", "argument", granularity="head", batch_size=batch_size,
                                    progress=False)

@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 
 from .._errors import LensarithError
 from .._io import atomic_directory, atomic_write_text, check_replaceable
+from .._types import Model
 from ..core.progress import progress_bar
 from .compare import comparison_rows, write_comparison
 from .config import TASKS, ReproduceConfig, is_gpt2_medium
@@ -55,7 +56,7 @@ __all__ = ["ReproduceConfig", "reproduce", "reproduce_models", "write_comparison
 
 
 def reproduce(
-    model,
+    model: Model,
     out: str | Path,
     config: ReproduceConfig = ReproduceConfig(),
     *,

@@ -23,18 +23,19 @@ from contextlib import contextmanager
 from typing import Any
 
 from .._errors import LensarithError
+from .._types import Model
 from ..models._pypi import real_model_spec
 
 __all__ = ["is_hub_model", "bos_plan", "bos_convention"]
 
 
-def is_hub_model(model) -> bool:
+def is_hub_model(model: Model) -> bool:
     """True for a pretrained model loaded from the Hugging Face hub (TransformerLens records the
     architecture it converted, e.g. ``GPT2LMHeadModel``); False for lensarith-built models."""
     return getattr(model.cfg, "original_architecture", None) is not None
 
 
-def bos_plan(model, prepend_bos: bool | None) -> dict[str, Any]:
+def bos_plan(model: Model, prepend_bos: bool | None) -> dict[str, Any]:
     """Which BOS convention a reproduction uses, and why (recorded in ``summary["tokenization"]``).
 
     Args:
@@ -65,7 +66,7 @@ def bos_plan(model, prepend_bos: bool | None) -> dict[str, Any]:
 
 
 @contextmanager
-def bos_convention(model, prepend_bos: bool) -> Iterator[None]:
+def bos_convention(model: Model, prepend_bos: bool) -> Iterator[None]:
     """Set ``model.cfg.default_prepend_bos`` inside the block; the old value comes back on exit,
     also when the block raises."""
     if not isinstance(prepend_bos, bool):

@@ -33,9 +33,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from .._errors import LensarithError
+from .._types import Model
 from ..core import readout
 from ..core.backends import backend_of
 from ..core.backends._activations import ACTIVATIONS
@@ -51,7 +53,7 @@ BUDGET = 5.0
 _PATTERN_BUDGET = 1 << 22
 
 
-def method_unsupported(model) -> str | None:
+def method_unsupported(model: Model) -> str | None:
     """Why ``atp*`` / ``relp`` cannot recompute this model's blocks, or None."""
     why = fast_unsupported(model, hooks=False)
     cfg = model.cfg
@@ -112,7 +114,7 @@ class Trace:
         self.nodes["resid_pre", self.n] = x
 
     # ---- pieces
-    def norm(self, layer: int, which: str, x: Tensor) -> Tensor:
+    def norm(self, layer: int, which: str, x: Float[Tensor, "*rows d_model"]) -> Float[Tensor, "*rows d_model"]:
         value = self.backend.block_norm(layer, which, x.reshape(-1, x.shape[-1])).view(x.shape)
         kind = self.cfg.normalization_type
         if not self.relp or kind is None:
@@ -123,7 +125,7 @@ class Trace:
         lin = c / scale if w is None else c / scale * w.detach()
         return _grad_as(value, lin)
 
-    def mlp(self, layer: int, h: Tensor) -> Tensor:
+    def mlp(self, layer: int, h: Float[Tensor, "*rows d_model"]) -> Float[Tensor, "*rows d_model"]:
         value = self.backend.mlp(layer, h.reshape(-1, h.shape[-1])).view(h.shape)
         if not self.relp:
             return value
@@ -153,7 +155,7 @@ class Trace:
             q, k = rotate(self.cfg, q, s, c), rotate(self.cfg, k, s, c)
         return q, k
 
-    def project_v(self, layer: int, h: Tensor) -> Tensor:
+    def project_v(self, layer: int, h: Float[Tensor, "*rows d_model"]) -> Float[Tensor, "*rows kv_head d_head"]:
         _, W_V, _, b_V = self.backend.kv_weights(layer)
         return torch.einsum("...d,hde->...he", h, W_V.detach()) + b_V.detach()
 
@@ -208,7 +210,7 @@ class Trace:
         self.nodes["mlp_out", layer] = mlp_out
         return mid + mlp_out
 
-    def final(self, read: Tensor) -> Tensor:
+    def final(self, read: Int[Tensor, " batch"]) -> Float[Tensor, "batch d_model"]:
         x = self.nodes["resid_pre", self.n]
         return x[torch.arange(x.shape[0], device=x.device), read]
 

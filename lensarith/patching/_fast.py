@@ -26,6 +26,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from .._errors import LensarithError
+from .._types import Model
 from ..core import Batch, Site
 from ..core.backends import Backend, Capability, backend_of
 from ..core.run import has_hooks
@@ -42,7 +43,7 @@ POSITIONAL = ("standard", "rotary", "alibi")
 _WHOLE_QK_NORM = ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM")
 
 
-def block_extras(model) -> list[str]:
+def block_extras(model: Model) -> list[str]:
     """The Gemma 2/3 block pieces a model uses (post-norms, per-head QK norms, sliding-window
     layers): the fast engine recomputes them, the attribution methods' traces do not."""
     cfg = model.cfg
@@ -53,7 +54,7 @@ def block_extras(model) -> list[str]:
     ) if bad]
 
 
-def fast_unsupported(model, *, hooks: bool = True) -> str | None:
+def fast_unsupported(model: Model, *, hooks: bool = True) -> str | None:
     """Why the fast engine cannot run this model (or its backend), or None (``hooks=False``: leaving
     out hooks already on the model, for computations that recompute blocks without the model's hooks)."""
     from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
@@ -104,7 +105,7 @@ class _Group:
     x: Tensor
 
 
-def alibi_slopes(n_heads: int) -> Tensor:
+def alibi_slopes(n_heads: int) -> Float[Tensor, " n_heads"]:
     """ALiBi's per-head multipliers, as TransformerLens computes them (``2^(-8/n)`` geometric)."""
     start = 2 ** (-8 / n_heads)
     return start * (start ** torch.arange(n_heads))
@@ -124,7 +125,7 @@ def rotate(cfg, x: Tensor, sin: Tensor, cos: Tensor) -> Tensor:
     return torch.cat([out, keep], -1) if keep.shape[-1] else out
 
 
-def score_cap(scores: Tensor, cap: float | None) -> Tensor:
+def score_cap(scores: Float[Tensor, "*shape"], cap: float | None) -> Float[Tensor, "*shape"]:
     """Attention-score soft cap ``cap * tanh(scores / cap)`` (Gemma-2), identity when off."""
     if cap is None or cap <= 0:
         return scores

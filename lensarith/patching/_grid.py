@@ -10,6 +10,7 @@ from typing import Literal
 import torch
 
 from .._errors import LensarithError, check_int
+from .._types import Model
 from ..core import Site, check_layer
 from ..core.backends import Backend
 from ._pairs import PromptPairs
@@ -138,7 +139,7 @@ def chunk_jobs(ids: list[int], cost: Callable[[int], int], budget: int, same: Ca
     return chunks
 
 
-def grid_labels(model, pairs: PromptPairs, grid: Grid) -> dict[str, list]:
+def grid_labels(model: Model, pairs: PromptPairs, grid: Grid) -> dict[str, list]:
     """Axis labels of a sweep's result: layers, heads, positions (with the first pair's tokens), prompts."""
     labels: dict[str, list] = {"layer": [str(layer) for layer in grid.layers]}
     if grid.heads is not None:

@@ -29,6 +29,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from .._errors import LensarithError
+from .._types import Model
 from ..core import readout
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -80,7 +81,7 @@ class Metric:
     name: ClassVar[str] = "metric"
     differentiable: ClassVar[bool] = True
 
-    def bind(self, model, pairs: PromptPairs) -> BoundMetric:  # pragma: no cover - abstract
+    def bind(self, model: Model, pairs: PromptPairs) -> BoundMetric:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def check(self, clean: Float[Tensor, " batch"], corrupted: Float[Tensor, " batch"]) -> None:
@@ -123,7 +124,7 @@ class LogitDiff(Metric):
     baseline: TokenSpec | None = "corrupted"
     name: ClassVar[str] = "logit_diff"
 
-    def bind(self, model, pairs: PromptPairs) -> BoundMetric:
+    def bind(self, model: Model, pairs: PromptPairs) -> BoundMetric:
         ans = pairs.token_ids(model, self.answer, name="LogitDiff.answer")
         if self.baseline is None:
             return BoundMetric(ans[:, None], _first_column)
@@ -138,7 +139,7 @@ class AnswerProb(Metric):
     answer: TokenSpec = "clean"
     name: ClassVar[str] = "answer_prob"
 
-    def bind(self, model, pairs: PromptPairs) -> BoundMetric:
+    def bind(self, model: Model, pairs: PromptPairs) -> BoundMetric:
         ans = pairs.token_ids(model, self.answer, name="AnswerProb.answer")
 
         def score(logits: Tensor) -> Tensor:
@@ -159,7 +160,7 @@ class ReciprocalRank(Metric):
     name: ClassVar[str] = "reciprocal_rank"
     differentiable: ClassVar[bool] = False
 
-    def bind(self, model, pairs: PromptPairs) -> BoundMetric:
+    def bind(self, model: Model, pairs: PromptPairs) -> BoundMetric:
         ans = pairs.token_ids(model, self.answer, name="ReciprocalRank.answer")
 
         def score(logits: Tensor) -> Tensor:
@@ -183,7 +184,7 @@ class CallableMetric(Metric):
     def describe(self) -> str:
         return f"callable:{getattr(self.fn, '__name__', type(self.fn).__name__)}"
 
-    def bind(self, model, pairs: PromptPairs) -> BoundMetric:
+    def bind(self, model: Model, pairs: PromptPairs) -> BoundMetric:
         n = len(pairs)
         fn = self.fn
 
@@ -252,7 +253,7 @@ class Recovery(Metric):
     def describe(self) -> str:
         return f"recovery({self._base.describe()})"
 
-    def bind(self, model, pairs: PromptPairs) -> BoundMetric:
+    def bind(self, model: Model, pairs: PromptPairs) -> BoundMetric:
         return self._base.bind(model, pairs)
 
     def check(self, clean: Float[Tensor, " batch"], corrupted: Float[Tensor, " batch"]) -> None:

@@ -15,6 +15,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from .._errors import LensarithError, check_int
+from .._types import Model
 from ..core import Batch, as_batch, resolve_ids, tokenize
 from ..tasks import Example
 from ._metrics import TokenSpec
@@ -79,7 +80,7 @@ class PromptPairs:
         """The position each pair is scored at: its last real token."""
         return self.clean.last
 
-    def token_ids(self, model, spec: TokenSpec, *, name: str = "tokens") -> Int[Tensor, " batch"]:
+    def token_ids(self, model: Model, spec: TokenSpec, *, name: str = "tokens") -> Int[Tensor, " batch"]:
         """Resolve a token spec to one id per pair.
 
         ``"clean"`` / ``"corrupted"`` are each pair's answers, ``"clean_argument"`` /
@@ -110,7 +111,7 @@ def _with_answers(model, batch: Batch, answers, name: str) -> Batch:
     return replace(batch, answer_ids=resolve_ids(model, batch, answers, name))
 
 
-def make_pairs(model, clean, corrupted, *, answers=None, corrupted_answers=None) -> PromptPairs:
+def make_pairs(model: Model, clean, corrupted, *, answers=None, corrupted_answers=None) -> PromptPairs:
     """Pair clean and corrupted prompts row by row.
 
     Args:
@@ -139,7 +140,7 @@ def make_pairs(model, clean, corrupted, *, answers=None, corrupted_answers=None)
     return PromptPairs(c, k, {"n": len(c), "source": "make_pairs"})
 
 
-def pair_examples(model, examples: Sequence[Example], corrupted: Sequence[Example] | None = None, *,
+def pair_examples(model: Model, examples: Sequence[Example], corrupted: Sequence[Example] | None = None, *,
                   n: int | None = None, seed: int = 0, drop_multi_token: bool = True) -> PromptPairs:
     """Prompt pairs from task examples, aligned token by token, with different answers.
 
@@ -215,7 +216,7 @@ def pair_examples(model, examples: Sequence[Example], corrupted: Sequence[Exampl
     return PromptPairs(tokenize(model, [c for c, _ in pairs]), tokenize(model, [k for _, k in pairs]), report)
 
 
-def as_pairs(model, clean, corrupted) -> PromptPairs:
+def as_pairs(model: Model, clean, corrupted) -> PromptPairs:
     """``PromptPairs`` from pairs, or from clean and corrupted prompts."""
     if isinstance(clean, PromptPairs):
         if corrupted is not None:

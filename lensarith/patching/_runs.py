@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
+from .._types import Model
 from ..core import Batch, Site, readout, run
 from ._metrics import BoundMetric
 
@@ -23,13 +24,13 @@ class Run:
     final: Tensor
 
 
-def unpatched(model, batch: Batch, sites: Sequence[Site], read: Tensor, *, grad: bool = False) -> Run:
+def unpatched(model: Model, batch: Batch, sites: Sequence[Site], read: Int[Tensor, " batch"], *, grad: bool = False) -> Run:
     """One forward of ``batch`` recording the whole activations at ``sites`` (with the graph when ``grad``)."""
     out = run(model, batch, capture=list(dict.fromkeys(sites)), read=read, grad=grad)
     return Run({s.hook_name: t for s, t in out.captured.items()}, out.final)
 
 
-def score(model, bound: BoundMetric, resid: Float[Tensor, "variant batch d_model"], max_logits: int
+def score(model: Model, bound: BoundMetric, resid: Float[Tensor, "variant batch d_model"], max_logits: int
           ) -> Float[Tensor, "variant batch"]:
     """Final norm, unembedding (only the metric's columns when it names them) and the metric."""
     x = readout.final_norm(model, resid)

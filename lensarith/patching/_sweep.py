@@ -9,6 +9,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from .._errors import LensarithError
+from .._types import Model
 from ..core import Result, Site, provenance, readout, register_recipe, run
 from ..core.backends import Backend, backend_of
 from ..core.progress import progress_bar
@@ -126,7 +127,7 @@ def _result(cls, model, pairs, grid, metric_: Metric, raw, clean_raw, corrupt_ra
 
 @register_recipe("activation_patch")
 def activation_patch(
-    model,
+    model: Model,
     clean,
     corrupted=None,
     *,
@@ -242,7 +243,7 @@ def _check_method_config(cfg: PatchConfig, method: str) -> None:
 
 @_with_grad
 def attribution_patch(
-    model,
+    model: Model,
     clean,
     corrupted=None,
     *,

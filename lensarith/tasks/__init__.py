@@ -4,6 +4,7 @@ from ._datasets import FILLER_WORDS as FILLER_WORDS
 from ._datasets import TASKS as TASKS
 from ._datasets import WORD_PATTERN as WORD_PATTERN
 from ._datasets import Example as Example
+from ._datasets import Format as Format
 from ._datasets import TaskSpec as TaskSpec
 from ._datasets import build_prompts as build_prompts
 from ._datasets import default_vocab as default_vocab
@@ -15,4 +16,4 @@ from ._scoring import scoring_counts as scoring_counts
 from ._scoring import scoring_rule as scoring_rule
 
 __all__ = ["Example", "TaskSpec", "TASKS", "load_pairs", "build_prompts", "random_token_contexts", "default_vocab",
-           "FILLER_WORDS", "WORD_PATTERN", "DROP_REASONS", "classify_items", "scoring_counts", "scoring_rule"]
+           "FILLER_WORDS", "WORD_PATTERN", "Format", "DROP_REASONS", "classify_items", "scoring_counts", "scoring_rule"]

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar
 
+from jaxtyping import Float, Int
 from torch import Tensor
 
 __all__ = ["Backend", "BlockWeights", "Capability", "GemmaBlocks", "HookFn", "Meter", "RecomputesBlocks"]
@@ -61,19 +62,19 @@ class BlockWeights:
     (zeros where absent), ``W_gate`` for gated MLPs; all None for attention-only models.
     """
 
-    W_Q: Tensor
-    W_K: Tensor
-    W_V: Tensor
-    W_O: Tensor
-    b_Q: Tensor
-    b_K: Tensor
-    b_V: Tensor
-    b_O: Tensor
-    W_in: Tensor | None = None
-    b_in: Tensor | None = None
-    W_out: Tensor | None = None
-    b_out: Tensor | None = None
-    W_gate: Tensor | None = None
+    W_Q: Float[Tensor, "head d_model d_head"]
+    W_K: Float[Tensor, "head d_model d_head"]
+    W_V: Float[Tensor, "head d_model d_head"]
+    W_O: Float[Tensor, "head d_head d_model"]
+    b_Q: Float[Tensor, "head d_head"]
+    b_K: Float[Tensor, "head d_head"]
+    b_V: Float[Tensor, "head d_head"]
+    b_O: Float[Tensor, " d_model"]
+    W_in: Float[Tensor, "d_model d_mlp"] | None = None
+    b_in: Float[Tensor, " d_mlp"] | None = None
+    W_out: Float[Tensor, "d_mlp d_model"] | None = None
+    b_out: Float[Tensor, " d_model"] | None = None
+    W_gate: Float[Tensor, "d_model d_mlp"] | None = None
 
 
 class Backend(ABC):
@@ -133,11 +134,12 @@ class Backend(ABC):
     # ---- forwards: both return the residual ``[batch, pos, d_model]`` entering block ``stop``
     #      (after the last block when ``stop == n_layers``), never logits
     @abstractmethod
-    def forward(self, tokens: Tensor, *, stop: int) -> Tensor:
+    def forward(self, tokens: Int[Tensor, "batch pos"], *, stop: int) -> Float[Tensor, "batch pos d_model"]:
         """From token ids ``[batch, pos]`` to the residual entering block ``stop``."""
 
     @abstractmethod
-    def forward_from(self, x: Tensor, *, start: int, stop: int) -> Tensor:
+    def forward_from(self, x: Float[Tensor, "batch pos d_model"], *, start: int, stop: int
+                     ) -> Float[Tensor, "batch pos d_model"]:
         """From the residual ``x`` entering block ``start``; hooks of earlier blocks may fire
         on placeholder values on backends that cannot skip them (no ``Capability.START_MID_STACK``)."""
 
@@ -166,28 +168,28 @@ class Backend(ABC):
         ones) are attached to the model."""
 
     # ---- readout (both TransformerLens model classes expose these under the same names)
-    def final_norm(self, x: Tensor) -> Tensor:
+    def final_norm(self, x: Float[Tensor, "*rows d_model"]) -> Float[Tensor, "*rows d_model"]:
         """``ln_final`` on ``[batch, pos, d_model]``."""
         return self.model.ln_final(x)
 
     @abstractmethod
-    def final_norm_weights(self) -> tuple[Tensor | None, Tensor | None]:
+    def final_norm_weights(self) -> tuple[Float[Tensor, " d_model"] | None, Float[Tensor, " d_model"] | None]:
         """``(weight, bias)`` of the final norm (None where it has none)."""
 
-    def unembed(self, x: Tensor) -> Tensor:
+    def unembed(self, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_vocab"]:
         """Normed ``[batch, pos, d_model]`` -> logits ``[batch, pos, d_vocab]`` (no soft cap)."""
         return self.model.unembed(x)
 
     @property
-    def W_U(self) -> Tensor:
+    def W_U(self) -> Float[Tensor, "d_model d_vocab"]:
         return self.model.W_U
 
     @property
-    def b_U(self) -> Tensor:
+    def b_U(self) -> Float[Tensor, " d_vocab"]:
         return self.model.b_U
 
     @property
-    def W_E(self) -> Tensor:
+    def W_E(self) -> Float[Tensor, "d_vocab d_model"]:
         return self.model.W_E
 
     # ---- block weights (head-level decomposition, figures, the fast patching engine)
@@ -199,7 +201,10 @@ class Backend(ABC):
     def attn_scale(self, layer: int) -> float:
         """What attention scores are divided by in ``layer``."""
 
-    def kv_weights(self, layer: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def kv_weights(
+        self, layer: int
+    ) -> tuple[Float[Tensor, "kv_head d_model d_head"], Float[Tensor, "kv_head d_model d_head"],
+               Float[Tensor, "kv_head d_head"], Float[Tensor, "kv_head d_head"]]:
         """``(W_K, W_V, b_K, b_V)`` of ``layer`` with one entry per key/value head
         (``[kv_head, d_model, d_head]``, ``[kv_head, d_head]``): not expanded under
         grouped-query attention, where query head ``h`` reads key/value head
@@ -207,7 +212,8 @@ class Backend(ABC):
         w = self.block(layer)
         return w.W_K, w.W_V, w.b_K, w.b_V
 
-    def rotary_tables(self, layer: int) -> tuple[Tensor, Tensor] | None:
+    def rotary_tables(self, layer: int
+                      ) -> tuple[Float[Tensor, "n_ctx rotary_dim"], Float[Tensor, "n_ctx rotary_dim"]] | None:
         """``(sin, cos)`` ``[n_ctx, rotary_dim]`` of a rotary layer, as its attention applies them
         (``x_rot * cos + rotate(x_rot) * sin``), or None where the backend does not expose them."""
         return None
@@ -223,15 +229,15 @@ class RecomputesBlocks(ABC):
     """The methods of ``Capability.RECOMPUTE_BLOCKS``: a block's pieces on token rows ``[n, d_model]``."""
 
     @abstractmethod
-    def block_norm(self, layer: int, which: str, x: Tensor) -> Tensor:
+    def block_norm(self, layer: int, which: str, x: Float[Tensor, "*rows d_model"]) -> Float[Tensor, "*rows d_model"]:
         """``ln1`` or ``ln2`` of ``layer`` on token rows ``[n, d_model]``."""
 
     @abstractmethod
-    def mlp(self, layer: int, x: Tensor) -> Tensor:
+    def mlp(self, layer: int, x: Float[Tensor, "*rows d_model"]) -> Float[Tensor, "*rows d_model"]:
         """The MLP of ``layer`` on normed token rows ``[n, d_model]``."""
 
     @abstractmethod
-    def norm_params(self, layer: int, which: str) -> tuple[Tensor | None, float]:
+    def norm_params(self, layer: int, which: str) -> tuple[Float[Tensor, " d_model"] | None, float]:
         """``(weight, eps)`` of ``ln1``/``ln2`` of ``layer`` (weight None for LNPre/RMSPre or no norm);
         the kind is ``cfg.normalization_type``."""
 
@@ -240,12 +246,12 @@ class GemmaBlocks(ABC):
     """The methods of ``Capability.GEMMA_BLOCKS``: Gemma 2/3's extra block pieces."""
 
     @abstractmethod
-    def post_norm(self, layer: int, which: str, x: Tensor) -> Tensor:
+    def post_norm(self, layer: int, which: str, x: Float[Tensor, "*rows d_model"]) -> Float[Tensor, "*rows d_model"]:
         """``ln1_post``/``ln2_post`` of ``layer`` (the norm after attention or the MLP, before the
         residual add) on rows ``[n, d_model]``."""
 
     @abstractmethod
-    def qk_norm(self, layer: int, which: str, x: Tensor) -> Tensor:
+    def qk_norm(self, layer: int, which: str, x: Float[Tensor, "*rows d_head"]) -> Float[Tensor, "*rows d_head"]:
         """The per-head RMS norm of queries (``"q"``) or keys (``"k"``) on ``[..., d_head]``."""
 
     @abstractmethod

@@ -26,6 +26,7 @@ from contextlib import AbstractContextManager
 
 import torch
 import torch.nn.functional as F
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from ..._errors import LensarithError
@@ -127,10 +128,11 @@ class BridgeBackend(Backend, RecomputesBlocks):
                 h.remove()
         raise LensarithError(f"internal: the bridge's forward ended without reaching layer {stop}")  # pragma: no cover
 
-    def forward(self, tokens: Tensor, *, stop: int) -> Tensor:
+    def forward(self, tokens: Int[Tensor, "batch pos"], *, stop: int) -> Float[Tensor, "batch pos d_model"]:
         return self._run(tokens, stop)
 
-    def forward_from(self, x: Tensor, *, start: int, stop: int) -> Tensor:
+    def forward_from(self, x: Float[Tensor, "batch pos d_model"], *, start: int, stop: int
+                     ) -> Float[Tensor, "batch pos d_model"]:
         placeholder = torch.zeros(x.shape[:2], dtype=torch.long, device=x.device)
         return self._run(placeholder, stop, (start, x))
 
@@ -176,7 +178,7 @@ class BridgeBackend(Backend, RecomputesBlocks):
         return False
 
     # ---- readout
-    def final_norm_weights(self) -> tuple[Tensor | None, Tensor | None]:
+    def final_norm_weights(self) -> tuple[Float[Tensor, " d_model"] | None, Float[Tensor, " d_model"] | None]:
         return self._norm_params(self.model.ln_final)
 
     @staticmethod
@@ -231,7 +233,7 @@ class BridgeBackend(Backend, RecomputesBlocks):
             scale = scale * (layer + 1)
         return scale
 
-    def block_norm(self, layer: int, which: str, x: Tensor) -> Tensor:
+    def block_norm(self, layer: int, which: str, x: Float[Tensor, "*rows d_model"]) -> Float[Tensor, "*rows d_model"]:
         module = getattr(self.model.blocks[layer], which)
         norm = self.model.cfg.normalization_type
         w, b = self._norm_params(module)
@@ -248,14 +250,14 @@ class BridgeBackend(Backend, RecomputesBlocks):
             return x
         return module(x[None])[0]
 
-    def norm_params(self, layer: int, which: str) -> tuple[Tensor | None, float]:
+    def norm_params(self, layer: int, which: str) -> tuple[Float[Tensor, " d_model"] | None, float]:
         module = getattr(self.model.blocks[layer], which)
         w, _ = self._norm_params(module)
         inner = getattr(module, "original_component", None) or module
         eps = getattr(inner, "eps", None) or getattr(inner, "variance_epsilon", None) or self.model.cfg.eps
         return (w if self.model.cfg.normalization_type in ("LN", "RMS") else None), float(eps)
 
-    def mlp(self, layer: int, x: Tensor) -> Tensor:
+    def mlp(self, layer: int, x: Float[Tensor, "*rows d_model"]) -> Float[Tensor, "*rows d_model"]:
         blk = self.block(layer)
         act = ACTIVATIONS[self.model.cfg.act_fn]
         return torch.addmm(blk.b_out, act(torch.addmm(blk.b_in, x, blk.W_in)), blk.W_out)

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor
 
 import nnsight
@@ -331,10 +332,11 @@ class NNsightBackend(Backend):
             replay(plan, seen)
         return resid
 
-    def forward(self, tokens: Tensor, *, stop: int) -> Tensor:
+    def forward(self, tokens: Int[Tensor, "batch pos"], *, stop: int) -> Float[Tensor, "batch pos d_model"]:
         return self._trace(tokens, stop)
 
-    def forward_from(self, x: Tensor, *, start: int, stop: int) -> Tensor:
+    def forward_from(self, x: Float[Tensor, "batch pos d_model"], *, start: int, stop: int
+                     ) -> Float[Tensor, "batch pos d_model"]:
         if not 0 <= start < stop:
             raise LensarithError(f"start layer {start} must be below the stop layer {stop}")
         placeholder = torch.zeros(x.shape[:2], dtype=torch.long, device=x.device)
@@ -361,7 +363,7 @@ class NNsightBackend(Backend):
             self._fetched[path] = got
         return self._fetched[path]
 
-    def final_norm(self, x: Tensor) -> Tensor:
+    def final_norm(self, x: Float[Tensor, "*rows d_model"]) -> Float[Tensor, "*rows d_model"]:
         """The final norm's formula on its weights (``x`` visits the norm's device and comes back)."""
         w, b = self.final_norm_weights()
         eps = self.model.cfg.eps
@@ -373,23 +375,23 @@ class NNsightBackend(Backend):
             out = torch.nn.functional.layer_norm(x, (x.shape[-1],), w, b, eps)
         return out.to(where)
 
-    def final_norm_weights(self) -> tuple[Tensor | None, Tensor | None]:
+    def final_norm_weights(self) -> tuple[Float[Tensor, " d_model"] | None, Float[Tensor, " d_model"] | None]:
         ln = self.site_map.ln_f
         w, b = self._param(ln + ".weight"), self._param(ln + ".bias")
         if self.site_map.post_norms:  # Gemma's RMSNorm scales by 1 + weight (in float32)
             w = 1.0 + w.float()
         return w, b
 
-    def unembed(self, x: Tensor) -> Tensor:
+    def unembed(self, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_vocab"]:
         W_U = self.W_U
         return (x.to(W_U.device) @ W_U + self.b_U).to(x.device)
 
     @property
-    def W_U(self) -> Tensor:
+    def W_U(self) -> Float[Tensor, "d_model d_vocab"]:
         return self._param(self.site_map.lm_head + ".weight").T
 
     @property
-    def b_U(self) -> Tensor:
+    def b_U(self) -> Float[Tensor, " d_vocab"]:
         b = self._param(self.site_map.lm_head + ".bias")
         if b is None:
             W = self._param(self.site_map.lm_head + ".weight")
@@ -397,7 +399,7 @@ class NNsightBackend(Backend):
         return b
 
     @property
-    def W_E(self) -> Tensor:
+    def W_E(self) -> Float[Tensor, "d_vocab d_model"]:
         emb = {"bloom": "transformer.word_embeddings"}.get(self.model.architecture, self.site_map.embed)
         return self._param(emb + ".weight")
 

@@ -6,6 +6,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from ..._types import Model
 from ._base import Backend
 from ._bridge import BridgeBackend
 from ._hooked import HookedBackend
@@ -18,13 +19,13 @@ Factory = Callable[[Any], Backend]
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def is_bridge(model) -> bool:
+def is_bridge(model: Model) -> bool:
     """Whether ``model`` is a TransformerLens 4.x ``TransformerBridge`` (by class, no import)."""
     return any(c.__name__ == "TransformerBridge" and c.__module__.startswith("transformer_lens.")
                for c in type(model).__mro__)
 
 
-def is_nnsight(model) -> bool:
+def is_nnsight(model: Model) -> bool:
     """Whether ``model`` is a ``lensarith.models.NNsightModel`` (by a class flag, no import)."""
     return bool(getattr(type(model), "lensarith_nnsight", False))
 
@@ -78,7 +79,7 @@ def _new(model) -> Backend:
     raise AssertionError("unreachable: the last entry matches every model")  # pragma: no cover
 
 
-def backend_of(model) -> Backend:
+def backend_of(model: Model) -> Backend:
     """The backend for ``model`` (cached per model object).
 
     A ``Backend`` is its own backend: a recipe resolves the model's once and passes it down to

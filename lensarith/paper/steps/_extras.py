@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..._errors import LensarithError
+from ..._types import Model
 from ...tasks import Example, build_prompts
 from ..config import ReproduceConfig
 from ..figures import dla_by_position, top_heads
@@ -84,7 +85,7 @@ class Extras:
                                                       "(first pair's tokens)"))
 
 
-def extras(model, config: ReproduceConfig, out: Outputs, fig3: Fig3, layers: Layers) -> Extras:
+def extras(model: Model, config: ReproduceConfig, out: Outputs, fig3: Fig3, layers: Layers) -> Extras:
     """The capitals source prompt (``layers``) through the renderers: DLA by position, the top
     heads over the capitals prompts the model answers (``fig3``), and activation patching."""
     source = layers.sources["capitals"]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ..._types import Model
 from ...lens import LensResult
 from ...tasks import Example
 from ..config import ReproduceConfig
@@ -79,7 +80,7 @@ class Fig2:
                             note=True)
 
 
-def fig2(model, config: ReproduceConfig, out: Outputs, fig3: Fig3) -> Fig2:
+def fig2(model: Model, config: ReproduceConfig, out: Outputs, fig3: Fig3) -> Fig2:
     """Fig 2: the paper's Poland and colours prompts through the logit lens (a prompt the model
     misses is replaced by the first of its task the model answers correctly, from ``fig3``)."""
     from ...viz import plots

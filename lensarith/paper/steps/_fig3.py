@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
+from ..._types import Model
 from ...core import Batch
 from ..config import TASKS, ReproduceConfig
 from ..figures import PAPER, task_curves
@@ -78,7 +79,7 @@ class Fig3:
         report.add_html(scroll_table(rows))
 
 
-def fig3(model, config: ReproduceConfig, out: Outputs) -> Fig3:
+def fig3(model: Model, config: ReproduceConfig, out: Outputs) -> Fig3:
     """Fig 3: the logit lens over each task's prompts; MRR curves with intervals, the crossing, the "X"."""
     from ...viz import plots
 

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..._errors import LensarithError
+from ..._types import Model
 from ...core import tokenize
 from ...tasks import Example
 from ..config import ReproduceConfig
@@ -66,7 +67,7 @@ class Fig4:
         report.add_figure(self.png)
 
 
-def fig4(model, config: ReproduceConfig, out: Outputs, layers: Layers, fig5: Fig5) -> Fig4:
+def fig4(model: Model, config: ReproduceConfig, out: Outputs, layers: Layers, fig5: Fig5) -> Fig4:
     """Fig 4: the paper's context for ' China' with the capitals o replacing its MLPs (``layers``),
     then the contexts of Fig 5's capitals set (``fig5``) at the median and quartiles of the effect."""
     from ...vectors import transplant

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..._errors import LensarithError
+from ..._types import Model
 from ...core import Batch, tokenize
 from ...tasks import Example, build_prompts
 from ..baselines import BASELINES, BaselineResult, summarize, to_transplant_result, transplant_baselines
@@ -80,7 +81,7 @@ class Fig5:
             report.add_text(f"{name} skipped: {why}", note=True)
 
 
-def fig5(model, config: ReproduceConfig, out: Outputs, layers: Layers) -> Fig5:
+def fig5(model: Model, config: ReproduceConfig, out: Outputs, layers: Layers) -> Fig5:
     """Fig 5: per task and context set, the o-vector of ``layers`` replacing its MLPs, with the
     control, same-norm random vectors and the same MLPs zeroed in the same forwards."""
     from ...viz import plots

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ..._types import Model
 from ...lens import LensResult
 from ...tasks import Example
 from ..config import is_gpt2_medium
@@ -52,7 +53,7 @@ class Fig6:
         report.add_widget(circuits.logit_lens_table(self.lens, 2, k=3, layers=up, title="extractive: " + self.extractive.prompt.splitlines()[0]))
 
 
-def fig6(model, out: Outputs, fig2: Fig2) -> Fig6:
+def fig6(model: Model, out: Outputs, fig2: Fig2) -> Fig6:
     """Fig 6: Fig 2's capitals prompt (abstractive) and its extractive twin over the upper layers
     (the paper's 14-23 on GPT2-Medium, the same share of the depth elsewhere)."""
     from ...viz import plots

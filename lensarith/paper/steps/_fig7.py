@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..._types import Model
 from ..config import ReproduceConfig
 from ..stats import bootstrap_distribution, percentile_ci
 from ..text import scroll_table
@@ -72,7 +73,7 @@ class Fig7:
             report.add_html(scroll_table(rows))
 
 
-def fig7(model, config: ReproduceConfig, out: Outputs) -> Fig7:
+def fig7(model: Model, config: ReproduceConfig, out: Outputs) -> Fig7:
     """Fig 7: ``ffn_ablation`` per task; accuracies with intervals and the abstractive-minus-extractive
     contrast after removing about 80% of the MLPs."""
     from ...ablation import ffn_ablation

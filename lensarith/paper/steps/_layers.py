@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..._errors import LensarithError
+from ..._types import Model
 from ...core import tokenize
 from ...tasks import Example
 from ..config import TASKS, ReproduceConfig, is_gpt2_medium
@@ -52,7 +53,7 @@ class Layers:
                                       for t, i in self.numbers.items()]))
 
 
-def layers(model, config: ReproduceConfig, out: Outputs, fig3: Fig3, fig2: Fig2) -> Layers:
+def layers(model: Model, config: ReproduceConfig, out: Outputs, fig3: Fig3, fig2: Fig2) -> Layers:
     """Per task: a source prompt the model answers (Fig 2's capitals prompt where it is answered),
     the layers (``choose_layers``), then the o-vectors."""
     from ...vectors import extract_o_vector
@@ -78,7 +79,7 @@ def layers(model, config: ReproduceConfig, out: Outputs, fig3: Fig3, fig2: Fig2)
     return Layers(numbers, sources, ovecs)
 
 
-def choose_layers(model, task: str, source: Example, search_examples: list[Example], config: ReproduceConfig,
+def choose_layers(model: Model, task: str, source: Example, search_examples: list[Example], config: ReproduceConfig,
                   progress: bool | None = None) -> tuple[dict[str, Any], Any]:
     """The application layer and the replaced MLP range for a task.
 
