@@ -29,6 +29,7 @@ from ..tasks import Example
 from ..vectors import OVector, TransplantResult, transplant_interventions
 from ..vectors._scoring import evaluate
 from .stats import N_RESAMPLES, bootstrap_ci, bootstrap_columns
+from .._types import Model
 
 __all__ = ["BaselineResult", "transplant_baselines", "random_vectors", "summarize", "to_transplant_result", "BASELINES"]
 
@@ -111,7 +112,7 @@ class BaselineResult(Result):
         return (ranks[self._rows("transplant")[0], -1] >= ranks[self._rows("control")[0], -1]).float()
 
 
-def transplant_baselines(model, o, contexts: Sequence[Example] | Batch, *, layers: Sequence[int], n_random: int = 5,
+def transplant_baselines(model: Model, o, contexts: Sequence[Example] | Batch, *, layers: Sequence[int], n_random: int = 5,
                          seed: int = 0, batch_size: int = 32, progress: bool | None = None) -> BaselineResult:
     """Control, transplant, same-norm random vectors and zeroed MLPs on the same contexts, one forward per chunk.
 
@@ -197,7 +198,7 @@ def summarize(res: BaselineResult, *, seed: int = 0, n_boot: int = N_RESAMPLES) 
     return out
 
 
-def to_transplant_result(model, res: BaselineResult, batch: Batch, o: OVector) -> TransplantResult:
+def to_transplant_result(model: Model, res: BaselineResult, batch: Batch, o: OVector) -> TransplantResult:
     """The control and transplant runs of ``res`` as the ``TransplantResult`` that
     ``lensarith.vectors.transplant`` returns for the same contexts (same tensors and labels)."""
     rows = [res.runs.index("control"), res.runs.index("transplant")]

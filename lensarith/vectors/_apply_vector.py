@@ -32,6 +32,7 @@ from ..core import Add, Intervention, Replace, Result, Site, check_layers, prove
 from ._function_task import FunctionVector, TaskVector
 from ._ovector import OVector, as_o
 from ._scoring import context_batch, evaluate
+from .._types import Model
 
 __all__ = ["Application", "vector_interventions", "same_norm_random", "apply_vectors", "apply_vector", "VectorResult",
            "bootstrap_ci", "kind_of", "interventions_of", "check_scale", "APPLY_SITES", "APPLY_MODES"]
@@ -102,7 +103,7 @@ class Application:
         check_choice(self.positions, _POSITIONS, "positions")
         object.__setattr__(self, "scale", check_scale(self.scale))
 
-    def resolved(self, model) -> Application:
+    def resolved(self, model: Model) -> Application:
         """The application with the vector checked against ``model`` and defaults filled in."""
         vec = as_o(model, self.vector, name="vector") if not isinstance(self.vector, OVector) else self.vector
         vec.check(model, name="vector")
@@ -133,7 +134,7 @@ class Application:
                 "layers": layers, "mode": self.mode, "scale": self.scale, "positions": self.positions}
 
 
-def vector_interventions(model, vector, *, site=None, layers=None, mode="add", scale=1.0,
+def vector_interventions(model: Model, vector, *, site=None, layers=None, mode="add", scale=1.0,
                          positions="last") -> list[Intervention]:
     """The interventions that put a vector into the forward pass (see ``Application``).
 
@@ -308,7 +309,7 @@ def _as_applications(applications) -> dict[str, Application]:
 
 
 def apply_vectors(
-    model,
+    model: Model,
     applications,
     contexts,
     *,
@@ -387,7 +388,7 @@ def apply_vectors(
     return VectorResult(tensors, axes, labels, meta)
 
 
-def apply_vector(model, vector, contexts, *, site=None, layers=None, mode="add", scale=1.0, positions="last",
+def apply_vector(model: Model, vector, contexts, *, site=None, layers=None, mode="add", scale=1.0, positions="last",
                  **options) -> VectorResult:
     """``apply_vectors`` for one vector (run ``vector``, baseline ``vector:random``).
 

@@ -43,6 +43,7 @@ from ._function_task import (RESID_SITES, HeadEffects, function_vector, head_eff
 from ._ovector import OVector
 from ._scoring import single_tokens
 from ._sweep import sweep_layers
+from .._types import Model
 
 __all__ = ["BenchConfig", "BenchResult", "vector_bench", "compare_vectors", "bench_table", "single_token_counts",
            "KINDS", "CONTEXTS"]
@@ -269,7 +270,7 @@ class BenchResult(Result):
         return rows
 
 
-def single_token_counts(model, tasks: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
+def single_token_counts(model: Model, tasks: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
     """Per task: its rows and how many have a single-token argument and answer for ``model``."""
     if isinstance(tasks, str) or (tasks is not None and not isinstance(tasks, Sequence)):
         raise LensarithError(f"tasks must be None or a list of task names, got {tasks!r}")
@@ -316,7 +317,7 @@ def _cos(a: Tensor, b: Tensor) -> float:
     return float(a @ b) / den if den > 0 else float("nan")
 
 
-def vector_bench(model, task, config=BenchConfig(), *, progress: bool | None = None) -> BenchResult:
+def vector_bench(model: Model, task, config=BenchConfig(), *, progress: bool | None = None) -> BenchResult:
     """Compare o-vectors, function vectors and task vectors on one task (see the module docstring).
 
     Args:
@@ -482,7 +483,7 @@ def vector_bench(model, task, config=BenchConfig(), *, progress: bool | None = N
 register_recipe("vector_bench")(vector_bench)
 
 
-def compare_vectors(model, tasks, config=BenchConfig(), *, skip_small: bool = False,
+def compare_vectors(model: Model, tasks, config=BenchConfig(), *, skip_small: bool = False,
                     progress: bool | None = None, log=None) -> dict[str, BenchResult]:
     """``vector_bench`` for several tasks.
 

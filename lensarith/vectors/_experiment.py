@@ -15,6 +15,7 @@ from ..tasks import build_prompts
 from ._transplant import MODES, POSITIONS, TransplantResult, transplant, transplant_contexts
 from ._ovector import extract_o_vector
 from ._search import SearchConfig, find_layers, pick_source, task_batch
+from .._types import Model
 
 __all__ = ["TransplantConfig", "transplant_experiment"]
 
@@ -70,7 +71,7 @@ class TransplantConfig:
 
 
 @register_recipe("transplant")
-def transplant_experiment(model, prompts, config: TransplantConfig = TransplantConfig(), *,
+def transplant_experiment(model: Model, prompts, config: TransplantConfig = TransplantConfig(), *,
                           search: SearchConfig | None = None, batch_size: int = 32,
                           progress: bool | None = None) -> TransplantResult:
     """The paper's o-vector experiment for a task: source prompt -> o -> random-token contexts.

@@ -19,6 +19,7 @@ from .._errors import LensarithError, check_choice
 from ..core import Result, provenance, readout
 from ._ovector import OVector, as_o
 from ._search import task_batch
+from .._types import Model
 
 __all__ = [
     "DecodeResult",
@@ -59,7 +60,7 @@ class DecodeResult(Result):
         return int((scores > scores[token_id]).sum())
 
 
-def decode_o_vector(model, o, *, k: int = 10, through_ln: bool = True) -> DecodeResult:
+def decode_o_vector(model: Model, o, *, k: int = 10, through_ln: bool = True) -> DecodeResult:
     """Decode an o-vector: the tokens it promotes and demotes.
 
     Args:
@@ -201,7 +202,7 @@ class AnalogyResult(Result):
         return out
 
 
-def o_vector_analogy(model, o, examples, *, space: str = "unembed", n_shuffles: int = 20, seed: int = 0) -> AnalogyResult:
+def o_vector_analogy(model: Model, o, examples, *, space: str = "unembed", n_shuffles: int = 20, seed: int = 0) -> AnalogyResult:
     """Compare o with the differences ``answer - argument`` of embedding or unembedding vectors.
 
     Args:

@@ -32,6 +32,7 @@ from .._errors import LensarithError, check_choice, check_int, check_seed
 from ..core import Batch, Group, Replace, Result, Site, as_batch, check_layer, collect, provenance, readout, run
 from ._fewshot import few_shot_prompts
 from ._ovector import OVector
+from .._types import Model
 
 __all__ = ["FunctionVector", "TaskVector", "HeadEffects", "head_effects", "function_vector",
            "extract_function_vector", "extract_task_vector", "RESID_SITES", "resid_by_layer", "mlp_out_by_layer",
@@ -67,7 +68,7 @@ class _Kind(OVector):
         return self._rewrap(OVector.select(self, index))
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], model=None):
+    def load(cls, path: str | os.PathLike[str], model: Model=None):
         """Load a saved vector; with ``model``, check that it fits that model (width, depth and
         architecture hash)."""
         out = Result.load(path)
@@ -197,7 +198,7 @@ def _answer_prob(model):
 
 
 def head_effects(
-    model,
+    model: Model,
     clean,
     shuffled=None,
     *,
@@ -299,7 +300,7 @@ def _common_task(batch: Batch) -> str | None:
     return tasks.pop() if len(tasks) == 1 else None
 
 
-def function_vector(model, effects: HeadEffects, *, n_heads: int = 10) -> FunctionVector:
+def function_vector(model: Model, effects: HeadEffects, *, n_heads: int = 10) -> FunctionVector:
     """The function vector of the ``n_heads`` heads with the largest indirect effect.
 
     ``vector = sum over the chosen (l, h) of mean_z[l, h] @ W_O[l, h]`` (each head's mean
@@ -343,7 +344,7 @@ def function_vector(model, effects: HeadEffects, *, n_heads: int = 10) -> Functi
                           {"head": [f"L{layer}H{h}" for (layer, h), _ in top]}, meta)
 
 
-def extract_function_vector(model, clean, shuffled=None, *, n_heads: int = 10, n_prompts: int = 32, n_shots: int = 5,
+def extract_function_vector(model: Model, clean, shuffled=None, *, n_heads: int = 10, n_prompts: int = 32, n_shots: int = 5,
                             seed: int = 0, batch_size: int = 16, progress: bool | None = None) -> FunctionVector:
     """Rank the heads (``head_effects``) and sum the top ``n_heads`` (``function_vector``).
 
@@ -362,7 +363,7 @@ def extract_function_vector(model, clean, shuffled=None, *, n_heads: int = 10, n
     return function_vector(model, eff, n_heads=n_heads)
 
 
-def resid_by_layer(model, batch: Batch, site: str, layers: Sequence[int], *, batch_size: int = 32,
+def resid_by_layer(model: Model, batch: Batch, site: str, layers: Sequence[int], *, batch_size: int = 32,
                    progress: bool | None = None) -> Float[Tensor, "layer source d_model"]:
     """The residual at ``site`` and each prompt's last position, for every layer in one pass."""
     check_choice(site, RESID_SITES, "site")
@@ -372,7 +373,7 @@ def resid_by_layer(model, batch: Batch, site: str, layers: Sequence[int], *, bat
     return torch.stack([got[s].detach().cpu() for s in sites])
 
 
-def mlp_out_by_layer(model, batch: Batch, layers: Sequence[int], *, batch_size: int = 32,
+def mlp_out_by_layer(model: Model, batch: Batch, layers: Sequence[int], *, batch_size: int = 32,
                      progress: bool | None = None) -> Float[Tensor, "layer source d_model"]:
     """Each MLP's output at each prompt's last position (the o-vectors of every layer), in one pass."""
     if model.cfg.attn_only:
@@ -384,7 +385,7 @@ def mlp_out_by_layer(model, batch: Batch, layers: Sequence[int], *, batch_size: 
 
 
 def extract_task_vector(
-    model,
+    model: Model,
     prompts,
     layer: int,
     *,
@@ -445,7 +446,7 @@ def _task_names() -> set[str]:
     return set(TASKS)
 
 
-def make_task_vector(model, vecs: Tensor, batch: Batch, *, site: str, layer: int, reduce: str, task: str | None,
+def make_task_vector(model: Model, vecs: Tensor, batch: Batch, *, site: str, layer: int, reduce: str, task: str | None,
                      n_shots: int | None, seed: int | None) -> TaskVector:
     """Wrap per-prompt residuals ``[source, d_model]`` as a ``TaskVector`` with provenance."""
     sources = sources_of(batch)

@@ -17,6 +17,7 @@ from torch import Tensor
 from .._errors import LensarithError, check_int
 from ..core import Result, Site, as_batch, check_layer, collect, provenance
 from ..models import config_hash
+from .._types import Model
 
 __all__ = ["OVector", "extract_o_vector", "as_o"]
 
@@ -86,7 +87,7 @@ class OVector(Result):
                 "norm": float(vec.float().norm())}
         return OVector({"vector": vec}, {"vector": ("d_model",)}, {}, meta)
 
-    def check(self, model, *, name: str = "o") -> None:
+    def check(self, model: Model, *, name: str = "o") -> None:
         """Raise unless the vector fits ``model`` (same width; same depth when recorded)."""
         if self.d_model != model.cfg.d_model:
             raise LensarithError(
@@ -111,7 +112,7 @@ class OVector(Result):
             )
 
     @classmethod
-    def from_tensor(cls, vector: Float[Tensor, "*source d_model"], *, model=None, layer: int | None = None,
+    def from_tensor(cls, vector: Float[Tensor, "*source d_model"], *, model: Model=None, layer: int | None = None,
                     label: str = "custom") -> OVector:
         """Wrap a hand-made vector (e.g. ``model.W_U[:, token]``) as an OVector.
 
@@ -142,7 +143,7 @@ class OVector(Result):
         return out
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], model=None) -> OVector:
+    def load(cls, path: str | os.PathLike[str], model: Model=None) -> OVector:
         """Load a saved OVector; with ``model``, check that it fits that model (width, depth and
         architecture hash)."""
         out = Result.load(path)
@@ -165,7 +166,7 @@ class OVector(Result):
 
 
 def extract_o_vector(
-    model,
+    model: Model,
     prompts,
     layer: int,
     *,
@@ -223,7 +224,7 @@ def extract_o_vector(
     return OVector({"vector": vecs}, {"vector": axes}, labels, meta)
 
 
-def as_o(model, o, name: str = "o") -> OVector:
+def as_o(model: Model, o, name: str = "o") -> OVector:
     """An ``OVector`` checked against ``model``, from an OVector or a tensor ``[d_model]``."""
     if isinstance(o, Tensor):
         o = OVector.from_tensor(o)

@@ -21,11 +21,12 @@ from torch import Tensor
 from .._errors import LensarithError
 from ..core import Batch, Group, Intervention, Site, readout, run, tokenize
 from ..tasks import Example
+from .._types import Model
 
 __all__ = ["context_batch", "rank_readout", "first_changed_layer", "evaluate", "single_tokens"]
 
 
-def first_changed_layer(model, group: Group | Sequence[Intervention]) -> int:
+def first_changed_layer(model: Model, group: Group | Sequence[Intervention]) -> int:
     """The first layer whose ``resid_post`` a group's interventions can change (``n_layers`` for none).
 
     An intervention at any site of block ``l`` (its ``resid_pre``, attention, MLP or ``resid_post``)
@@ -42,7 +43,7 @@ def first_changed_layer(model, group: Group | Sequence[Intervention]) -> int:
     return first
 
 
-def rank_readout(model, layers: Sequence[int], firsts: Sequence[int] | None = None
+def rank_readout(model: Model, layers: Sequence[int], firsts: Sequence[int] | None = None
                  ) -> tuple[list[Site], Callable[..., dict[str, Tensor]]]:
     """The sites to capture and a ``keep`` function for ``lensarith.core.run``: ranks of the answer
     and the argument under the logit lens at each of ``layers`` (``resid_post``, last real token),
@@ -95,7 +96,7 @@ def _ranks(model, xs: Sequence[Tensor], layers: Sequence[int], chunk: Batch, fir
     return kept
 
 
-def evaluate(model, batch: Batch, groups: Sequence[Group | Sequence[Intervention]], *, batch_size: int,
+def evaluate(model: Model, batch: Batch, groups: Sequence[Group | Sequence[Intervention]], *, batch_size: int,
              readout_layers: str = "all", progress: bool | None = None, desc: str = "transplant") -> dict[str, Tensor]:
     """Run every group of interventions on every context in shared forwards.
 
@@ -152,7 +153,7 @@ def _multi_token_error(model, batch: Batch, name: str) -> None:
     )
 
 
-def context_batch(model, contexts, *, drop_multi_token: bool, name: str = "contexts") -> Batch:
+def context_batch(model: Model, contexts, *, drop_multi_token: bool, name: str = "contexts") -> Batch:
     if isinstance(contexts, Batch):
         batch = contexts
     else:
@@ -176,7 +177,7 @@ def context_batch(model, contexts, *, drop_multi_token: bool, name: str = "conte
     return batch
 
 
-def single_tokens(model, e: Example) -> bool:
+def single_tokens(model: Model, e: Example) -> bool:
     """Whether the example's argument and answer are each one known token of ``model``'s vocabulary."""
     unk = model.tokenizer.unk_token_id if model.tokenizer is not None else None
     for text in (e.argument, e.answer):

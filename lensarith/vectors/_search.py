@@ -22,6 +22,7 @@ from ..core import Batch, Intervention, Result, Site, collect, provenance, reado
 from ..tasks import Example, build_prompts
 from ._scoring import context_batch, evaluate
 from ._transplant import POSITIONS, transplant_contexts, transplant_interventions
+from .._types import Model
 
 __all__ = ["SearchConfig", "LayerSearchResult", "find_layers", "task_batch", "pick_source"]
 
@@ -117,7 +118,7 @@ class LayerSearchResult(Result):
         return rows
 
 
-def task_batch(model, task, *, n: int | None, seed: int, name: str = "task") -> Batch:
+def task_batch(model: Model, task, *, n: int | None, seed: int, name: str = "task") -> Batch:
     if isinstance(task, str):
         examples = build_prompts(task, n=None, seed=seed)
     elif isinstance(task, Batch):
@@ -153,7 +154,7 @@ def _choose_source(correct: Tensor, source: int | str | None, batch: Batch | Non
     return source % n
 
 
-def pick_source(model, batch: Batch, source: int | None, batch_size: int) -> tuple[int, Tensor]:
+def pick_source(model: Model, batch: Batch, source: int | None, batch_size: int) -> tuple[int, Tensor]:
     """The source prompt's row (first correct one by default) and the correctness mask."""
     got = evaluate(model, batch, [[]], batch_size=batch_size, readout_layers="final", desc="task prompts")
     correct = got["rank_answer"][0, -1] == 0
@@ -196,7 +197,7 @@ def _gradient_screen(model, batch: Batch, o_layers: Tensor, cfg: SearchConfig, b
     return est / len(batch)
 
 
-def find_layers(model, task, *, source: int | str | None = None, contexts=None, config: SearchConfig = SearchConfig(),
+def find_layers(model: Model, task, *, source: int | str | None = None, contexts=None, config: SearchConfig = SearchConfig(),
                 batch_size: int = 8, progress: bool | None = None) -> LayerSearchResult:
     """Find the application layer and the start of the replaced range for a model and task.
 

@@ -15,6 +15,7 @@ import torch
 from .._errors import LensarithError, check_choice
 from ..core import Result, check_layers, provenance
 from ._apply_vector import Application, apply_vectors, check_scale, kind_of
+from .._types import Model
 
 __all__ = ["sweep_layers", "SweepResult"]
 
@@ -74,7 +75,7 @@ class SweepResult(Result):
 
 
 def sweep_layers(
-    model,
+    model: Model,
     vectors,
     contexts,
     *,

@@ -22,6 +22,7 @@ from ..tasks import Example, build_prompts, random_token_contexts
 from ._apply_vector import Application, apply_vectors, check_scale, interventions_of
 from ._ovector import OVector, as_o
 from ._scoring import context_batch, single_tokens
+from .._types import Model
 
 __all__ = ["transplant_interventions", "transplant", "TransplantResult", "transplant_contexts", "MODES", "POSITIONS",
            "RUNS"]
@@ -55,7 +56,7 @@ def _application(model, o, *, layers, mode: str, positions: str, scale: float) -
     return Application(o, "mlp_out", layers, "add", sign * scale, positions).resolved(model)
 
 
-def transplant_interventions(model, o, *, layers=None, mode: str = "replace", positions: str = "all",
+def transplant_interventions(model: Model, o, *, layers=None, mode: str = "replace", positions: str = "all",
                              scale: float = 1.0) -> list[Intervention]:
     """The interventions that put an o-vector into MLP outputs (compose them freely).
 
@@ -158,7 +159,7 @@ class TransplantResult(Result):
 
 
 def transplant(
-    model,
+    model: Model,
     o,
     contexts,
     *,
@@ -241,7 +242,7 @@ def transplant(
 
 
 def transplant_contexts(task, *, kind: str = "random", n: int | None = None, seed: int = 0,
-                        exclude: Sequence[str] = (), model=None) -> list[Example]:
+                        exclude: Sequence[str] = (), model: Model=None) -> list[Example]:
     """Target contexts for a task's arguments.
 
     Args:

@@ -29,6 +29,7 @@ from typing import Any
 
 from .._errors import LensarithError
 from ._bundle import bundle_js, bundle_script, find_urls
+from .._types import Model
 
 __all__ = [
     "Widget",
@@ -249,7 +250,7 @@ def logit_lens_table(lens, example: int = 0, *, k: int = 5, layers: Sequence[int
     return token_table([lens.layers[i] for i in idx], toks, top.values.tolist(), title=title, highlight=highlight)
 
 
-def display_tokens(model, ids) -> list[str]:
+def display_tokens(model: Model, ids) -> list[str]:
     """Token strings for display. Word-level tokenizers drop spaces (``to_str_tokens`` gives
     ``["Q", ":", "What"]``); when decoding puts spaces back, the tokens get them too."""
     ids = [int(i) for i in (ids.tolist() if hasattr(ids, "tolist") else ids)]
@@ -305,7 +306,7 @@ def colored_tokens(tokens: Sequence[str], values, *, title: str = "", min_value:
     return Widget("ColoredTokens", props, fallback, title=title)
 
 
-def attention_patterns(model, prompt, heads: Sequence[tuple[int, int]], *, title: str = "") -> Widget:
+def attention_patterns(model: Model, prompt, heads: Sequence[tuple[int, int]], *, title: str = "") -> Widget:
     """Attention patterns of chosen heads on one prompt (circuitsvis ``AttentionHeads``).
 
     Args:
