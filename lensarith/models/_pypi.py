@@ -274,7 +274,7 @@ def ensure_converted(spec: RealModel, *, progress: bool = True) -> Path:
             import sys
 
             sys.stderr.write(f"lensarith: converting {spec.name} from its PyPI packages into {str(folder)!r} "
-                             "(once; about a minute)\n")
+                             "(once; a minute or two)\n")
         start = time.perf_counter()
         try:
             with atomic_directory(folder) as stage:
